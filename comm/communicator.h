@@ -1,0 +1,70 @@
+// The communicator interface: collectives over flat buffers, independent of the backend.
+// The MPI backend serves the CPU path; the NCCL backend (CUDA issue) implements the same calls.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+
+namespace dpt::comm {
+
+enum class DType { f32, f64, i32, i64, u64, u8 };
+enum class ReduceOp { sum, avg, max, min };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+const char* reduce_op_name(ReduceOp op);
+
+template <typename T>
+constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<T, float>) return DType::f32;
+  else if constexpr (std::is_same_v<T, double>) return DType::f64;
+  else if constexpr (std::is_same_v<T, int32_t>) return DType::i32;
+  else if constexpr (std::is_same_v<T, int64_t>) return DType::i64;
+  else if constexpr (std::is_same_v<T, uint64_t>) return DType::u64;
+  else if constexpr (std::is_same_v<T, uint8_t> || std::is_same_v<T, char>) return DType::u8;
+  else static_assert(sizeof(T) == 0, "no communicator dtype for this type");
+}
+
+// [Collective contract]
+// - Every rank of the communicator calls the same collectives in the same order with the same
+//   counts and dtypes; otherwise the job hangs or fails. Callers keep this order fixed.
+// - Buffers are host pointers for the MPI backend (device pointers for NCCL).
+// - avg is defined for floating types only: sum, then multiply by 1/world_size.
+// - A failing call throws RuntimeFailure naming the call, rank and host.
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  Communicator() = default;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual std::string backend() const = 0;
+
+  // In place: buf[i] = op over ranks of buf[i].
+  virtual void all_reduce(void* buf, size_t count, DType dtype, ReduceOp op) = 0;
+  // buf on every rank becomes root's buf.
+  virtual void broadcast(void* buf, size_t count, DType dtype, int root) = 0;
+  // recv[r*count .. (r+1)*count) = send of rank r; recv has world_size*count elements.
+  virtual void all_gather(const void* send, void* recv, size_t count, DType dtype) = 0;
+  virtual void barrier() = 0;
+
+  template <typename T>
+  void all_reduce(std::span<T> buf, ReduceOp op) {
+    all_reduce(buf.data(), buf.size(), dtype_of<T>(), op);
+  }
+  template <typename T>
+  void broadcast(std::span<T> buf, int root) {
+    broadcast(buf.data(), buf.size(), dtype_of<T>(), root);
+  }
+  template <typename T>
+  void all_gather(std::span<const T> send, std::span<T> recv) {
+    all_gather(send.data(), recv.data(), send.size(), dtype_of<T>());
+  }
+};
+
+}  // namespace dpt::comm

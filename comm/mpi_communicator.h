@@ -1,0 +1,33 @@
+// The MPI backend of the communicator interface, over a duplicate of a given MPI communicator
+// (MPI_COMM_WORLD for training; MPI_COMM_SELF gives a one-rank communicator in tests).
+#pragma once
+
+#include <mpi.h>
+
+#include "comm/communicator.h"
+
+namespace dpt::comm {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Collective over `base`: duplicates it so our traffic never matches a user's messages.
+  explicit MpiCommunicator(MPI_Comm base);
+  // Frees the duplicate; must run before MPI is finalized. Never throws.
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+  std::string backend() const override { return "mpi"; }
+
+  void all_reduce(void* buf, size_t count, DType dtype, ReduceOp op) override;
+  void broadcast(void* buf, size_t count, DType dtype, int root) override;
+  void all_gather(const void* send, void* recv, size_t count, DType dtype) override;
+  void barrier() override;
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace dpt::comm

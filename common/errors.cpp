@@ -1,0 +1,41 @@
+// Implementation of the error contract in errors.h.
+#include "common/errors.h"
+
+#include <cstring>
+#include <mutex>
+
+namespace dpt {
+namespace {
+std::mutex g_context_mutex;
+std::string g_context;
+}  // namespace
+
+void set_error_context(int rank, const std::string& host) {
+  std::lock_guard<std::mutex> lock(g_context_mutex);
+  g_context = "rank " + std::to_string(rank) + " on host " + host;
+}
+
+std::string error_context() {
+  std::lock_guard<std::mutex> lock(g_context_mutex);
+  return g_context;
+}
+
+void fail_check(const char* kind, const char* call, const std::string& detail, const char* func,
+                const char* file, int line) {
+  std::string msg = std::string(kind) + " failed: " + call;
+  if (!detail.empty()) msg += ": " + detail;
+  msg += " [in " + std::string(func) + " at " + file + ":" + std::to_string(line);
+  const std::string ctx = error_context();
+  if (!ctx.empty()) msg += ", " + ctx;
+  msg += "]";
+  throw RuntimeFailure(msg);
+}
+
+std::string errno_string(int err) {
+  char buf[256];
+  // GNU strerror_r may return a static string instead of filling buf.
+  const char* s = strerror_r(err, buf, sizeof(buf));
+  return std::string(s) + " (errno " + std::to_string(err) + ")";
+}
+
+}  // namespace dpt
