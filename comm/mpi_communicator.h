@@ -30,4 +30,14 @@ class MpiCommunicator final : public Communicator {
   int size_ = 1;
 };
 
+namespace detail {
+
+// The in-place all-reduce behind MpiCommunicator::all_reduce, with the chunk size as a
+// parameter so tests can push a small buffer through several chunks ([MPI count limit],
+// comm/chunking.h). `world_size` is comm's size, used for avg.
+void mpi_all_reduce_chunked(MPI_Comm comm, int world_size, void* buf, size_t count, DType dtype,
+                            ReduceOp op, size_t max_chunk_elements);
+
+}  // namespace detail
+
 }  // namespace dpt::comm

@@ -23,9 +23,18 @@ struct Placement {
   std::string host;
 };
 
-// Move-only owner of MPI's lifetime. Construct once at the top of main(); finalize() or the
-// destructor ends MPI. abort() tears the whole job down (every rank), for failures that would
-// leave other ranks waiting in a collective.
+// Owner of MPI's lifetime (neither copied nor moved). Construct once at the top of main();
+// finalize() or the destructor ends MPI. abort() tears the whole job down (every rank), for
+// failures that would leave other ranks waiting in a collective.
+//
+// [Session sharing]
+// - MPI can be initialized and finalized once per process, so sessions share it: the first
+//   session initializes MPI (MPI_THREAD_FUNNELED), later ones find it initialized and join.
+//   MPI is finalized when the last live session that shares it finalizes or is destroyed.
+// - If something else initialized MPI before any session, sessions never finalize it; its
+//   owner does. A session cannot be constructed once MPI has been finalized.
+// - Every MPI call, finalize included, belongs to the thread that constructed the first
+//   session (MPI_THREAD_FUNNELED).
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv);

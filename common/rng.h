@@ -35,11 +35,12 @@ inline double random_normal(uint64_t seed, uint64_t stream, uint64_t index) {
 
 // Uniform integer in [0, bound) without modulo bias (Lemire 2019), drawing further counter
 // values of the same stream when a draw is rejected. `*index` advances past what was used.
+__extension__ typedef unsigned __int128 uint128_t;  // GCC/Clang extension, 64x64->128 product
+
 inline uint64_t random_below(uint64_t seed, uint64_t stream, uint64_t* index, uint64_t bound) {
   const uint64_t threshold = (0 - bound) % bound;
   for (;;) {
-    const unsigned __int128 m =
-        static_cast<unsigned __int128>(random_u64(seed, stream, (*index)++)) * bound;
+    const uint128_t m = static_cast<uint128_t>(random_u64(seed, stream, (*index)++)) * bound;
     if (static_cast<uint64_t>(m) >= threshold) return static_cast<uint64_t>(m >> 64);
   }
 }

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Each bad configuration ends a 2-rank run with exit code 2, one message from rank 0 saying
+# what to change, and no rank left hanging (every case runs under a 60 s timeout).
+set -uo pipefail
+bin="${DPT_BIN:?set by ctest}"
+mpiexec="${MPIEXEC:-mpiexec}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+head -c 5000 /dev/urandom > "$work/data.bin"
+printf 'short' > "$work/short.bin"
+fails=0
+
+# expect_usage_error NAME PATTERN ARGS...: 2 ranks, exit 2, PATTERN in stderr exactly once.
+expect_usage_error() {
+  local name="$1" pattern="$2"
+  shift 2
+  local out="$work/$name.out" err="$work/$name.err"
+  timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" "$@" >"$out" 2>"$err"
+  local rc=$?
+  local count
+  count=$(grep -cF -- "$pattern" "$err")
+  if [[ $rc -ne 2 || $count -ne 1 ]]; then
+    echo "FAIL $name: exit $rc (want 2), message found $count time(s) (want 1): $pattern"
+    sed 's/^/    stderr: /' "$err" | head -20
+    fails=$((fails + 1))
+  else
+    echo "ok   $name: $(grep -F -- "$pattern" "$err" | head -1)"
+  fi
+}
+
+common=(--steps 1 --seq-len 16 --d-model 16 --n-layer 1 --n-head 2)
+expect_usage_error global_batch_not_divisible \
+  "--global-batch 6 is not divisible by ranks x --micro-batch = 2 x 4 = 8" \
+  --data "$work/data.bin" "${common[@]}" --global-batch 6 --micro-batch 4
+expect_usage_error heads_do_not_divide \
+  "--n-head 3 does not divide --d-model 16" \
+  --data "$work/data.bin" --steps 1 --seq-len 16 --d-model 16 --n-layer 1 --n-head 3 \
+  --global-batch 4 --micro-batch 2
+expect_usage_error missing_data \
+  "--data $work/nope.bin: No such file or directory" \
+  --data "$work/nope.bin" "${common[@]}" --global-batch 4 --micro-batch 2
+expect_usage_error seq_len_longer_than_data \
+  "--seq-len 16 needs at least 17 tokens per sample, but --data $work/short.bin holds 5" \
+  --data "$work/short.bin" "${common[@]}" --global-batch 4 --micro-batch 2
+expect_usage_error unknown_option "unrecognised option '--d-modle'" \
+  --data "$work/data.bin" --d-modle 5
+expect_usage_error bad_value "--steps" \
+  --data "$work/data.bin" --steps many
+expect_usage_error vocab_too_small "--vocab-size 100 is smaller than the byte vocabulary" \
+  --data "$work/data.bin" "${common[@]}" --global-batch 4 --micro-batch 2 --vocab-size 100
+expect_usage_error no_data "no training data: pass --data FILE" "${common[@]}"
+printf 'd-model = 16\nn-head = 5\n' > "$work/bad.ini"
+expect_usage_error config_file_value "--n-head 5 does not divide --d-model 16" \
+  --config "$work/bad.ini" --data "$work/data.bin" --global-batch 4 --micro-batch 2
+expect_usage_error metrics_unwritable "--metrics $work/no/such/dir/m.jsonl: cannot open" \
+  --data "$work/data.bin" "${common[@]}" --global-batch 4 --micro-batch 2 \
+  --metrics "$work/no/such/dir/m.jsonl"
+
+# A file readable on rank 0 only (rank 1 gets a different path through the environment):
+# the ranks agree on the failure instead of rank 0 waiting in a collective.
+cat > "$work/per_rank.sh" <<INNER
+#!/usr/bin/env bash
+if [[ \$OMPI_COMM_WORLD_RANK == 0 ]]; then d="$work/data.bin"; else d="$work/only-on-rank0.bin"; fi
+exec "$bin/train" --data "\$d" ${common[*]} --global-batch 4 --micro-batch 2
+INNER
+chmod +x "$work/per_rank.sh"
+timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$work/per_rank.sh" >"$work/pr.out" 2>"$work/pr.err"
+rc=$?
+if [[ $rc -eq 2 ]] && grep -qF "on rank 1: --data $work/only-on-rank0.bin" "$work/pr.err"; then
+  echo "ok   data_missing_on_one_rank: $(grep -F 'on rank 1' "$work/pr.err" | head -1)"
+else
+  echo "FAIL data_missing_on_one_rank: exit $rc"; sed 's/^/    /' "$work/pr.err" | head; fails=$((fails + 1))
+fi
+
+# --help exits 0 and lists the options.
+if timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" --help >"$work/help.out" 2>&1 &&
+  grep -q -- "--global-batch" "$work/help.out"; then
+  echo "ok   help"
+else
+  echo "FAIL help"; fails=$((fails + 1))
+fi
+
+echo "$fails failed"
+[[ $fails -eq 0 ]]

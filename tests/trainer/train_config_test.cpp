@@ -1,0 +1,102 @@
+// Option parsing: names shared by command line and config file, the command line winning, and
+// the messages of inconsistent sizes.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/errors.h"
+#include "trainer/train_config.h"
+
+namespace dpt::trainer {
+namespace {
+
+ParsedOptions parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "train");
+  std::vector<const char*> argv;
+  for (auto& a : args) argv.push_back(a.c_str());
+  return parse_train_options(static_cast<int>(argv.size()), argv.data());
+}
+
+std::string usage_message(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "(no UsageError)";
+}
+
+TEST(TrainOptions, CommandLineWinsOverConfigFile) {
+  const std::string path = ::testing::TempDir() + "/train_options_test.ini";
+  {
+    std::ofstream f(path);
+    f << "# comment\nd-model = 64\nn-head = 8\nlr = 0.005\nsteps = 7\n";
+  }
+  const ParsedOptions o = parse({"--config", path, "--d-model", "96", "--data", "x"});
+  EXPECT_EQ(o.config.model.d_model, 96);  // command line
+  EXPECT_EQ(o.config.model.n_head, 8);    // file
+  EXPECT_DOUBLE_EQ(o.config.opt.lr, 0.005);
+  EXPECT_EQ(o.config.steps, 7);
+  EXPECT_EQ(o.config.opt.total_steps, 7);
+  EXPECT_TRUE(o.config.vocab_from_data);
+  std::remove(path.c_str());
+}
+
+TEST(TrainOptions, VocabSizeGivenTurnsOffTheDataDefault) {
+  const ParsedOptions o = parse({"--vocab-size", "300"});
+  EXPECT_FALSE(o.config.vocab_from_data);
+  EXPECT_EQ(o.config.model.vocab_size, 300);
+}
+
+TEST(TrainOptions, UnknownOptionIsAUsageErrorPointingToHelp) {
+  const std::string msg = usage_message([] { parse({"--d-modle", "3"}); });
+  EXPECT_NE(msg.find("d-modle"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--help"), std::string::npos) << msg;
+}
+
+TEST(TrainOptions, UnknownNameInConfigFileIsAUsageError) {
+  const std::string path = ::testing::TempDir() + "/train_options_bad.ini";
+  {
+    std::ofstream f(path);
+    f << "d_model = 64\n";
+  }
+  const std::string msg = usage_message([&] { parse({"--config", path}); });
+  EXPECT_NE(msg.find("d_model"), std::string::npos) << msg;
+  std::remove(path.c_str());
+}
+
+TEST(TrainOptions, MissingConfigFileNamesThePath) {
+  const std::string msg = usage_message([] { parse({"--config", "/nonexistent/x.ini"}); });
+  EXPECT_NE(msg.find("/nonexistent/x.ini"), std::string::npos) << msg;
+}
+
+TEST(TrainConfig, GlobalBatchNotDivisibleSaysWhatToChoose) {
+  TrainConfig c;
+  c.data = "x";
+  c.global_batch = 10;
+  c.micro_batch = 4;
+  const std::string msg = usage_message([&] { c.validate(2); });
+  EXPECT_NE(msg.find("--global-batch 10 is not divisible by ranks x --micro-batch = 2 x 4 = 8"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("(8 or 16)"), std::string::npos) << msg;
+  c.global_batch = 16;
+  EXPECT_NO_THROW(c.validate(2));
+  EXPECT_EQ(c.accum_steps(2), 2);
+}
+
+TEST(TrainConfig, NonPositiveSizesAreRejected) {
+  TrainConfig c;
+  c.data = "x";
+  c.steps = 0;
+  EXPECT_NE(usage_message([&] { c.validate(1); }).find("--steps"), std::string::npos);
+  c.steps = 1;
+  c.model.seq_len = -3;
+  EXPECT_NE(usage_message([&] { c.validate(1); }).find("--seq-len"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dpt::trainer

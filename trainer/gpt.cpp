@@ -1,0 +1,273 @@
+// Forward and backward of the GPT-style decoder over the CPU reference kernels.
+#include "trainer/gpt.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/errors.h"
+#include "common/rng.h"
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/encoder.h"
+#include "kernels/gelu.h"
+#include "kernels/layernorm.h"
+#include "kernels/linear.h"
+#include "kernels/residual.h"
+
+namespace dpt::trainer {
+
+namespace k = dpt::kernels;
+
+namespace {
+// Hands out consecutive slices of one buffer.
+template <typename T>
+struct Carver {
+  std::vector<T>* buf;
+  size_t used = 0;
+  bool sizing = true;  // first pass counts, second pass hands out pointers
+  T* take(size_t n) {
+    T* p = sizing ? nullptr : buf->data() + used;
+    used += n;
+    return p;
+  }
+};
+}  // namespace
+
+template <typename T>
+Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
+    : cfg_(cfg), layout_(cfg), max_batch_(max_batch) {
+  cfg_.validate();
+  DPT_CHECK(max_batch > 0, "max_batch must be positive");
+  params_.assign(layout_.total(), T(0));
+  grads_.assign(layout_.total(), T(0));
+  inputs_.assign(static_cast<size_t>(max_batch) * cfg.seq_len, 0);
+  targets_.assign(inputs_.size(), 0);
+
+  const size_t B = max_batch, Tn = cfg.seq_len, C = cfg.d_model, V = cfg.vocab_size,
+               NH = cfg.n_head, BT = B * Tn;
+  layer_acts_.resize(cfg.n_layer);
+  // Two passes over the same carving: the first sizes the buffers, the second assigns views.
+  for (int pass = 0; pass < 2; ++pass) {
+    Carver<T> a{&acts_, 0, pass == 0};
+    encoded_ = a.take(BT * C);
+    for (auto& la : layer_acts_) {
+      la.ln1 = a.take(BT * C);
+      la.ln1_mean = a.take(BT);
+      la.ln1_rstd = a.take(BT);
+      la.qkv = a.take(BT * 3 * C);
+      la.att = a.take(B * NH * Tn * Tn);
+      la.atty = a.take(BT * C);
+      la.attproj = a.take(BT * C);
+      la.res2 = a.take(BT * C);
+      la.ln2 = a.take(BT * C);
+      la.ln2_mean = a.take(BT);
+      la.ln2_rstd = a.take(BT);
+      la.fch = a.take(BT * 4 * C);
+      la.fch_gelu = a.take(BT * 4 * C);
+      la.fcproj = a.take(BT * C);
+      la.res3 = a.take(BT * C);
+    }
+    lnf_ = a.take(BT * C);
+    lnf_mean_ = a.take(BT);
+    lnf_rstd_ = a.take(BT);
+    logits_ = a.take(BT * V);
+    probs_ = a.take(BT * V);
+    losses_ = a.take(BT);
+
+    Carver<T> d{&dacts_, 0, pass == 0};
+    d_res_ = d.take(BT * C);
+    d_ln_ = d.take(BT * C);
+    d_qkv_ = d.take(BT * 3 * C);
+    d_atty_ = d.take(BT * C);
+    d_fch_gelu_ = d.take(BT * 4 * C);
+    d_fch_ = d.take(BT * 4 * C);
+    d_logits_ = d.take(BT * V);
+    d_losses_ = d.take(BT);
+    att_scratch_ = d.take(k::attention_backward_scratch_elems(B, Tn, NH));
+    if (pass == 0) {
+      acts_.assign(a.used, T(0));
+      dacts_.assign(d.used, T(0));
+    }
+  }
+}
+
+template <typename T>
+T* Gpt<T>::tensor(T* base, const char* name) const {
+  return base + layout_.get(name).offset;
+}
+
+template <typename T>
+typename Gpt<T>::LayerParams Gpt<T>::layer(T* base, int l) const {
+  const std::string p = "blocks." + std::to_string(l) + ".";
+  auto at = [&](const char* n) { return base + layout_.get(p + n).offset; };
+  return {at("ln1.weight"),    at("ln1.bias"),       at("attn.qkv.weight"), at("attn.qkv.bias"),
+          at("attn.proj.weight"), at("attn.proj.bias"), at("ln2.weight"),   at("ln2.bias"),
+          at("mlp.fc.weight"), at("mlp.fc.bias"),    at("mlp.proj.weight"), at("mlp.proj.bias")};
+}
+
+template <typename T>
+void Gpt<T>::init_params(uint64_t seed) {
+  const double std_base = 0.02;
+  const double std_resid = 0.02 / std::sqrt(2.0 * cfg_.n_layer);
+  const auto& ts = layout_.tensors();
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const TensorView& t = ts[i];
+    T* p = params_.data() + t.offset;
+    const bool is_ln = t.name.find("ln") != std::string::npos;
+    const bool is_bias = t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0;
+    if (is_ln && !is_bias) {
+      std::fill(p, p + t.numel(), T(1));
+    } else if (is_bias) {
+      std::fill(p, p + t.numel(), T(0));
+    } else {
+      const bool resid_proj = t.name.find("attn.proj.weight") != std::string::npos ||
+                              t.name.find("mlp.proj.weight") != std::string::npos;
+      const double std_dev = resid_proj ? std_resid : std_base;
+      // Stream = tensor index: every tensor draws independently of the others' sizes.
+      for (size_t j = 0; j < t.numel(); ++j)
+        p[j] = static_cast<T>(std_dev * random_normal(seed, i, j));
+    }
+  }
+}
+
+template <typename T>
+void Gpt<T>::zero_grads() {
+  std::fill(grads_.begin(), grads_.end(), T(0));
+}
+
+template <typename T>
+const T* Gpt<T>::block_input(int l) const {
+  return l == 0 ? encoded_ : layer_acts_[l - 1].res3;
+}
+
+template <typename T>
+double Gpt<T>::forward(const int32_t* inputs, const int32_t* targets, int batch) {
+  DPT_CHECK(batch > 0 && batch <= max_batch_,
+            "micro-batch " + std::to_string(batch) + " outside [1, " + std::to_string(max_batch_) +
+                "] that the model was allocated for");
+  const size_t n = static_cast<size_t>(batch) * cfg_.seq_len;
+  std::copy(inputs, inputs + n, inputs_.begin());
+  std::copy(targets, targets + n, targets_.begin());
+  last_batch_ = batch;
+  embed_forward(batch);
+  for (int l = 0; l < cfg_.n_layer; ++l) block_forward(l, batch);
+  return head_forward(batch);
+}
+
+template <typename T>
+void Gpt<T>::backward(double loss_scale) {
+  DPT_CHECK(last_batch_ > 0, "backward() called before forward()");
+  const int batch = last_batch_;
+  const size_t BTC = static_cast<size_t>(batch) * cfg_.seq_len * cfg_.d_model;
+  std::fill(d_res_, d_res_ + BTC, T(0));
+  head_backward(loss_scale, d_res_, batch);
+  for (int l = cfg_.n_layer - 1; l >= 0; --l) block_backward(l, d_res_, batch);
+  embed_backward(d_res_, batch);
+}
+
+// --- input embedding -------------------------------------------------------------------------
+
+template <typename T>
+void Gpt<T>::embed_forward(int batch) {
+  k::encoder_forward_cpu(encoded_, inputs_.data(), tensor(params_.data(), "wte"),
+                         tensor(params_.data(), "wpe"), batch, cfg_.seq_len, cfg_.d_model,
+                         cfg_.vocab_size);
+}
+
+template <typename T>
+void Gpt<T>::embed_backward(const T* dx, int batch) {
+  k::encoder_backward_cpu(tensor(grads_.data(), "wte"), tensor(grads_.data(), "wpe"), dx,
+                          inputs_.data(), batch, cfg_.seq_len, cfg_.d_model, cfg_.vocab_size);
+}
+
+// --- trunk -----------------------------------------------------------------------------------
+
+template <typename T>
+void Gpt<T>::block_forward(int l, int batch) {
+  const int N = batch * cfg_.seq_len, C = cfg_.d_model;
+  const size_t NC = static_cast<size_t>(N) * C;
+  const LayerActs& a = layer_acts_[l];
+  const LayerParams p = layer(params_.data(), l);
+  const T* x = block_input(l);
+  // x + attn(ln1(x))
+  k::layernorm_forward_cpu(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.ln1_w, p.ln1_b, N, C);
+  k::linear_forward_cpu(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C);
+  k::attention_forward_cpu(a.atty, a.att, a.qkv, batch, cfg_.seq_len, C, cfg_.n_head);
+  k::linear_forward_cpu(a.attproj, a.atty, p.proj_w, p.proj_b, N, C, C);
+  k::residual_forward_cpu(a.res2, x, a.attproj, NC);
+  // res2 + mlp(ln2(res2))
+  k::layernorm_forward_cpu(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, p.ln2_w, p.ln2_b, N, C);
+  k::linear_forward_cpu(a.fch, a.ln2, p.fc_w, p.fc_b, N, C, 4 * C);
+  k::gelu_forward_cpu(a.fch_gelu, a.fch, NC * 4);
+  k::linear_forward_cpu(a.fcproj, a.fch_gelu, p.fcproj_w, p.fcproj_b, N, 4 * C, C);
+  k::residual_forward_cpu(a.res3, a.res2, a.fcproj, NC);
+}
+
+// dres holds d loss / d res3 on entry and d loss / d x on exit. The residual adds pass it
+// through unchanged; each branch adds its input gradient into it.
+template <typename T>
+void Gpt<T>::block_backward(int l, T* dres, int batch) {
+  const int N = batch * cfg_.seq_len, C = cfg_.d_model;
+  const size_t NC = static_cast<size_t>(N) * C;
+  const LayerActs& a = layer_acts_[l];
+  const LayerParams p = layer(params_.data(), l);
+  const LayerParams g = layer(grads_.data(), l);
+  const T* x = block_input(l);
+  // MLP branch: d fcproj = dres.
+  std::fill(d_fch_gelu_, d_fch_gelu_ + 4 * NC, T(0));
+  k::linear_backward_cpu(d_fch_gelu_, g.fcproj_w, g.fcproj_b, dres, a.fch_gelu, p.fcproj_w, N,
+                         4 * C, C);
+  std::fill(d_fch_, d_fch_ + 4 * NC, T(0));
+  k::gelu_backward_cpu(d_fch_, a.fch, d_fch_gelu_, 4 * NC);
+  std::fill(d_ln_, d_ln_ + NC, T(0));
+  k::linear_backward_cpu(d_ln_, g.fc_w, g.fc_b, d_fch_, a.ln2, p.fc_w, N, C, 4 * C);
+  k::layernorm_backward_cpu(dres, g.ln2_w, g.ln2_b, d_ln_, a.res2, p.ln2_w, a.ln2_mean,
+                            a.ln2_rstd, N, C);
+  // Attention branch: d attproj = dres (now d loss / d res2).
+  std::fill(d_atty_, d_atty_ + NC, T(0));
+  k::linear_backward_cpu(d_atty_, g.proj_w, g.proj_b, dres, a.atty, p.proj_w, N, C, C);
+  std::fill(d_qkv_, d_qkv_ + 3 * NC, T(0));
+  k::attention_backward_cpu(d_qkv_, att_scratch_, d_atty_, a.qkv, a.att, batch, cfg_.seq_len, C,
+                            cfg_.n_head);
+  std::fill(d_ln_, d_ln_ + NC, T(0));
+  k::linear_backward_cpu(d_ln_, g.qkv_w, g.qkv_b, d_qkv_, a.ln1, p.qkv_w, N, C, 3 * C);
+  k::layernorm_backward_cpu(dres, g.ln1_w, g.ln1_b, d_ln_, x, p.ln1_w, a.ln1_mean, a.ln1_rstd, N,
+                            C);
+}
+
+// --- head: final LayerNorm, tied projection, softmax cross-entropy ---------------------------
+
+template <typename T>
+double Gpt<T>::head_forward(int batch) {
+  const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
+  const T* x = block_input(cfg_.n_layer);
+  k::layernorm_forward_cpu(lnf_, lnf_mean_, lnf_rstd_, x, tensor(params_.data(), "ln_f.weight"),
+                           tensor(params_.data(), "ln_f.bias"), N, C);
+  // Tied output projection: logits = lnf . wte^T.
+  k::linear_forward_cpu(logits_, lnf_, tensor(params_.data(), "wte"), static_cast<T*>(nullptr), N,
+                        C, V);
+  k::softmax_cross_entropy_forward_cpu(losses_, probs_, logits_, targets_.data(), N, V);
+  double sum = 0.0;
+  for (int i = 0; i < N; ++i) sum += static_cast<double>(losses_[i]);
+  return sum / N;
+}
+
+template <typename T>
+void Gpt<T>::head_backward(double loss_scale, T* dres, int batch) {
+  const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
+  std::fill(d_losses_, d_losses_ + N, static_cast<T>(loss_scale / N));
+  std::fill(d_logits_, d_logits_ + static_cast<size_t>(N) * V, T(0));
+  k::softmax_cross_entropy_backward_cpu(d_logits_, d_losses_, probs_, targets_.data(), N, V);
+  std::fill(d_ln_, d_ln_ + static_cast<size_t>(N) * C, T(0));
+  k::linear_backward_cpu(d_ln_, tensor(grads_.data(), "wte"), static_cast<T*>(nullptr), d_logits_,
+                         lnf_, tensor(params_.data(), "wte"), N, C, V);
+  k::layernorm_backward_cpu(dres, tensor(grads_.data(), "ln_f.weight"),
+                            tensor(grads_.data(), "ln_f.bias"), d_ln_, block_input(cfg_.n_layer),
+                            tensor(params_.data(), "ln_f.weight"), lnf_mean_, lnf_rstd_, N, C);
+}
+
+template class Gpt<float>;
+template class Gpt<double>;
+
+}  // namespace dpt::trainer

@@ -1,0 +1,68 @@
+// JSON Lines metrics and the progress line.
+#include "trainer/metrics.h"
+
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+
+#include "common/errors.h"
+
+namespace dpt::trainer {
+
+MetricsWriter::MetricsWriter(const std::string& path)
+    : file_(std::fopen(path.c_str(), "w"), &std::fclose) {
+  if (!file_) {
+    throw UsageError("--metrics " + path + ": cannot open for writing: " + errno_string(errno) +
+                     ". Check that the directory exists and is writable.");
+  }
+}
+
+void MetricsWriter::write(const StepRecord& r) {
+  std::fprintf(file_.get(),
+               "{\"step\": %" PRId64 ", \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+               "\"tokens\": %" PRId64 ", \"tokens_per_s\": %.9g, \"step_ms\": %.9g}\n",
+               r.step, r.loss, r.lr, r.grad_norm, r.tokens, r.tokens_per_s, r.step_ms);
+  std::fflush(file_.get());
+}
+
+void MetricsWriter::write_event(const std::string& json_fields) {
+  std::fprintf(file_.get(), "{%s}\n", json_fields.c_str());
+  std::fflush(file_.get());
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = static_cast<int64_t>(std::llround(seconds));
+  char buf[64];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof(buf), "%" PRId64 ":%02d:%02d", s / 3600,
+                  static_cast<int>((s / 60) % 60), static_cast<int>(s % 60));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%d:%02d", static_cast<int>(s / 60),
+                  static_cast<int>(s % 60));
+  }
+  return buf;
+}
+
+void ProgressPrinter::on_step(const StepRecord& r) {
+  total_ms_ += r.step_ms;
+  if (r.step > 1) {
+    timed_ms_ += r.step_ms;
+    ++timed_steps_;
+  }
+  const bool last = r.step == r.total_steps;
+  if (!(r.step == 1 || last || r.step % log_every_ == 0)) return;
+  const double mean_ms = timed_steps_ > 0 ? timed_ms_ / timed_steps_ : r.step_ms;
+  const double eta_s = mean_ms * static_cast<double>(r.total_steps - r.step) / 1000.0;
+  const double tps = mean_ms > 0 ? r.tokens_per_s * r.step_ms / mean_ms : r.tokens_per_s;
+  std::fprintf(out_,
+               "step %" PRId64 "/%" PRId64 " | loss %.6f | lr %.2e | norm %.3f | %.1fk tok/s | "
+               "%.1f ms/step | %s %s\n",
+               r.step, r.total_steps, r.loss, r.lr, r.grad_norm, tps / 1000.0, mean_ms,
+               last ? "done in" : "ETA",
+               format_duration(last ? total_ms_ / 1000.0 : eta_s)
+                   .c_str());
+  std::fflush(out_);
+}
+
+}  // namespace dpt::trainer

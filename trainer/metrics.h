@@ -1,0 +1,43 @@
+// What a run reports: JSON Lines metrics (one object per optimizer step) and a human progress
+// line with rate and ETA. Both are written by rank 0 only.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "trainer/training.h"
+
+namespace dpt::trainer {
+
+// One JSON object per line. Floating values use 9 significant digits (%.9g), so the same float
+// always prints the same text and two runs compare exactly as strings.
+class MetricsWriter {
+ public:
+  // Opens (truncates) path; throws UsageError naming the path if it cannot.
+  explicit MetricsWriter(const std::string& path);
+  void write(const StepRecord& r);
+  // A free-form event line, e.g. {"event": "start", ...}; `json_fields` is `"k": v, ...`.
+  void write_event(const std::string& json_fields);
+
+ private:
+  std::unique_ptr<FILE, int (*)(FILE*)> file_;
+};
+
+// "step 40/200 | loss 2.871234 | lr 9.76e-04 | norm 0.412 | 41.2k tok/s | 24.8 ms/step | ETA 0:04"
+class ProgressPrinter {
+ public:
+  ProgressPrinter(int log_every, FILE* out = stdout) : log_every_(log_every), out_(out) {}
+  void on_step(const StepRecord& r);
+
+ private:
+  int log_every_;
+  FILE* out_;
+  double total_ms_ = 0;
+  double timed_ms_ = 0;  // step time summed over steps after the first (warm-up excluded)
+  int64_t timed_steps_ = 0;
+};
+
+std::string format_duration(double seconds);  // "1:02:03" or "4:05"
+
+}  // namespace dpt::trainer

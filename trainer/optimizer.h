@@ -1,0 +1,57 @@
+// The optimizer step: learning-rate schedule, global gradient-norm clipping and AdamW over the
+// flat parameter buffer, tensor by tensor so that the weight decay rule applies per tensor.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "trainer/param_layout.h"
+
+namespace dpt::trainer {
+
+struct OptimizerConfig {
+  double lr = 1e-3;            // peak learning rate
+  double min_lr_ratio = 0.1;   // the cosine decays to lr * min_lr_ratio at the last step
+  int64_t warmup_steps = 0;    // linear warmup from lr / warmup_steps to lr
+  int64_t total_steps = 1;     // the schedule's length (--steps)
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;   // decoupled; applied to tensors that decay ([Weight decay rule])
+  double grad_clip = 1.0;      // max global L2 norm of the gradient; 0 turns clipping off
+};
+
+// Learning rate of 1-based optimizer step `step`: linear warmup over warmup_steps (step s
+// gets lr * s / warmup_steps), then cosine decay from lr to lr * min_lr_ratio, reached at
+// total_steps.
+double learning_rate(const OptimizerConfig& cfg, int64_t step);
+
+// The factor that scales the gradient to norm grad_clip when its norm exceeds it (else 1).
+double clip_factor(double grad_norm, double grad_clip);
+
+struct StepStats {
+  double lr = 0;
+  double grad_norm = 0;  // before clipping
+  double clip = 1;       // factor applied to the gradient
+};
+
+class AdamW {
+ public:
+  AdamW(const OptimizerConfig& cfg, const ParamLayout& layout);
+
+  // One update with the already averaged gradient. `step` is 1-based.
+  StepStats step(std::span<float> params, std::span<const float> grads, int64_t step);
+
+  std::span<float> m() { return m_; }
+  std::span<float> v() { return v_; }
+  const OptimizerConfig& config() const { return cfg_; }
+
+ private:
+  OptimizerConfig cfg_;
+  const ParamLayout& layout_;
+  std::vector<float> m_;
+  std::vector<float> v_;
+};
+
+}  // namespace dpt::trainer

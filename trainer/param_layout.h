@@ -1,0 +1,45 @@
+// [Parameter layout] All parameters live in one flat buffer and all gradients in another of the
+// same size and layout; named views (offset, shape) into them serve the model, the optimizer,
+// communication (one tensor) and checkpoints alike. The order is fixed and identical on every
+// rank: wte, wpe, then per block ln1, attn.qkv, attn.proj, ln2, mlp.fc, mlp.proj, then ln_f.
+//
+// [Weight decay rule] AdamW decays every tensor with two or more dimensions (the linear
+// layers' weight matrices and both embeddings, as GPT-2/nanoGPT); biases and LayerNorm
+// parameters (one dimension) are not decayed.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "trainer/model_config.h"
+
+namespace dpt::trainer {
+
+struct TensorView {
+  std::string name;           // "blocks.3.attn.qkv.weight" (PyTorch-style)
+  size_t offset = 0;          // elements from the start of the flat buffer
+  std::vector<size_t> shape;  // row-major
+  size_t numel() const;
+  bool decays() const { return shape.size() >= 2; }
+};
+
+class ParamLayout {
+ public:
+  explicit ParamLayout(const ModelConfig& cfg);
+
+  size_t total() const { return total_; }
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  const TensorView& get(const std::string& name) const;  // throws if absent
+
+ private:
+  void add(std::string name, std::vector<size_t> shape);
+  std::vector<TensorView> tensors_;
+  size_t total_ = 0;
+};
+
+// Model FLOPs per token of a training step (forward + backward), as llm.c counts them:
+// 6 N (N = every parameter) + 6 L C T (attention scores and weighted sums).
+double model_flops_per_token(const ModelConfig& cfg);
+
+}  // namespace dpt::trainer

@@ -1,0 +1,135 @@
+// Boost.program_options front end of the train executable.
+#include "trainer/train_config.h"
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <sstream>
+
+#include "common/errors.h"
+
+namespace dpt::trainer {
+
+namespace po = boost::program_options;
+
+namespace {
+template <typename V>
+po::typed_value<V>* val(V* target) {
+  return po::value<V>(target)->default_value(*target);
+}
+}  // namespace
+
+ParsedOptions parse_train_options(int argc, const char* const* argv) {
+  ParsedOptions out;
+  TrainConfig& c = out.config;
+  std::string config_file;
+  int vocab_size = 0;
+
+  po::options_description general("General");
+  general.add_options()
+      ("help,h", "print this help and exit")
+      ("config", po::value<std::string>(&config_file),
+       "INI-style file with the options below as 'name = value' lines (the command line wins)")
+      ("data", po::value<std::string>(&c.data), "training data: a file of bytes (vocabulary 256)")
+      ("metrics", po::value<std::string>(&c.metrics),
+       "write one JSON object per optimizer step to this file (rank 0)")
+      ("seed", val(&c.seed), "seed of initialization and sample order")
+      ("threads", val(&c.threads), "CPU threads per rank (0: the node's cores / ranks on the node)")
+      ("log-every", val(&c.log_every), "print a progress line every N steps")
+      ("check-sync-every", val(&c.check_sync_every),
+       "compare parameter hashes across ranks every N steps (0: at start and end only)");
+
+  po::options_description model("Model");
+  model.add_options()
+      ("vocab-size", po::value<int>(&vocab_size), "vocabulary size (default: from the data)")
+      ("seq-len", val(&c.model.seq_len), "context length T")
+      ("d-model", val(&c.model.d_model), "width C of the residual stream")
+      ("n-layer", val(&c.model.n_layer), "transformer blocks L")
+      ("n-head", val(&c.model.n_head), "attention heads (must divide --d-model)");
+
+  po::options_description train("Training");
+  train.add_options()
+      ("steps", val(&c.steps), "optimizer steps")
+      ("global-batch", val(&c.global_batch), "sequences per optimizer step over all ranks (B)")
+      ("micro-batch", val(&c.micro_batch),
+       "sequences per rank per forward pass (b); B / (ranks x b) micro-batches are accumulated")
+      ("lr", val(&c.opt.lr), "peak learning rate")
+      ("min-lr-ratio", val(&c.opt.min_lr_ratio), "cosine decay ends at lr x this ratio")
+      ("warmup-steps", val(&c.opt.warmup_steps), "linear warmup steps")
+      ("weight-decay", val(&c.opt.weight_decay),
+       "AdamW decoupled weight decay (matrices and embeddings; not biases or LayerNorm)")
+      ("beta1", val(&c.opt.beta1), "AdamW beta1")
+      ("beta2", val(&c.opt.beta2), "AdamW beta2")
+      ("adam-eps", val(&c.opt.eps), "AdamW epsilon")
+      ("grad-clip", val(&c.opt.grad_clip), "clip the global gradient norm to this (0: off)");
+
+  po::options_description all("train: data-parallel training of a GPT-style model\n\n"
+                              "Usage: mpiexec -n RANKS train --data FILE [options]");
+  all.add(general).add(model).add(train);
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) {
+        throw UsageError("--config " + path + ": cannot open the file; check the path.");
+      }
+      // Values already stored from the command line are kept: the command line wins.
+      po::store(po::parse_config_file(in, all, /*allow_unregistered=*/false), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::string where = vm.count("config") ? " (command line or --config file)" : "";
+    throw UsageError(std::string(e.what()) + where + ". Run 'train --help' for the options.");
+  }
+
+  std::ostringstream help;
+  help << all;
+  out.help_text = help.str();
+  out.help = vm.count("help") > 0;
+  if (vm.count("vocab-size")) {
+    c.model.vocab_size = vocab_size;
+    c.vocab_from_data = false;
+  }
+  c.opt.total_steps = c.steps;
+  return out;
+}
+
+void TrainConfig::validate(int world_size) const {
+  auto require = [](bool ok, const std::string& msg) {
+    if (!ok) throw UsageError(msg);
+  };
+  require(!data.empty(), "no training data: pass --data FILE (a file of text/bytes).");
+  model.validate();
+  require(steps > 0, "--steps must be positive, got " + std::to_string(steps) + ".");
+  require(micro_batch > 0, "--micro-batch must be positive, got " + std::to_string(micro_batch) +
+                               ".");
+  require(global_batch > 0,
+          "--global-batch must be positive, got " + std::to_string(global_batch) + ".");
+  const int64_t per_pass = int64_t{world_size} * micro_batch;
+  if (global_batch % per_pass != 0) {
+    const int64_t lower = (global_batch / per_pass) * per_pass;
+    const int64_t upper = lower + per_pass;
+    std::string choices = lower > 0 ? std::to_string(lower) + " or " + std::to_string(upper)
+                                    : std::to_string(upper);
+    throw UsageError("--global-batch " + std::to_string(global_batch) +
+                     " is not divisible by ranks x --micro-batch = " + std::to_string(world_size) +
+                     " x " + std::to_string(micro_batch) + " = " + std::to_string(per_pass) +
+                     ": set --global-batch to a multiple of " + std::to_string(per_pass) + " (" +
+                     choices + "), or change --micro-batch or the number of ranks.");
+  }
+  require(opt.lr > 0, "--lr must be positive.");
+  require(opt.min_lr_ratio >= 0 && opt.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1].");
+  require(opt.warmup_steps >= 0, "--warmup-steps must be >= 0.");
+  require(opt.weight_decay >= 0, "--weight-decay must be >= 0.");
+  require(opt.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns clipping off).");
+  require(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1,
+          "--beta1 and --beta2 must be in [0, 1).");
+  require(opt.eps > 0, "--adam-eps must be positive.");
+  require(threads >= 0, "--threads must be >= 0 (0 picks the node's cores / ranks per node).");
+  require(log_every > 0, "--log-every must be positive.");
+  require(check_sync_every >= 0, "--check-sync-every must be >= 0.");
+}
+
+}  // namespace dpt::trainer

@@ -1,0 +1,100 @@
+// The training loop of the CPU path.
+#include "trainer/training.h"
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "common/errors.h"
+#include "common/hash.h"
+#include "datasets/window_loader.h"
+#include "trainer/gpt.h"
+#include "trainer/optimizer.h"
+
+namespace dpt::trainer {
+
+void check_params_in_sync(comm::Communicator& comm, const float* params, size_t n,
+                          const char* when) {
+  const uint64_t mine = fnv1a64(params, n * sizeof(float));
+  std::vector<uint64_t> all(comm.world_size());
+  comm.all_gather(&mine, all.data(), 1, comm::DType::u64);
+  std::ostringstream diff;
+  for (int r = 1; r < comm.world_size(); ++r) {
+    if (all[r] != all[0]) diff << " rank " << r << "=" << std::hex << all[r] << std::dec;
+  }
+  if (!diff.str().empty()) {
+    std::ostringstream msg;
+    msg << "parameters differ across ranks " << when << ": rank 0=" << std::hex << all[0]
+        << std::dec << diff.str();
+    DPT_CHECK(false, msg.str());
+  }
+}
+
+TrainResult train(const TrainConfig& cfg, comm::Communicator& comm,
+                  const datasets::ByteFile& data, const StepCallback& on_step) {
+  using Clock = std::chrono::steady_clock;
+  const int W = comm.world_size();
+  const int b = cfg.micro_batch;
+  const int Tn = cfg.model.seq_len;
+  const int accum = cfg.accum_steps(W);
+
+  datasets::BatchGeometry geo{cfg.global_batch, W, comm.rank(), b};
+  datasets::WindowLoader loader(data, Tn, geo, cfg.seed);
+
+  Gpt<float> model(cfg.model, b);
+  if (comm.rank() == 0) model.init_params(cfg.seed);
+  comm.broadcast(model.params(), 0);
+  check_params_in_sync(comm, model.params().data(), model.params().size(), "after broadcast");
+
+  OptimizerConfig opt = cfg.opt;
+  opt.total_steps = cfg.steps;
+  AdamW adamw(opt, model.layout());
+
+  std::vector<int32_t> inputs(static_cast<size_t>(b) * Tn), targets(inputs.size());
+  const int64_t tokens_per_step = cfg.global_batch * Tn;
+  TrainResult result;
+  result.steps.reserve(static_cast<size_t>(cfg.steps));
+
+  for (int64_t step = 1; step <= cfg.steps; ++step) {
+    const auto t0 = Clock::now();
+    model.zero_grads();
+    double loss_sum = 0.0;
+    for (int m = 0; m < accum; ++m) {
+      loader.load(step - 1, m, inputs.data(), targets.data());
+      loss_sum += model.forward(inputs.data(), targets.data(), b);
+      // Each micro-batch contributes 1/accum of this rank's mean; the all-reduce below
+      // averages the ranks: together the gradient of the mean over the global batch.
+      model.backward(1.0 / accum);
+    }
+    // [Gradient averaging] once per optimizer step, one flat tensor, same order on all ranks.
+    comm.all_reduce(model.grads(), comm::ReduceOp::avg);
+    double loss = loss_sum / accum;
+    comm.all_reduce(std::span<double>(&loss, 1), comm::ReduceOp::avg);
+
+    const StepStats s = adamw.step(model.params(), model.grads(), step);
+    if (cfg.check_sync_every > 0 && step % cfg.check_sync_every == 0) {
+      check_params_in_sync(comm, model.params().data(), model.params().size(),
+                           ("after step " + std::to_string(step)).c_str());
+    }
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+
+    StepRecord rec;
+    rec.step = step;
+    rec.total_steps = cfg.steps;
+    rec.loss = loss;
+    rec.lr = s.lr;
+    rec.grad_norm = s.grad_norm;
+    rec.tokens = step * tokens_per_step;
+    rec.step_ms = ms;
+    rec.tokens_per_s = ms > 0 ? tokens_per_step / (ms / 1000.0) : 0.0;
+    result.steps.push_back(rec);
+    if (on_step) on_step(rec);
+  }
+  check_params_in_sync(comm, model.params().data(), model.params().size(), "at the end");
+  result.final_params.assign(model.params().begin(), model.params().end());
+  result.final_param_hash =
+      fnv1a64(result.final_params.data(), result.final_params.size() * sizeof(float));
+  return result;
+}
+
+}  // namespace dpt::trainer
