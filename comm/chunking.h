@@ -12,9 +12,8 @@ namespace dpt::comm::detail {
 
 // [MPI count limit]
 // MPI takes element counts as int, so a buffer of more than INT_MAX elements (8 GiB of f32)
-// goes out in several calls. A power of two rather than INT_MAX itself keeps every chunk
-// boundary aligned to a large power of two, and the headroom below INT_MAX spares MPI
-// implementations that compute count-derived sizes internally in int.
+// goes out in several calls. A power of two rather than INT_MAX itself starts every chunk at a
+// well-aligned address (INT_MAX elements would start the second chunk at an odd element).
 inline constexpr size_t kMaxChunkElements = size_t{1} << 30;
 
 struct Chunk {
@@ -30,22 +29,15 @@ inline size_t chunk_count(size_t count, size_t max_chunk = kMaxChunkElements) {
   return count / max_chunk + (count % max_chunk != 0 ? 1 : 0);
 }
 
-// The index-th chunk: every chunk but the last is full; the last holds the remainder.
+// The index-th chunk: every chunk but the last is full; the last holds the remainder. Callers
+// go through the chunks in index order, the same on every rank ([Collective contract]).
 inline Chunk chunk_at(size_t count, size_t index, size_t max_chunk = kMaxChunkElements) {
-  DPT_CHECK(index < chunk_count(count, max_chunk),
-            "chunk " + std::to_string(index) + " is past the end of " + std::to_string(count) +
-                " elements");
+  DPT_CHECK(index < chunk_count(count, max_chunk), "chunk " + std::to_string(index) +
+                                                       " is past the end of " +
+                                                       std::to_string(count) + " elements");
   const size_t offset = index * max_chunk;
   const size_t left = count - offset;
   return Chunk{offset, static_cast<int>(left < max_chunk ? left : max_chunk)};
-}
-
-// Calls fn(Chunk) for each chunk in order: the same order on every rank, as the
-// [Collective contract] requires.
-template <typename Fn>
-void for_each_chunk(size_t count, size_t max_chunk, Fn&& fn) {
-  const size_t n = chunk_count(count, max_chunk);
-  for (size_t i = 0; i < n; ++i) fn(chunk_at(count, i, max_chunk));
 }
 
 }  // namespace dpt::comm::detail

@@ -33,6 +33,8 @@ constexpr DType dtype_of() {
 //   counts and dtypes; otherwise the job hangs or fails. Callers keep this order fixed.
 // - Buffers are host pointers for the MPI backend (device pointers for NCCL).
 // - avg is defined for floating types only: sum, then multiply by 1/world_size.
+// - Integer sums must not overflow: Open MPI 4.1's vectorized u8 sum saturates instead of
+//   wrapping (open-mpi/ompi#8045), so the result of an overflowing sum depends on the backend.
 // - A failing call throws RuntimeFailure naming the call, rank and host.
 class Communicator {
  public:

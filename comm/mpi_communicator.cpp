@@ -4,7 +4,6 @@
 
 #include <climits>
 #include <cstdio>
-#include <exception>
 #include <string>
 
 #include "comm/chunking.h"
@@ -16,12 +15,18 @@ namespace {
 
 MPI_Datatype mpi_dtype(DType t) {
   switch (t) {
-    case DType::f32: return MPI_FLOAT;
-    case DType::f64: return MPI_DOUBLE;
-    case DType::i32: return MPI_INT32_T;
-    case DType::i64: return MPI_INT64_T;
-    case DType::u64: return MPI_UINT64_T;
-    case DType::u8: return MPI_UINT8_T;
+    case DType::f32:
+      return MPI_FLOAT;
+    case DType::f64:
+      return MPI_DOUBLE;
+    case DType::i32:
+      return MPI_INT32_T;
+    case DType::i64:
+      return MPI_INT64_T;
+    case DType::u64:
+      return MPI_UINT64_T;
+    case DType::u8:
+      return MPI_UINT8_T;
   }
   fail_check("check", "mpi_dtype(t)", "unknown DType " + std::to_string(static_cast<int>(t)),
              __func__, __FILE__, __LINE__);
@@ -29,10 +34,14 @@ MPI_Datatype mpi_dtype(DType t) {
 
 MPI_Op mpi_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::sum: return MPI_SUM;
-    case ReduceOp::avg: return MPI_SUM;  // then scaled, see scale_in_place
-    case ReduceOp::max: return MPI_MAX;
-    case ReduceOp::min: return MPI_MIN;
+    case ReduceOp::sum:
+      return MPI_SUM;
+    case ReduceOp::avg:
+      return MPI_SUM;  // then scaled, see scale_in_place
+    case ReduceOp::max:
+      return MPI_MAX;
+    case ReduceOp::min:
+      return MPI_MIN;
   }
   fail_check("check", "mpi_op(op)", "unknown ReduceOp " + std::to_string(static_cast<int>(op)),
              __func__, __FILE__, __LINE__);
@@ -44,7 +53,9 @@ template <typename T>
 void scale_in_place(void* buf, size_t count, int world_size) {
   const T scale = T(1) / static_cast<T>(world_size);
   T* values = static_cast<T*>(buf);
-  for (size_t i = 0; i < count; ++i) values[i] *= scale;
+  for (size_t i = 0; i < count; ++i) {
+    values[i] *= scale;
+  }
 }
 
 // Element offsets become byte offsets here and nowhere else.
@@ -71,10 +82,12 @@ void mpi_all_reduce_chunked(MPI_Comm comm, int world_size, void* buf, size_t cou
   check_buffer(buf, count, "all_reduce");
   const MPI_Datatype type = mpi_dtype(dtype);
   const MPI_Op mop = mpi_op(op);
-  for_each_chunk(count, max_chunk_elements, [&](Chunk c) {
+  const size_t chunks = chunk_count(count, max_chunk_elements);
+  for (size_t i = 0; i < chunks; ++i) {
+    const Chunk c = chunk_at(count, i, max_chunk_elements);
     char* part = element_at(buf, c.offset, dtype);
     DPT_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, part, c.count, type, mop, comm));
-  });
+  }
   if (op == ReduceOp::avg) {
     if (dtype == DType::f32) scale_in_place<float>(buf, count, world_size);
     if (dtype == DType::f64) scale_in_place<double>(buf, count, world_size);
@@ -122,15 +135,17 @@ void MpiCommunicator::broadcast(void* buf, size_t count, DType dtype, int root) 
   check_buffer(buf, count, "broadcast");
   // The root is left for MPI to check (MPI_ERR_ROOT), so a bad root reads as the failed call.
   const MPI_Datatype type = mpi_dtype(dtype);
-  detail::for_each_chunk(count, detail::kMaxChunkElements, [&](detail::Chunk c) {
+  const size_t chunks = detail::chunk_count(count);
+  for (size_t i = 0; i < chunks; ++i) {
+    const detail::Chunk c = detail::chunk_at(count, i);
     char* part = element_at(buf, c.offset, dtype);
     DPT_CHECK_MPI(MPI_Bcast(part, c.count, type, root, comm_));
-  });
+  }
 }
 
 void MpiCommunicator::all_gather(const void* send, void* recv, size_t count, DType dtype) {
-  // Chunking would interleave the ranks' blocks in recv; no caller gathers 2^31 elements per
-  // rank, so the limit is reported instead.
+  // Chunks would land strided in recv (one block per rank each), which needs a strided
+  // datatype; nothing gathers 2^31 elements per rank, so the limit is reported instead.
   DPT_CHECK(count <= static_cast<size_t>(INT_MAX),
             "all_gather of " + std::to_string(count) + " " + dtype_name(dtype) +
                 " elements per rank exceeds MPI's int count limit (INT_MAX = " +
@@ -142,6 +157,8 @@ void MpiCommunicator::all_gather(const void* send, void* recv, size_t count, DTy
   DPT_CHECK_MPI(MPI_Allgather(send, n, type, recv, n, type, comm_));
 }
 
-void MpiCommunicator::barrier() { DPT_CHECK_MPI(MPI_Barrier(comm_)); }
+void MpiCommunicator::barrier() {
+  DPT_CHECK_MPI(MPI_Barrier(comm_));
+}
 
 }  // namespace dpt::comm

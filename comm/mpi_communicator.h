@@ -15,6 +15,11 @@ class MpiCommunicator final : public Communicator {
   // Frees the duplicate; must run before MPI is finalized. Never throws.
   ~MpiCommunicator() override;
 
+  // The typed span overloads of Communicator would otherwise be hidden by the overrides below.
+  using Communicator::all_gather;
+  using Communicator::all_reduce;
+  using Communicator::broadcast;
+
   int rank() const override { return rank_; }
   int world_size() const override { return size_; }
   std::string backend() const override { return "mpi"; }

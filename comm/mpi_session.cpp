@@ -28,10 +28,14 @@ bool mpi_is_usable() {
 
 const char* thread_level_name(int level) {
   switch (level) {
-    case MPI_THREAD_SINGLE: return "MPI_THREAD_SINGLE";
-    case MPI_THREAD_FUNNELED: return "MPI_THREAD_FUNNELED";
-    case MPI_THREAD_SERIALIZED: return "MPI_THREAD_SERIALIZED";
-    case MPI_THREAD_MULTIPLE: return "MPI_THREAD_MULTIPLE";
+    case MPI_THREAD_SINGLE:
+      return "MPI_THREAD_SINGLE";
+    case MPI_THREAD_FUNNELED:
+      return "MPI_THREAD_FUNNELED";
+    case MPI_THREAD_SERIALIZED:
+      return "MPI_THREAD_SERIALIZED";
+    case MPI_THREAD_MULTIPLE:
+      return "MPI_THREAD_MULTIPLE";
   }
   return "unknown thread level";
 }
@@ -72,7 +76,8 @@ std::string mpi_error_string(int code) {
   if (mpi_is_usable()) {
     char buf[MPI_MAX_ERROR_STRING] = {};
     int len = 0;
-    if (MPI_Error_string(code, buf, &len) == MPI_SUCCESS) text.assign(buf, static_cast<size_t>(len));
+    if (MPI_Error_string(code, buf, &len) == MPI_SUCCESS)
+      text.assign(buf, static_cast<size_t>(len));
   }
   if (text.empty()) text = "unknown MPI error";
   return text + " (MPI error code " + std::to_string(code) + ")";

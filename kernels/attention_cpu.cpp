@@ -1,1 +1,133 @@
-// placeholder, replaced by implementation
+// Causal multi-head self-attention on the CPU: per (batch, head) pair, BLAS products on strided
+// views of qkv plus a masked softmax; no copies of q, k, v.
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "common/errors.h"
+#include "kernels/gemm.h"
+
+namespace dpt::kernels {
+namespace {
+
+void check_heads(int C, int NH) {
+  DPT_CHECK(NH > 0 && C % NH == 0, "channels C=" + std::to_string(C) + " must split into NH=" +
+                                       std::to_string(NH) + " equal heads");
+}
+
+}  // namespace
+
+// [Attention on the CPU]
+// Each (b, h) pair is independent and owns its att / scratch slice and its head's channels of
+// out / dqkv, so the pairs run in parallel with no shared writes. Inside the parallel region
+// OpenBLAS's OpenMP build runs single-threaded, which is what we want: one level of threads.
+// The products compute the full T x T square (twice the work of the triangle) to keep them
+// single BLAS calls; the mask then zeroes the upper triangle exactly, so P V and the backward
+// products see zeros there.
+template <typename T>
+void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, int NH) {
+  check_heads(C, NH);
+  const int hs = C / NH;
+  const int C3 = 3 * C;
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
+  const int pairs = B * NH;
+#pragma omp parallel for schedule(static)
+  for (int bh = 0; bh < pairs; ++bh) {
+    const int b = bh / NH;
+    const int h = bh % NH;
+    const T* q = qkv + static_cast<size_t>(b) * Tn * C3 + static_cast<size_t>(h) * hs;
+    const T* k = q + C;
+    const T* v = q + 2 * C;
+    T* p = att + static_cast<size_t>(bh) * Tn * Tn;
+    T* o = out + static_cast<size_t>(b) * Tn * C + static_cast<size_t>(h) * hs;
+
+    // scores = scale Q K^T
+    gemm_cpu<T>(false, true, Tn, Tn, hs, scale, q, C3, k, C3, T(0), p, Tn);
+
+    for (int t = 0; t < Tn; ++t) {
+      T* row = p + static_cast<size_t>(t) * Tn;
+      double maxv = row[0];
+      for (int s = 1; s <= t; ++s) {
+        maxv = std::max(maxv, static_cast<double>(row[s]));
+      }
+      double sum = 0.0;
+      for (int s = 0; s <= t; ++s) {
+        const double e = std::exp(row[s] - maxv);
+        row[s] = static_cast<T>(e);
+        sum += e;
+      }
+      const double inv = 1.0 / sum;
+      for (int s = 0; s <= t; ++s) {
+        row[s] = static_cast<T>(row[s] * inv);
+      }
+      for (int s = t + 1; s < Tn; ++s) {
+        row[s] = T(0);
+      }
+    }
+
+    // out = P V
+    gemm_cpu<T>(false, false, Tn, hs, Tn, T(1), p, Tn, v, C3, T(0), o, C);
+  }
+}
+
+template <typename T>
+void attention_backward_cpu(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
+                            int Tn, int C, int NH) {
+  check_heads(C, NH);
+  const int hs = C / NH;
+  const int C3 = 3 * C;
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
+  const int pairs = B * NH;
+#pragma omp parallel for schedule(static)
+  for (int bh = 0; bh < pairs; ++bh) {
+    const int b = bh / NH;
+    const int h = bh % NH;
+    const size_t qkv_off = static_cast<size_t>(b) * Tn * C3 + static_cast<size_t>(h) * hs;
+    const T* q = qkv + qkv_off;
+    const T* k = q + C;
+    const T* v = q + 2 * C;
+    T* dq = dqkv + qkv_off;
+    T* dk = dq + C;
+    T* dv = dq + 2 * C;
+    const T* p = att + static_cast<size_t>(bh) * Tn * Tn;
+    T* ds = scratch + static_cast<size_t>(bh) * Tn * Tn;
+    const T* dout_bh = dout + static_cast<size_t>(b) * Tn * C + static_cast<size_t>(h) * hs;
+
+    // dP = dO V^T;  dV += P^T dO
+    gemm_cpu<T>(false, true, Tn, Tn, hs, T(1), dout_bh, C, v, C3, T(0), ds, Tn);
+    gemm_cpu<T>(true, false, Tn, hs, Tn, T(1), p, Tn, dout_bh, C, T(1), dv, C3);
+
+    // Softmax backward in place: dS[t,s] = P[t,s] (dP[t,s] - sum_s' dP[t,s'] P[t,s']) on the
+    // causal part, exactly 0 above the diagonal.
+    for (int t = 0; t < Tn; ++t) {
+      const T* prow = p + static_cast<size_t>(t) * Tn;
+      T* row = ds + static_cast<size_t>(t) * Tn;
+      double dot = 0.0;
+      for (int s = 0; s <= t; ++s) {
+        dot += static_cast<double>(row[s]) * prow[s];
+      }
+      for (int s = 0; s <= t; ++s) {
+        row[s] = static_cast<T>(prow[s] * (row[s] - dot));
+      }
+      for (int s = t + 1; s < Tn; ++s) {
+        row[s] = T(0);
+      }
+    }
+
+    // scores = scale Q K^T:  dQ += scale dS K;  dK += scale dS^T Q
+    gemm_cpu<T>(false, false, Tn, hs, Tn, scale, ds, Tn, k, C3, T(1), dq, C3);
+    gemm_cpu<T>(true, false, Tn, hs, Tn, scale, ds, Tn, q, C3, T(1), dk, C3);
+  }
+}
+
+template void attention_forward_cpu<float>(float*, float*, const float*, int, int, int, int);
+template void attention_forward_cpu<double>(double*, double*, const double*, int, int, int, int);
+template void attention_backward_cpu<float>(float*, float*, const float*, const float*,
+                                            const float*, int, int, int, int);
+template void attention_backward_cpu<double>(double*, double*, const double*, const double*,
+                                             const double*, int, int, int, int);
+
+}  // namespace dpt::kernels

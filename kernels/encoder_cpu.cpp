@@ -1,1 +1,94 @@
-// placeholder, replaced by implementation
+// Token + position embedding on the CPU: the lookup forward, and backward the scatter of the
+// gradient into the embedding tables, kept deterministic without atomics.
+#include "kernels/encoder.h"
+
+#include <omp.h>
+#include <cstdint>
+#include <string>
+
+#include "common/errors.h"
+
+namespace dpt::kernels {
+namespace {
+
+// Every id is checked before any of them indexes wte: a bad id must not read (or, backward,
+// write) memory outside the table, and the caller's buffers stay untouched when we throw.
+void check_tokens(const int32_t* tokens, int B, int Tn, int V) {
+  const int64_t n = static_cast<int64_t>(B) * Tn;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t id = tokens[i];
+    DPT_CHECK(id >= 0 && id < V, "token id " + std::to_string(id) + " at position " +
+                                     std::to_string(i) + " (b=" + std::to_string(i / Tn) +
+                                     ", t=" + std::to_string(i % Tn) +
+                                     ") is outside the vocabulary [0, " + std::to_string(V) + ")");
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void encoder_forward_cpu(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int Tn,
+                         int C, int V) {
+  check_tokens(tokens, B, Tn, V);
+  const int64_t rows = static_cast<int64_t>(B) * Tn;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* te = wte + static_cast<size_t>(tokens[i]) * C;
+    const T* pe = wpe + static_cast<size_t>(i % Tn) * C;
+    T* o = out + static_cast<size_t>(i) * C;
+    for (int c = 0; c < C; ++c) {
+      o[c] = te[c] + pe[c];
+    }
+  }
+}
+
+template <typename T>
+void encoder_backward_cpu(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int B, int Tn,
+                          int C, int V) {
+  check_tokens(tokens, B, Tn, V);
+  const int64_t rows = static_cast<int64_t>(B) * Tn;
+
+  // dwpe: each position row is owned by one thread and sums the batch in order.
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < Tn; ++t) {
+    T* dp = dwpe + static_cast<size_t>(t) * C;
+    for (int b = 0; b < B; ++b) {
+      const T* g = dout + (static_cast<size_t>(b) * Tn + t) * C;
+      for (int c = 0; c < C; ++c) {
+        dp[c] += g[c];
+      }
+    }
+  }
+
+  // dwte: several positions may hold the same token. Each thread owns a contiguous range of
+  // vocabulary rows and adds the positions that hit them in position order, so every row sees
+  // the same sequence of additions whatever the thread count or schedule: no atomics needed.
+  // Scanning all ids per thread is cheap next to the row additions.
+#pragma omp parallel
+  {
+    const int64_t nth = omp_get_num_threads();
+    const int64_t tid = omp_get_thread_num();
+    const int64_t v0 = V * tid / nth;
+    const int64_t v1 = V * (tid + 1) / nth;
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t id = tokens[i];
+      if (id < v0 || id >= v1) continue;
+      T* dw = dwte + static_cast<size_t>(id) * C;
+      const T* g = dout + static_cast<size_t>(i) * C;
+      for (int c = 0; c < C; ++c) {
+        dw[c] += g[c];
+      }
+    }
+  }
+}
+
+template void encoder_forward_cpu<float>(float*, const int32_t*, const float*, const float*, int,
+                                         int, int, int);
+template void encoder_forward_cpu<double>(double*, const int32_t*, const double*, const double*,
+                                          int, int, int, int);
+template void encoder_backward_cpu<float>(float*, float*, const float*, const int32_t*, int, int,
+                                          int, int);
+template void encoder_backward_cpu<double>(double*, double*, const double*, const int32_t*, int,
+                                           int, int, int);
+
+}  // namespace dpt::kernels

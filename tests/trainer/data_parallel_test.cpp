@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "comm/mpi_communicator.h"
-#include "comm/mpi_session.h"
 #include "common/rng.h"
 #include "datasets/byte_file.h"
 #include "trainer/training.h"
@@ -126,18 +125,3 @@ TEST_F(DataParallel, SameConfigTwiceGivesBitIdenticalLosses) {
 
 }  // namespace
 }  // namespace dpt::trainer
-
-int main(int argc, char** argv) {
-  dpt::comm::MpiSession session(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  if (session.rank() != 0) {
-    // Only rank 0 prints progress; a failure on another rank still fails that process.
-    delete ::testing::UnitTest::GetInstance()->listeners().Release(
-        ::testing::UnitTest::GetInstance()->listeners().default_result_printer());
-  }
-  int failed = RUN_ALL_TESTS() != 0;
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  session.finalize();
-  return any;
-}

@@ -3,12 +3,13 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include <gtest/gtest.h>
 
 #include "comm/mpi_session.h"
-#include "tests/comm/mpi_test_main.h"
+#include "tests/mpi_test_main.h"
 
 namespace dpt::test {
 namespace {
@@ -64,12 +65,12 @@ int main(int argc, char** argv) {
     // Every rank returns the same verdict, so the job fails even when only a rank other than
     // 0 saw the failure (mpiexec's exit code need not come from rank 0).
     int failed_ranks = 0;
-    DPT_CHECK_MPI(
-        MPI_Allreduce(&failed_here, &failed_ranks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
+    DPT_CHECK_MPI(MPI_Allreduce(&failed_here, &failed_ranks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
     if (session.rank() == 0 && failed_ranks > 0) {
-      std::printf("[  FAILED  ] tests failed on %d of %d ranks (ranks other than 0 print "
-                  "their failures prefixed with [rank r])\n",
-                  failed_ranks, session.world_size());
+      std::printf(
+          "[  FAILED  ] tests failed on %d of %d ranks (ranks other than 0 print "
+          "their failures prefixed with [rank r])\n",
+          failed_ranks, session.world_size());
       std::fflush(stdout);
     }
     dpt::test::g_session = nullptr;

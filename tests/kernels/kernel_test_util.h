@@ -1,0 +1,142 @@
+// Shared helpers of the kernel tests: seeded random inputs, NaN poison, central finite
+// differences and tolerance checks that fail on NaN.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/errors.h"
+#include "common/rng.h"
+#include "kernels/cpu_threads.h"
+
+namespace dpt::kernels::test {
+
+// n standard-normal values of stream `stream` under `seed`, times `scale`: never zeros.
+inline std::vector<double> random_vector(size_t n, uint64_t seed, uint64_t stream,
+                                         double scale = 1.0) {
+  std::vector<double> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    v[i] = scale * random_normal(seed, stream, i);
+  }
+  return v;
+}
+
+// Uniform ids in [0, V).
+inline std::vector<int32_t> random_ids(size_t n, int V, uint64_t seed, uint64_t stream) {
+  std::vector<int32_t> ids(n);
+  uint64_t index = 0;
+  for (size_t i = 0; i < n; ++i) {
+    ids[i] = static_cast<int32_t>(random_below(seed, stream, &index, V));
+  }
+  return ids;
+}
+
+template <typename T>
+std::vector<T> cast_to(const std::vector<double>& v) {
+  return std::vector<T>(v.begin(), v.end());
+}
+
+template <typename T>
+std::vector<double> to_double(const std::vector<T>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+template <typename T>
+std::vector<T> poisoned(size_t n) {
+  return std::vector<T>(n, std::numeric_limits<T>::quiet_NaN());
+}
+
+inline double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    s += a[i] * b[i];
+  }
+  return s;
+}
+
+inline std::vector<double> minus(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> d(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    d[i] = a[i] - b[i];
+  }
+  return d;
+}
+
+// Central differences (L(x + h e_i) - L(x - h e_i)) / 2h of `objective`, which reads x.
+inline std::vector<double> numeric_gradient(std::vector<double>& x,
+                                            const std::function<double()>& objective,
+                                            double h = 1e-5) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double saved = x[i];
+    x[i] = saved + h;
+    const double up = objective();
+    x[i] = saved - h;
+    const double down = objective();
+    x[i] = saved;
+    g[i] = (up - down) / (2.0 * h);
+  }
+  return g;
+}
+
+// Each element must satisfy |got - want| <= rtol * max(|got|, |want|) + atol; NaN fails.
+// Reports the count of bad elements and the first few.
+inline void expect_all_close(const std::vector<double>& got, const std::vector<double>& want,
+                             double rtol, double atol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  size_t bad = 0;
+  std::string first;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(got[i] - want[i]);
+    const double bound = rtol * std::max(std::fabs(got[i]), std::fabs(want[i])) + atol;
+    if (!(err <= bound)) {
+      if (bad < 5) {
+        first += "\n  [" + std::to_string(i) + "] got " + std::to_string(got[i]) + " want " +
+                 std::to_string(want[i]) + " err " + std::to_string(err);
+      }
+      ++bad;
+    }
+  }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << got.size() << " elements out of tolerance"
+                     << first;
+}
+
+// Tolerances of the finite-difference checks in double: h = 1e-5 leaves a truncation error
+// ~h^2 and a rounding error ~1e-16 |L| / h, both far below these.
+inline constexpr double kGradRtol = 1e-6;
+inline constexpr double kGradAtol = 1e-8;
+
+// Sets the kernels' thread count for one scope and restores it afterwards.
+class ScopedCpuThreads {
+ public:
+  explicit ScopedCpuThreads(int n) : saved_(cpu_threads()) { set_cpu_threads(n); }
+  ~ScopedCpuThreads() { set_cpu_threads(saved_); }
+  ScopedCpuThreads(const ScopedCpuThreads&) = delete;
+  ScopedCpuThreads& operator=(const ScopedCpuThreads&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Expects `call` to throw RuntimeFailure whose message mentions every string in `parts`.
+inline void expect_runtime_failure_mentioning(const std::function<void()>& call,
+                                              const std::vector<std::string>& parts) {
+  try {
+    call();
+    ADD_FAILURE() << "expected dpt::RuntimeFailure, nothing was thrown";
+  } catch (const RuntimeFailure& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) {
+      EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
+    }
+  }
+}
+
+}  // namespace dpt::kernels::test

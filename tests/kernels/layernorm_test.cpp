@@ -1,0 +1,147 @@
+// layernorm_forward_cpu / layernorm_backward_cpu: normalization, naive reference, finite
+// differences, float vs double, determinism.
+#include "kernels/layernorm.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernel_test_util.h"
+
+namespace dpt::kernels::test {
+namespace {
+
+constexpr int N = 7, C = 11;
+
+TEST(LayerNorm, RowsHaveMeanZeroAndUnitVarianceBeforeAffine) {
+  // Offset and scaled rows: the statistics must not depend on where the row sits.
+  const auto inp = random_vector(N * C, 20, 0, 3.0);
+  std::vector<double> shifted(inp);
+  for (double& x : shifted) {
+    x += 5.0;
+  }
+  const std::vector<double> ones(C, 1.0), zeros(C, 0.0);
+  auto out = poisoned<double>(N * C);
+  auto mean = poisoned<double>(N), rstd = poisoned<double>(N);
+  layernorm_forward_cpu<double>(out.data(), mean.data(), rstd.data(), shifted.data(), ones.data(),
+                                zeros.data(), N, C);
+  for (int n = 0; n < N; ++n) {
+    double m = 0.0, var = 0.0, in_m = 0.0, in_var = 0.0;
+    for (int c = 0; c < C; ++c) {
+      in_m += shifted[n * C + c] / C;
+    }
+    for (int c = 0; c < C; ++c) {
+      in_var += (shifted[n * C + c] - in_m) * (shifted[n * C + c] - in_m) / C;
+    }
+    for (int c = 0; c < C; ++c) {
+      m += out[n * C + c] / C;
+    }
+    for (int c = 0; c < C; ++c) {
+      var += (out[n * C + c] - m) * (out[n * C + c] - m) / C;
+    }
+    EXPECT_NEAR(m, 0.0, 1e-13) << "row " << n;
+    // Variance 1 up to eps: var_out = var / (var + eps).
+    EXPECT_NEAR(var, in_var / (in_var + kLayerNormEps), 1e-12) << "row " << n;
+    EXPECT_NEAR(var, 1.0, 1e-5) << "row " << n;
+    EXPECT_NEAR(mean[n], in_m, 1e-12) << "row " << n;
+    EXPECT_NEAR(rstd[n], 1.0 / std::sqrt(in_var + kLayerNormEps), 1e-12) << "row " << n;
+  }
+}
+
+TEST(LayerNorm, ForwardMatchesNaiveReferenceWithAffine) {
+  const auto inp = random_vector(N * C, 21, 0);
+  const auto w = random_vector(C, 21, 1);
+  const auto b = random_vector(C, 21, 2);
+  auto out = poisoned<double>(N * C);
+  auto mean = poisoned<double>(N), rstd = poisoned<double>(N);
+  layernorm_forward_cpu<double>(out.data(), mean.data(), rstd.data(), inp.data(), w.data(),
+                                b.data(), N, C);
+  std::vector<double> want(N * C);
+  for (int n = 0; n < N; ++n) {
+    double m = 0.0, var = 0.0;
+    for (int c = 0; c < C; ++c) {
+      m += inp[n * C + c];
+    }
+    m /= C;
+    for (int c = 0; c < C; ++c) {
+      var += (inp[n * C + c] - m) * (inp[n * C + c] - m);
+    }
+    var /= C;
+    for (int c = 0; c < C; ++c) {
+      want[n * C + c] = (inp[n * C + c] - m) / std::sqrt(var + kLayerNormEps) * w[c] + b[c];
+    }
+  }
+  expect_all_close(out, want, 1e-12, 1e-13, "layernorm out");
+}
+
+TEST(LayerNorm, ForwardFloatAgreesWithDouble) {
+  const auto inp = random_vector(N * C, 22, 0, 2.0);
+  const auto w = random_vector(C, 22, 1);
+  const auto b = random_vector(C, 22, 2);
+  std::vector<double> d(N * C), dm(N), dr(N);
+  layernorm_forward_cpu<double>(d.data(), dm.data(), dr.data(), inp.data(), w.data(), b.data(), N,
+                                C);
+  const auto inpf = cast_to<float>(inp), wf = cast_to<float>(w), bf = cast_to<float>(b);
+  auto f = poisoned<float>(N * C), fm = poisoned<float>(N), fr = poisoned<float>(N);
+  layernorm_forward_cpu<float>(f.data(), fm.data(), fr.data(), inpf.data(), wf.data(), bf.data(), N,
+                               C);
+  expect_all_close(to_double(f), d, 1e-5, 1e-6, "out");
+  expect_all_close(to_double(fm), dm, 1e-6, 1e-7, "mean");
+  expect_all_close(to_double(fr), dr, 1e-6, 1e-7, "rstd");
+}
+
+TEST(LayerNorm, BackwardMatchesFiniteDifferencesAndAddsIntoGradients) {
+  auto inp = random_vector(N * C, 23, 0);
+  auto w = random_vector(C, 23, 1);
+  auto b = random_vector(C, 23, 2);
+  const auto R = random_vector(N * C, 23, 3);
+  std::vector<double> out(N * C), mean(N), rstd(N);
+  const auto objective = [&] {
+    layernorm_forward_cpu<double>(out.data(), mean.data(), rstd.data(), inp.data(), w.data(),
+                                  b.data(), N, C);
+    return dot(out, R);
+  };
+  objective();  // mean and rstd of the unperturbed input, for the backward pass
+  const auto saved_mean = mean, saved_rstd = rstd;
+  const auto dinp0 = random_vector(N * C, 23, 4);
+  const auto dw0 = random_vector(C, 23, 5);
+  const auto db0 = random_vector(C, 23, 6);
+  auto dinp = dinp0, dw = dw0, db = db0;
+  layernorm_backward_cpu<double>(dinp.data(), dw.data(), db.data(), R.data(), inp.data(), w.data(),
+                                 saved_mean.data(), saved_rstd.data(), N, C);
+  expect_all_close(minus(dinp, dinp0), numeric_gradient(inp, objective), kGradRtol, kGradAtol,
+                   "dinp");
+  expect_all_close(minus(dw, dw0), numeric_gradient(w, objective), kGradRtol, kGradAtol, "dweight");
+  expect_all_close(minus(db, db0), numeric_gradient(b, objective), kGradRtol, kGradAtol, "dbias");
+}
+
+TEST(LayerNorm, BackwardIsBitwiseDeterministicWithTwoThreads) {
+  ScopedCpuThreads threads(2);
+  // Several channel blocks and more rows than threads, so the work really is split.
+  constexpr int Nd = 37, Cd = 100;
+  const auto inp = cast_to<float>(random_vector(Nd * Cd, 24, 0));
+  const auto w = cast_to<float>(random_vector(Cd, 24, 1));
+  const auto b = cast_to<float>(random_vector(Cd, 24, 2));
+  const auto R = cast_to<float>(random_vector(Nd * Cd, 24, 3));
+  std::vector<float> out(Nd * Cd), mean(Nd), rstd(Nd);
+  layernorm_forward_cpu<float>(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(),
+                               Nd, Cd);
+  std::vector<float> grads[2][3];
+  for (auto& run : grads) {
+    run[0] = cast_to<float>(random_vector(Nd * Cd, 24, 4));
+    run[1] = cast_to<float>(random_vector(Cd, 24, 5));
+    run[2] = cast_to<float>(random_vector(Cd, 24, 6));
+    layernorm_backward_cpu<float>(run[0].data(), run[1].data(), run[2].data(), R.data(), inp.data(),
+                                  w.data(), mean.data(), rstd.data(), Nd, Cd);
+  }
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_EQ(
+        0, std::memcmp(grads[0][k].data(), grads[1][k].data(), grads[0][k].size() * sizeof(float)))
+        << "gradient " << k << " differs between two runs";
+  }
+}
+
+}  // namespace
+}  // namespace dpt::kernels::test
