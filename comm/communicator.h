@@ -19,13 +19,20 @@ const char* reduce_op_name(ReduceOp op);
 
 template <typename T>
 constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return DType::f32;
-  else if constexpr (std::is_same_v<T, double>) return DType::f64;
-  else if constexpr (std::is_same_v<T, int32_t>) return DType::i32;
-  else if constexpr (std::is_same_v<T, int64_t>) return DType::i64;
-  else if constexpr (std::is_same_v<T, uint64_t>) return DType::u64;
-  else if constexpr (std::is_same_v<T, uint8_t> || std::is_same_v<T, char>) return DType::u8;
-  else static_assert(sizeof(T) == 0, "no communicator dtype for this type");
+  if constexpr (std::is_same_v<T, float>)
+    return DType::f32;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::f64;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return DType::i32;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return DType::i64;
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return DType::u64;
+  else if constexpr (std::is_same_v<T, uint8_t> || std::is_same_v<T, char>)
+    return DType::u8;
+  else
+    static_assert(sizeof(T) == 0, "no communicator dtype for this type");
 }
 
 // [Collective contract]

@@ -29,7 +29,8 @@ class RuntimeFailure : public std::runtime_error {
 void set_error_context(int rank, const std::string& host);
 std::string error_context();  // "rank 3 on host gpu-017", or "" before set_error_context
 
-// Throws RuntimeFailure: "<kind> failed: <call>: <detail> [in func at file:line, rank r on host h]".
+// Throws RuntimeFailure: "<kind> failed: <call>: <detail> [in func at file:line, rank r on host
+// h]".
 [[noreturn]] void fail_check(const char* kind, const char* call, const std::string& detail,
                              const char* func, const char* file, int line);
 
@@ -40,22 +41,21 @@ std::string errno_string(int err);
 
 // Generic form: `ok` is evaluated once against the call's result `_dpt_rc`; `describe` turns
 // _dpt_rc into text.
-#define DPT_CHECK_GEN(kind, call, ok, describe)                                   \
-  do {                                                                            \
-    auto _dpt_rc = (call);                                                        \
-    if (!(ok)) {                                                                  \
-      ::dpt::fail_check(kind, #call, (describe), __func__, __FILE__, __LINE__);   \
-    }                                                                             \
+#define DPT_CHECK_GEN(kind, call, ok, describe)                                 \
+  do {                                                                          \
+    auto _dpt_rc = (call);                                                      \
+    if (!(ok)) {                                                                \
+      ::dpt::fail_check(kind, #call, (describe), __func__, __FILE__, __LINE__); \
+    }                                                                           \
   } while (0)
 
 // An internal invariant or precondition; `msg` is any expression convertible to std::string.
-#define DPT_CHECK(cond, msg)                                                      \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      ::dpt::fail_check("check", #cond, (msg), __func__, __FILE__, __LINE__);     \
-    }                                                                             \
+#define DPT_CHECK(cond, msg)                                                  \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      ::dpt::fail_check("check", #cond, (msg), __func__, __FILE__, __LINE__); \
+    }                                                                         \
   } while (0)
 
 // libc/POSIX calls that return -1 and set errno.
-#define DPT_CHECK_POSIX(call) \
-  DPT_CHECK_GEN("libc", call, _dpt_rc != -1, ::dpt::errno_string(errno))
+#define DPT_CHECK_POSIX(call) DPT_CHECK_GEN("libc", call, _dpt_rc != -1, ::dpt::errno_string(errno))

@@ -35,7 +35,9 @@ struct BatchGeometry {
   int world_size = 1;        // W
   int rank = 0;
   int micro_batch = 0;  // b: samples per forward pass on one rank
-  int accum_steps() const { return static_cast<int>(global_batch / (int64_t{world_size} * micro_batch)); }
+  int accum_steps() const {
+    return static_cast<int>(global_batch / (int64_t{world_size} * micro_batch));
+  }
   // Global position of sample j of micro-batch m at 0-based step `step`.
   uint64_t position(int64_t step, int m, int j) const {
     return static_cast<uint64_t>(step * global_batch + rank * (global_batch / world_size) +

@@ -11,16 +11,15 @@ namespace {
 uint64_t count_windows(const ByteFile& data, int seq_len) {
   if (data.size() < static_cast<size_t>(seq_len) + 1) {
     throw UsageError("--seq-len " + std::to_string(seq_len) + " needs at least " +
-                     std::to_string(seq_len + 1) + " tokens per sample, but --data " +
-                     data.name() + " holds " + std::to_string(data.size()) +
+                     std::to_string(seq_len + 1) + " tokens per sample, but --data " + data.name() +
+                     " holds " + std::to_string(data.size()) +
                      ". Use a shorter --seq-len or a larger data file.");
   }
   return (data.size() - 1) / static_cast<size_t>(seq_len);
 }
 }  // namespace
 
-WindowLoader::WindowLoader(const ByteFile& data, int seq_len, BatchGeometry geometry,
-                           uint64_t seed)
+WindowLoader::WindowLoader(const ByteFile& data, int seq_len, BatchGeometry geometry, uint64_t seed)
     : data_(data),
       seq_len_(seq_len),
       geometry_(geometry),

@@ -24,8 +24,10 @@ int main(int argc, char** argv) {
   dpt::kernels::set_cpu_threads(threads);
   std::vector<float> a(static_cast<size_t>(M) * K), b(static_cast<size_t>(K) * N),
       c(static_cast<size_t>(M) * N);
-  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>((i * 37) % 101) / 101.0f;
-  for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>((i * 53) % 97) / 97.0f;
+  for (size_t i = 0; i < a.size(); ++i)
+    a[i] = static_cast<float>((i * 37) % 101) / 101.0f;
+  for (size_t i = 0; i < b.size(); ++i)
+    b[i] = static_cast<float>((i * 53) % 97) / 97.0f;
   std::vector<double> secs;
   for (int r = 0; r < repeats + 3; ++r) {  // 3 warm-up runs
     const auto t0 = std::chrono::steady_clock::now();

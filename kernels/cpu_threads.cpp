@@ -14,6 +14,8 @@ void set_cpu_threads(int n) {
   openblas_set_num_threads(n);
 }
 
-int cpu_threads() { return omp_get_max_threads(); }
+int cpu_threads() {
+  return omp_get_max_threads();
+}
 
 }  // namespace dpt::kernels

@@ -10,8 +10,8 @@ namespace dpt::kernels {
 // computed as logsumexp - logit so that it stays finite when the probability underflows.
 // A target outside [0,V) throws RuntimeFailure.
 template <typename T>
-void softmax_cross_entropy_forward_cpu(T* losses, T* probs, const T* logits,
-                                       const int32_t* targets, int N, int V);
+void softmax_cross_entropy_forward_cpu(T* losses, T* probs, const T* logits, const int32_t* targets,
+                                       int N, int V);
 
 // dlogits[n,v] += dlosses[n] * (probs[n,v] - [v == targets[n]]).
 // For the mean loss over N positions pass dlosses[n] = 1/N.

@@ -5,8 +5,12 @@
 
 namespace dpt::kernels {
 
-bool cuda_built() { return false; }
-int cuda_device_count() { return 0; }
+bool cuda_built() {
+  return false;
+}
+int cuda_device_count() {
+  return 0;
+}
 std::string cuda_device_name(int index) {
   throw RuntimeFailure("cuda_device_name(" + std::to_string(index) +
                        "): this build has no CUDA path (configured with DPT_CUDA=OFF or no nvcc)");

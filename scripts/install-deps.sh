@@ -11,6 +11,7 @@ packages=(
   libgtest-dev
   libopenblas-openmp-dev
   fortunes-min fortunes
+  python3
 )
 if [[ "${DPT_WITH_H5PY:-0}" == 1 ]]; then packages+=(python3-h5py); fi
 

@@ -101,9 +101,9 @@ template <typename T>
 typename Gpt<T>::LayerParams Gpt<T>::layer(T* base, int l) const {
   const std::string p = "blocks." + std::to_string(l) + ".";
   auto at = [&](const char* n) { return base + layout_.get(p + n).offset; };
-  return {at("ln1.weight"),    at("ln1.bias"),       at("attn.qkv.weight"), at("attn.qkv.bias"),
-          at("attn.proj.weight"), at("attn.proj.bias"), at("ln2.weight"),   at("ln2.bias"),
-          at("mlp.fc.weight"), at("mlp.fc.bias"),    at("mlp.proj.weight"), at("mlp.proj.bias")};
+  return {at("ln1.weight"),       at("ln1.bias"),       at("attn.qkv.weight"), at("attn.qkv.bias"),
+          at("attn.proj.weight"), at("attn.proj.bias"), at("ln2.weight"),      at("ln2.bias"),
+          at("mlp.fc.weight"),    at("mlp.fc.bias"),    at("mlp.proj.weight"), at("mlp.proj.bias")};
 }
 
 template <typename T>
@@ -143,15 +143,16 @@ const T* Gpt<T>::block_input(int l) const {
 
 template <typename T>
 double Gpt<T>::forward(const int32_t* inputs, const int32_t* targets, int batch) {
-  DPT_CHECK(batch > 0 && batch <= max_batch_,
-            "micro-batch " + std::to_string(batch) + " outside [1, " + std::to_string(max_batch_) +
-                "] that the model was allocated for");
+  DPT_CHECK(batch > 0 && batch <= max_batch_, "micro-batch " + std::to_string(batch) +
+                                                  " outside [1, " + std::to_string(max_batch_) +
+                                                  "] that the model was allocated for");
   const size_t n = static_cast<size_t>(batch) * cfg_.seq_len;
   std::copy(inputs, inputs + n, inputs_.begin());
   std::copy(targets, targets + n, targets_.begin());
   last_batch_ = batch;
   embed_forward(batch);
-  for (int l = 0; l < cfg_.n_layer; ++l) block_forward(l, batch);
+  for (int l = 0; l < cfg_.n_layer; ++l)
+    block_forward(l, batch);
   return head_forward(batch);
 }
 
@@ -162,7 +163,8 @@ void Gpt<T>::backward(double loss_scale) {
   const size_t BTC = static_cast<size_t>(batch) * cfg_.seq_len * cfg_.d_model;
   std::fill(d_res_, d_res_ + BTC, T(0));
   head_backward(loss_scale, d_res_, batch);
-  for (int l = cfg_.n_layer - 1; l >= 0; --l) block_backward(l, d_res_, batch);
+  for (int l = cfg_.n_layer - 1; l >= 0; --l)
+    block_backward(l, d_res_, batch);
   embed_backward(d_res_, batch);
 }
 
@@ -222,8 +224,8 @@ void Gpt<T>::block_backward(int l, T* dres, int batch) {
   k::gelu_backward_cpu(d_fch_, a.fch, d_fch_gelu_, 4 * NC);
   std::fill(d_ln_, d_ln_ + NC, T(0));
   k::linear_backward_cpu(d_ln_, g.fc_w, g.fc_b, d_fch_, a.ln2, p.fc_w, N, C, 4 * C);
-  k::layernorm_backward_cpu(dres, g.ln2_w, g.ln2_b, d_ln_, a.res2, p.ln2_w, a.ln2_mean,
-                            a.ln2_rstd, N, C);
+  k::layernorm_backward_cpu(dres, g.ln2_w, g.ln2_b, d_ln_, a.res2, p.ln2_w, a.ln2_mean, a.ln2_rstd,
+                            N, C);
   // Attention branch: d attproj = dres (now d loss / d res2).
   std::fill(d_atty_, d_atty_ + NC, T(0));
   k::linear_backward_cpu(d_atty_, g.proj_w, g.proj_b, dres, a.atty, p.proj_w, N, C, C);
@@ -249,7 +251,8 @@ double Gpt<T>::head_forward(int batch) {
                         C, V);
   k::softmax_cross_entropy_forward_cpu(losses_, probs_, logits_, targets_.data(), N, V);
   double sum = 0.0;
-  for (int i = 0; i < N; ++i) sum += static_cast<double>(losses_[i]);
+  for (int i = 0; i < N; ++i)
+    sum += static_cast<double>(losses_[i]);
   return sum / N;
 }
 

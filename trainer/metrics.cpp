@@ -19,7 +19,8 @@ MetricsWriter::MetricsWriter(const std::string& path)
 
 void MetricsWriter::write(const StepRecord& r) {
   std::fprintf(file_.get(),
-               "{\"step\": %" PRId64 ", \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+               "{\"step\": %" PRId64
+               ", \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
                "\"tokens\": %" PRId64 ", \"tokens_per_s\": %.9g, \"step_ms\": %.9g}\n",
                r.step, r.loss, r.lr, r.grad_norm, r.tokens, r.tokens_per_s, r.step_ms);
   std::fflush(file_.get());
@@ -38,8 +39,7 @@ std::string format_duration(double seconds) {
     std::snprintf(buf, sizeof(buf), "%" PRId64 ":%02d:%02d", s / 3600,
                   static_cast<int>((s / 60) % 60), static_cast<int>(s % 60));
   } else {
-    std::snprintf(buf, sizeof(buf), "%d:%02d", static_cast<int>(s / 60),
-                  static_cast<int>(s % 60));
+    std::snprintf(buf, sizeof(buf), "%d:%02d", static_cast<int>(s / 60), static_cast<int>(s % 60));
   }
   return buf;
 }
@@ -56,12 +56,12 @@ void ProgressPrinter::on_step(const StepRecord& r) {
   const double eta_s = mean_ms * static_cast<double>(r.total_steps - r.step) / 1000.0;
   const double tps = mean_ms > 0 ? r.tokens_per_s * r.step_ms / mean_ms : r.tokens_per_s;
   std::fprintf(out_,
-               "step %" PRId64 "/%" PRId64 " | loss %.6f | lr %.2e | norm %.3f | %.1fk tok/s | "
+               "step %" PRId64 "/%" PRId64
+               " | loss %.6f | lr %.2e | norm %.3f | %.1fk tok/s | "
                "%.1f ms/step | %s %s\n",
                r.step, r.total_steps, r.loss, r.lr, r.grad_norm, tps / 1000.0, mean_ms,
                last ? "done in" : "ETA",
-               format_duration(last ? total_ms_ / 1000.0 : eta_s)
-                   .c_str());
+               format_duration(last ? total_ms_ / 1000.0 : eta_s).c_str());
   std::fflush(out_);
 }
 

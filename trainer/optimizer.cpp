@@ -44,8 +44,8 @@ StepStats AdamW::step(std::span<float> params, std::span<const float> grads, int
                            t.decays() ? cfg_.weight_decay : 0.0,
                            s.clip,
                            static_cast<long>(step)};
-    kernels::adamw_update_cpu(params.data() + t.offset, m_.data() + t.offset,
-                              v_.data() + t.offset, grads.data() + t.offset, t.numel(), p);
+    kernels::adamw_update_cpu(params.data() + t.offset, m_.data() + t.offset, v_.data() + t.offset,
+                              grads.data() + t.offset, t.numel(), p);
   }
   return s;
 }

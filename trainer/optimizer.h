@@ -11,15 +11,15 @@
 namespace dpt::trainer {
 
 struct OptimizerConfig {
-  double lr = 1e-3;            // peak learning rate
-  double min_lr_ratio = 0.1;   // the cosine decays to lr * min_lr_ratio at the last step
-  int64_t warmup_steps = 0;    // linear warmup from lr / warmup_steps to lr
-  int64_t total_steps = 1;     // the schedule's length (--steps)
+  double lr = 1e-3;           // peak learning rate
+  double min_lr_ratio = 0.1;  // the cosine decays to lr * min_lr_ratio at the last step
+  int64_t warmup_steps = 0;   // linear warmup from lr / warmup_steps to lr
+  int64_t total_steps = 1;    // the schedule's length (--steps)
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
-  double weight_decay = 0.1;   // decoupled; applied to tensors that decay ([Weight decay rule])
-  double grad_clip = 1.0;      // max global L2 norm of the gradient; 0 turns clipping off
+  double weight_decay = 0.1;  // decoupled; applied to tensors that decay ([Weight decay rule])
+  double grad_clip = 1.0;     // max global L2 norm of the gradient; 0 turns clipping off
 };
 
 // Learning rate of 1-based optimizer step `step`: linear warmup over warmup_steps (step s

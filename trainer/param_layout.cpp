@@ -7,7 +7,8 @@ namespace dpt::trainer {
 
 size_t TensorView::numel() const {
   size_t n = 1;
-  for (size_t d : shape) n *= d;
+  for (size_t d : shape)
+    n *= d;
   return n;
 }
 

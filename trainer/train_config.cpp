@@ -24,6 +24,8 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
   std::string config_file;
   int vocab_size = 0;
 
+  // One option per line reads better than clang-format's packing of Boost's chained calls.
+  // clang-format off
   po::options_description general("General");
   general.add_options()
       ("help,h", "print this help and exit")
@@ -62,8 +64,10 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
       ("adam-eps", val(&c.opt.eps), "AdamW epsilon")
       ("grad-clip", val(&c.opt.grad_clip), "clip the global gradient norm to this (0: off)");
 
-  po::options_description all("train: data-parallel training of a GPT-style model\n\n"
-                              "Usage: mpiexec -n RANKS train --data FILE [options]");
+  // clang-format on
+  po::options_description all(
+      "train: data-parallel training of a GPT-style model\n\n"
+      "Usage: mpiexec -n RANKS train --data FILE [options]");
   all.add(general).add(model).add(train);
 
   po::variables_map vm;
@@ -103,16 +107,16 @@ void TrainConfig::validate(int world_size) const {
   require(!data.empty(), "no training data: pass --data FILE (a file of text/bytes).");
   model.validate();
   require(steps > 0, "--steps must be positive, got " + std::to_string(steps) + ".");
-  require(micro_batch > 0, "--micro-batch must be positive, got " + std::to_string(micro_batch) +
-                               ".");
+  require(micro_batch > 0,
+          "--micro-batch must be positive, got " + std::to_string(micro_batch) + ".");
   require(global_batch > 0,
           "--global-batch must be positive, got " + std::to_string(global_batch) + ".");
   const int64_t per_pass = int64_t{world_size} * micro_batch;
   if (global_batch % per_pass != 0) {
     const int64_t lower = (global_batch / per_pass) * per_pass;
     const int64_t upper = lower + per_pass;
-    std::string choices = lower > 0 ? std::to_string(lower) + " or " + std::to_string(upper)
-                                    : std::to_string(upper);
+    std::string choices =
+        lower > 0 ? std::to_string(lower) + " or " + std::to_string(upper) : std::to_string(upper);
     throw UsageError("--global-batch " + std::to_string(global_batch) +
                      " is not divisible by ranks x --micro-batch = " + std::to_string(world_size) +
                      " x " + std::to_string(micro_batch) + " = " + std::to_string(per_pass) +

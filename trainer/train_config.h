@@ -18,11 +18,11 @@ struct TrainConfig {
   int micro_batch = 8;          // b: sequences per rank per forward pass
   OptimizerConfig opt;
   uint64_t seed = 1337;
-  int threads = 0;              // CPU threads per rank; 0 = cores on the node / ranks on the node
-  std::string metrics;          // JSON Lines file written by rank 0 ("" = none)
-  int log_every = 10;           // progress line every N steps (and at the first and last)
-  int check_sync_every = 100;   // compare parameter hashes across ranks every N steps (0 = only
-                                // at start and end)
+  int threads = 0;             // CPU threads per rank; 0 = cores on the node / ranks on the node
+  std::string metrics;         // JSON Lines file written by rank 0 ("" = none)
+  int log_every = 10;          // progress line every N steps (and at the first and last)
+  int check_sync_every = 100;  // compare parameter hashes across ranks every N steps (0 = only
+                               // at start and end)
 
   // Accumulation steps per optimizer step on each rank: B / (world_size * b).
   int accum_steps(int world_size) const {

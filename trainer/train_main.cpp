@@ -11,8 +11,8 @@
 #include "kernels/cpu_threads.h"
 #include "kernels/cuda_device.h"
 #include "trainer/agreement.h"
-#include "trainer/param_layout.h"
 #include "trainer/metrics.h"
+#include "trainer/param_layout.h"
 #include "trainer/train_config.h"
 #include "trainer/training.h"
 
@@ -75,13 +75,15 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
       std::printf(
           "train: %d rank(s), %d on this node (%s) | %d thread(s)/rank | %s\n"
           "model: %s | %.3fM parameters | %.3g MFLOP/token\n"
-          "batch: global %" PRId64 " x %d tokens | micro-batch %d/rank | %d accumulation "
-          "step(s) | %" PRId64 " steps\n"
+          "batch: global %" PRId64
+          " x %d tokens | micro-batch %d/rank | %d accumulation "
+          "step(s) | %" PRId64
+          " steps\n"
           "data: %s (%zu bytes)\n",
           W, place.local_size, place.host.c_str(), threads, cuda_summary().c_str(),
           cfg.model.describe().c_str(), params_m, model_flops_per_token(cfg.model) / 1e6,
-          cfg.global_batch, cfg.model.seq_len, cfg.micro_batch, accum, cfg.steps,
-          cfg.data.c_str(), data->size());
+          cfg.global_batch, cfg.model.seq_len, cfg.micro_batch, accum, cfg.steps, cfg.data.c_str(),
+          data->size());
       std::fflush(stdout);
     }
 

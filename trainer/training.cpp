@@ -30,8 +30,8 @@ void check_params_in_sync(comm::Communicator& comm, const float* params, size_t 
   }
 }
 
-TrainResult train(const TrainConfig& cfg, comm::Communicator& comm,
-                  const datasets::ByteFile& data, const StepCallback& on_step) {
+TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datasets::ByteFile& data,
+                  const StepCallback& on_step) {
   using Clock = std::chrono::steady_clock;
   const int W = comm.world_size();
   const int b = cfg.micro_batch;

@@ -14,12 +14,12 @@
 namespace dpt::trainer {
 
 struct StepRecord {
-  int64_t step = 0;       // 1-based optimizer step
+  int64_t step = 0;  // 1-based optimizer step
   int64_t total_steps = 0;
-  double loss = 0;        // mean cross-entropy over the global batch (nats per token)
+  double loss = 0;  // mean cross-entropy over the global batch (nats per token)
   double lr = 0;
-  double grad_norm = 0;   // global L2 norm of the averaged gradient, before clipping
-  int64_t tokens = 0;     // cumulative tokens over all ranks
+  double grad_norm = 0;  // global L2 norm of the averaged gradient, before clipping
+  int64_t tokens = 0;    // cumulative tokens over all ranks
   double tokens_per_s = 0;
   double step_ms = 0;
 };
@@ -34,8 +34,8 @@ using StepCallback = std::function<void(const StepRecord&)>;
 
 // Trains per cfg on the ranks of comm (cfg must already be validated for comm.world_size()).
 // on_step runs on every rank after each optimizer step.
-TrainResult train(const TrainConfig& cfg, comm::Communicator& comm,
-                  const datasets::ByteFile& data, const StepCallback& on_step = {});
+TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datasets::ByteFile& data,
+                  const StepCallback& on_step = {});
 
 // Makes every rank hold rank 0's parameters, then proves it: the FNV-1a hashes of all ranks'
 // parameters must agree (throws RuntimeFailure naming the ranks that differ).

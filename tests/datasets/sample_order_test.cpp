@@ -18,9 +18,11 @@ TEST(SampleOrder, EachEpochIsAPermutation) {
   SampleOrder order(7, 1001);
   for (uint64_t epoch = 0; epoch < 3; ++epoch) {
     std::vector<uint64_t> seen;
-    for (uint64_t i = 0; i < 1001; ++i) seen.push_back(order.at(epoch * 1001 + i));
+    for (uint64_t i = 0; i < 1001; ++i)
+      seen.push_back(order.at(epoch * 1001 + i));
     std::sort(seen.begin(), seen.end());
-    for (uint64_t i = 0; i < 1001; ++i) ASSERT_EQ(seen[i], i);
+    for (uint64_t i = 0; i < 1001; ++i)
+      ASSERT_EQ(seen[i], i);
   }
 }
 
@@ -30,7 +32,8 @@ TEST(SampleOrder, EpochsDifferAndSeedsDiffer) {
   for (uint64_t i = 0; i < 500; ++i) {
     same_epoch += a.at(i) == a.at(500 + i);
   }
-  for (uint64_t i = 0; i < 500; ++i) same_seed += a.at(i) == b.at(i);
+  for (uint64_t i = 0; i < 500; ++i)
+    same_seed += a.at(i) == b.at(i);
   EXPECT_LT(same_epoch, 20);
   EXPECT_LT(same_seed, 20);
 }
@@ -38,8 +41,10 @@ TEST(SampleOrder, EpochsDifferAndSeedsDiffer) {
 TEST(SampleOrder, RandomAccessNeedsNoReplay) {
   SampleOrder sequential(3, 97), jump(3, 97);
   std::vector<uint64_t> seq;
-  for (uint64_t g = 0; g < 97 * 4; ++g) seq.push_back(sequential.at(g));
-  for (uint64_t g = 97 * 4; g-- > 0;) ASSERT_EQ(jump.at(g), seq[g]) << g;
+  for (uint64_t g = 0; g < 97 * 4; ++g)
+    seq.push_back(sequential.at(g));
+  for (uint64_t g = 97 * 4; g-- > 0;)
+    ASSERT_EQ(jump.at(g), seq[g]) << g;
 }
 
 std::multiset<uint64_t> step_samples(int world, int micro, int64_t B, int64_t step) {
@@ -47,7 +52,8 @@ std::multiset<uint64_t> step_samples(int world, int micro, int64_t B, int64_t st
   for (int r = 0; r < world; ++r) {
     BatchGeometry g{B, world, r, micro};
     for (int m = 0; m < g.accum_steps(); ++m)
-      for (int j = 0; j < micro; ++j) s.insert(g.position(step, m, j));
+      for (int j = 0; j < micro; ++j)
+        s.insert(g.position(step, m, j));
   }
   return s;
 }
@@ -57,8 +63,8 @@ TEST(BatchGeometry, GlobalBatchIsTheSameSetForAnyRankCount) {
   for (int64_t step : {0, 1, 17}) {
     const auto ref = step_samples(1, 24, B, step);
     EXPECT_EQ(step_samples(2, 12, B, step), ref);
-    EXPECT_EQ(step_samples(4, 3, B, step), ref);   // with accumulation
-    EXPECT_EQ(step_samples(3, 4, B, step), ref);   // odd world size
+    EXPECT_EQ(step_samples(4, 3, B, step), ref);  // with accumulation
+    EXPECT_EQ(step_samples(3, 4, B, step), ref);  // odd world size
     EXPECT_EQ(*ref.begin(), static_cast<uint64_t>(step * B));
     EXPECT_EQ(*ref.rbegin(), static_cast<uint64_t>(step * B + B - 1));
   }
@@ -66,7 +72,8 @@ TEST(BatchGeometry, GlobalBatchIsTheSameSetForAnyRankCount) {
 
 TEST(WindowLoader, TargetsAreInputsShiftedByOne) {
   std::vector<uint8_t> bytes(200);
-  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i);
+  for (size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = static_cast<uint8_t>(i);
   ByteFile data(bytes, "ramp");
   WindowLoader loader(data, 9, BatchGeometry{4, 1, 0, 2}, 1);
   EXPECT_EQ(loader.num_samples(), (200u - 1) / 9);
@@ -74,7 +81,8 @@ TEST(WindowLoader, TargetsAreInputsShiftedByOne) {
   loader.load(0, 1, in.data(), tgt.data());
   for (int j = 0; j < 2; ++j) {
     EXPECT_EQ(in[j * 9] % 9, 0) << "windows start at multiples of seq_len";
-    for (int t = 0; t < 9; ++t) EXPECT_EQ(tgt[j * 9 + t], in[j * 9 + t] + 1);
+    for (int t = 0; t < 9; ++t)
+      EXPECT_EQ(tgt[j * 9 + t], in[j * 9 + t] + 1);
   }
 }
 

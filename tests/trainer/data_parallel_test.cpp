@@ -52,8 +52,8 @@ void expect_same_losses(const TrainResult& a, const TrainResult& b, const char* 
   ASSERT_EQ(a.steps.size(), b.steps.size());
   for (size_t i = 0; i < a.steps.size(); ++i) {
     const double x = a.steps[i].loss, y = b.steps[i].loss;
-    EXPECT_LE(std::abs(x - y), 1e-5 * std::abs(y)) << what << ": step " << i + 1 << " loss "
-                                                   << x << " vs " << y;
+    EXPECT_LE(std::abs(x - y), 1e-5 * std::abs(y))
+        << what << ": step " << i + 1 << " loss " << x << " vs " << y;
     EXPECT_LE(std::abs(a.steps[i].grad_norm - b.steps[i].grad_norm),
               1e-4 * std::abs(b.steps[i].grad_norm))
         << what << ": step " << i + 1 << " grad_norm";
@@ -107,7 +107,8 @@ TEST_F(DataParallel, TwoRanksAccumulatingMatchOneRankWholeBatch) {
   // Parameters after 10 steps agree too, not only losses.
   double max_diff = 0, max_abs = 0;
   for (size_t i = 0; i < r1.final_params.size(); ++i) {
-    max_diff = std::max(max_diff, static_cast<double>(std::abs(r2.final_params[i] - r1.final_params[i])));
+    max_diff =
+        std::max(max_diff, static_cast<double>(std::abs(r2.final_params[i] - r1.final_params[i])));
     max_abs = std::max(max_abs, static_cast<double>(std::abs(r1.final_params[i])));
   }
   EXPECT_LT(max_diff, 1e-4 * max_abs);
@@ -119,7 +120,8 @@ TEST_F(DataParallel, SameConfigTwiceGivesBitIdenticalLosses) {
   c.micro_batch = 2;
   const TrainResult a = train(c, world, data_);
   const TrainResult b = train(c, world, data_);
-  for (size_t i = 0; i < a.steps.size(); ++i) EXPECT_EQ(a.steps[i].loss, b.steps[i].loss);
+  for (size_t i = 0; i < a.steps.size(); ++i)
+    EXPECT_EQ(a.steps[i].loss, b.steps[i].loss);
   EXPECT_EQ(a.final_param_hash, b.final_param_hash);
 }
 

@@ -33,7 +33,8 @@ void random_tokens(std::vector<int32_t>& v, int vocab, uint64_t seed) {
 template <typename T>
 void perturb_all(Gpt<T>& m, uint64_t seed) {
   auto p = m.params();
-  for (size_t i = 0; i < p.size(); ++i) p[i] += static_cast<T>(0.05 * random_normal(seed, 3, i));
+  for (size_t i = 0; i < p.size(); ++i)
+    p[i] += static_cast<T>(0.05 * random_normal(seed, 3, i));
 }
 
 TEST(Gpt, GradientMatchesFiniteDifferencesForEveryParameter) {
@@ -64,7 +65,8 @@ TEST(Gpt, GradientMatchesFiniteDifferencesForEveryParameter) {
     const double lm = m.forward(in.data(), tgt.data(), B);
     p[i] = saved;
     const double numeric = scale * (lp - lm) / (2 * h);
-    const double err = std::abs(numeric - analytic[i]) / std::max(1e-6, std::abs(numeric) + std::abs(analytic[i]));
+    const double err =
+        std::abs(numeric - analytic[i]) / std::max(1e-6, std::abs(numeric) + std::abs(analytic[i]));
     if (err > worst) {
       worst = err;
       worst_i = i;
@@ -87,7 +89,8 @@ TEST(Gpt, GradientsAccumulateAcrossBackwardCalls) {
   const std::vector<double> once(m.grads().begin(), m.grads().end());
   m.forward(in.data(), tgt.data(), 1);
   m.backward(1.0);
-  for (size_t i = 0; i < once.size(); ++i) ASSERT_NEAR(m.grads()[i], 2 * once[i], 1e-12);
+  for (size_t i = 0; i < once.size(); ++i)
+    ASSERT_NEAR(m.grads()[i], 2 * once[i], 1e-12);
 }
 
 TEST(Gpt, FloatModelMatchesDoubleModel) {
@@ -97,7 +100,8 @@ TEST(Gpt, FloatModelMatchesDoubleModel) {
   Gpt<float> mf(cfg, B);
   md.init_params(9);
   mf.init_params(9);
-  for (size_t i = 0; i < md.params().size(); ++i) ASSERT_EQ(static_cast<float>(md.params()[i]), mf.params()[i]);
+  for (size_t i = 0; i < md.params().size(); ++i)
+    ASSERT_EQ(static_cast<float>(md.params()[i]), mf.params()[i]);
   std::vector<int32_t> in(B * cfg.seq_len), tgt(in.size());
   random_tokens(in, cfg.vocab_size, 11);
   random_tokens(tgt, cfg.vocab_size, 12);
@@ -109,7 +113,8 @@ TEST(Gpt, FloatModelMatchesDoubleModel) {
   md.backward(1.0);
   mf.backward(1.0);
   double max_abs = 0;
-  for (double g : md.grads()) max_abs = std::max(max_abs, std::abs(g));
+  for (double g : md.grads())
+    max_abs = std::max(max_abs, std::abs(g));
   for (size_t i = 0; i < md.grads().size(); ++i)
     ASSERT_NEAR(mf.grads()[i], md.grads()[i], 1e-4 * max_abs) << "element " << i;
 }
@@ -156,8 +161,8 @@ TEST(ParamLayout, TensorsTileTheFlatBufferInOrder) {
 TEST(ParamLayout, DecayRuleCoversMatricesAndEmbeddingsOnly) {
   ParamLayout layout(tiny());
   for (const auto& t : layout.tensors()) {
-    const bool one_dim = t.name.find(".bias") != std::string::npos ||
-                         t.name.find("ln") != std::string::npos;
+    const bool one_dim =
+        t.name.find(".bias") != std::string::npos || t.name.find("ln") != std::string::npos;
     EXPECT_EQ(t.decays(), !one_dim) << t.name;
   }
   EXPECT_TRUE(layout.get("wte").decays());
@@ -172,7 +177,8 @@ TEST(ModelConfig, RejectsHeadCountThatDoesNotDivideWidth) {
     c.validate();
     FAIL() << "expected UsageError";
   } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("--n-head 5 does not divide --d-model 12"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("--n-head 5 does not divide --d-model 12"),
+              std::string::npos)
         << e.what();
   }
 }

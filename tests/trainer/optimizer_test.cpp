@@ -20,7 +20,8 @@ TEST(LearningRate, WarmsUpLinearlyThenDecaysByCosineToTheFloor) {
   // Halfway through the decay the cosine is at the midpoint of lr and the floor.
   EXPECT_NEAR(learning_rate(c, 60), 0.5 * (1e-3 + 1e-4), 1e-15);
   EXPECT_NEAR(learning_rate(c, 110), 1e-4, 1e-15);
-  for (int s = 11; s <= 110; ++s) EXPECT_LT(learning_rate(c, s), learning_rate(c, s - 1) + 1e-18);
+  for (int s = 11; s <= 110; ++s)
+    EXPECT_LT(learning_rate(c, s), learning_rate(c, s - 1) + 1e-18);
 }
 
 TEST(LearningRate, WithoutWarmupStartsAtPeak) {

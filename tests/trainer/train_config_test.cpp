@@ -16,7 +16,8 @@ namespace {
 ParsedOptions parse(std::vector<std::string> args) {
   args.insert(args.begin(), "train");
   std::vector<const char*> argv;
-  for (auto& a : args) argv.push_back(a.c_str());
+  for (auto& a : args)
+    argv.push_back(a.c_str());
   return parse_train_options(static_cast<int>(argv.size()), argv.data());
 }
 
