@@ -32,8 +32,11 @@ ByteFile ByteFile::load(const std::string& path) {
   std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
   const size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f.get());
   if (got != bytes.size()) {
-    throw UsageError("--data " + path + ": read " + std::to_string(got) + " of " +
-                     std::to_string(bytes.size()) + " bytes (" + errno_string(errno) + ").");
+    // The file shrank under us or the device failed: not something an option can fix.
+    throw RuntimeFailure("reading --data " + path + ": got " + std::to_string(got) + " of " +
+                         std::to_string(bytes.size()) + " bytes" +
+                         (std::ferror(f.get()) ? " (" + errno_string(errno) + ")" : "") +
+                         "; was the file changed while training started?");
   }
   if (bytes.empty()) {
     throw UsageError("--data " + path + " is empty; pass a file with training text.");

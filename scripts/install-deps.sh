@@ -28,7 +28,8 @@ fi
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then
-  if command -v sudo >/dev/null; then SUDO="sudo"; else
+  # -n: fail at once instead of prompting (CI has no stdin); env: sudo resets the environment.
+  if command -v sudo >/dev/null; then SUDO="sudo -n env DEBIAN_FRONTEND=noninteractive"; else
     echo "install-deps: missing ${missing[*]}; run as root or install them with apt-get." >&2
     exit 2
   fi

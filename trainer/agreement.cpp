@@ -22,6 +22,9 @@ void run_agreed(comm::Communicator& comm, const std::function<void()>& fn) {
   } catch (const std::exception& e) {
     status = 1;
     message = e.what();
+  } catch (...) {
+    status = 1;
+    message = "unknown exception (not derived from std::exception)";
   }
   std::vector<int32_t> all(comm.world_size(), 0);
   comm.all_gather(&status, all.data(), 1, comm::DType::i32);

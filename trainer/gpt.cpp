@@ -41,6 +41,8 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
   DPT_CHECK(max_batch > 0, "max_batch must be positive");
   params_.assign(layout_.total(), T(0));
   grads_.assign(layout_.total(), T(0));
+  P_ = views(params_.data());
+  G_ = views(grads_.data());
   inputs_.assign(static_cast<size_t>(max_batch) * cfg.seq_len, 0);
   targets_.assign(inputs_.size(), 0);
 
@@ -93,17 +95,18 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
 }
 
 template <typename T>
-T* Gpt<T>::tensor(T* base, const char* name) const {
-  return base + layout_.get(name).offset;
-}
-
-template <typename T>
-typename Gpt<T>::LayerParams Gpt<T>::layer(T* base, int l) const {
-  const std::string p = "blocks." + std::to_string(l) + ".";
-  auto at = [&](const char* n) { return base + layout_.get(p + n).offset; };
-  return {at("ln1.weight"),       at("ln1.bias"),       at("attn.qkv.weight"), at("attn.qkv.bias"),
-          at("attn.proj.weight"), at("attn.proj.bias"), at("ln2.weight"),      at("ln2.bias"),
-          at("mlp.fc.weight"),    at("mlp.fc.bias"),    at("mlp.proj.weight"), at("mlp.proj.bias")};
+typename Gpt<T>::ModelViews Gpt<T>::views(T* base) const {
+  auto at = [&](const std::string& n) { return base + layout_.get(n).offset; };
+  ModelViews v{at("wte"), at("wpe"), at("ln_f.weight"), at("ln_f.bias"), {}};
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    const std::string p = "blocks." + std::to_string(l) + ".";
+    v.layers.push_back({at(p + "ln1.weight"), at(p + "ln1.bias"), at(p + "attn.qkv.weight"),
+                        at(p + "attn.qkv.bias"), at(p + "attn.proj.weight"),
+                        at(p + "attn.proj.bias"), at(p + "ln2.weight"), at(p + "ln2.bias"),
+                        at(p + "mlp.fc.weight"), at(p + "mlp.fc.bias"), at(p + "mlp.proj.weight"),
+                        at(p + "mlp.proj.bias")});
+  }
+  return v;
 }
 
 template <typename T>
@@ -172,15 +175,14 @@ void Gpt<T>::backward(double loss_scale) {
 
 template <typename T>
 void Gpt<T>::embed_forward(int batch) {
-  k::encoder_forward_cpu(encoded_, inputs_.data(), tensor(params_.data(), "wte"),
-                         tensor(params_.data(), "wpe"), batch, cfg_.seq_len, cfg_.d_model,
-                         cfg_.vocab_size);
+  k::encoder_forward_cpu(encoded_, inputs_.data(), P_.wte, P_.wpe, batch, cfg_.seq_len,
+                         cfg_.d_model, cfg_.vocab_size);
 }
 
 template <typename T>
 void Gpt<T>::embed_backward(const T* dx, int batch) {
-  k::encoder_backward_cpu(tensor(grads_.data(), "wte"), tensor(grads_.data(), "wpe"), dx,
-                          inputs_.data(), batch, cfg_.seq_len, cfg_.d_model, cfg_.vocab_size);
+  k::encoder_backward_cpu(G_.wte, G_.wpe, dx, inputs_.data(), batch, cfg_.seq_len, cfg_.d_model,
+                          cfg_.vocab_size);
 }
 
 // --- trunk -----------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ void Gpt<T>::block_forward(int l, int batch) {
   const int N = batch * cfg_.seq_len, C = cfg_.d_model;
   const size_t NC = static_cast<size_t>(N) * C;
   const LayerActs& a = layer_acts_[l];
-  const LayerParams p = layer(params_.data(), l);
+  const LayerParams& p = P_.layers[l];
   const T* x = block_input(l);
   // x + attn(ln1(x))
   k::layernorm_forward_cpu(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.ln1_w, p.ln1_b, N, C);
@@ -213,8 +215,8 @@ void Gpt<T>::block_backward(int l, T* dres, int batch) {
   const int N = batch * cfg_.seq_len, C = cfg_.d_model;
   const size_t NC = static_cast<size_t>(N) * C;
   const LayerActs& a = layer_acts_[l];
-  const LayerParams p = layer(params_.data(), l);
-  const LayerParams g = layer(grads_.data(), l);
+  const LayerParams& p = P_.layers[l];
+  const LayerParams& g = G_.layers[l];
   const T* x = block_input(l);
   // MLP branch: d fcproj = dres.
   std::fill(d_fch_gelu_, d_fch_gelu_ + 4 * NC, T(0));
@@ -244,11 +246,9 @@ template <typename T>
 double Gpt<T>::head_forward(int batch) {
   const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
   const T* x = block_input(cfg_.n_layer);
-  k::layernorm_forward_cpu(lnf_, lnf_mean_, lnf_rstd_, x, tensor(params_.data(), "ln_f.weight"),
-                           tensor(params_.data(), "ln_f.bias"), N, C);
+  k::layernorm_forward_cpu(lnf_, lnf_mean_, lnf_rstd_, x, P_.lnf_w, P_.lnf_b, N, C);
   // Tied output projection: logits = lnf . wte^T.
-  k::linear_forward_cpu(logits_, lnf_, tensor(params_.data(), "wte"), static_cast<T*>(nullptr), N,
-                        C, V);
+  k::linear_forward_cpu(logits_, lnf_, P_.wte, static_cast<T*>(nullptr), N, C, V);
   k::softmax_cross_entropy_forward_cpu(losses_, probs_, logits_, targets_.data(), N, V);
   double sum = 0.0;
   for (int i = 0; i < N; ++i)
@@ -263,11 +263,9 @@ void Gpt<T>::head_backward(double loss_scale, T* dres, int batch) {
   std::fill(d_logits_, d_logits_ + static_cast<size_t>(N) * V, T(0));
   k::softmax_cross_entropy_backward_cpu(d_logits_, d_losses_, probs_, targets_.data(), N, V);
   std::fill(d_ln_, d_ln_ + static_cast<size_t>(N) * C, T(0));
-  k::linear_backward_cpu(d_ln_, tensor(grads_.data(), "wte"), static_cast<T*>(nullptr), d_logits_,
-                         lnf_, tensor(params_.data(), "wte"), N, C, V);
-  k::layernorm_backward_cpu(dres, tensor(grads_.data(), "ln_f.weight"),
-                            tensor(grads_.data(), "ln_f.bias"), d_ln_, block_input(cfg_.n_layer),
-                            tensor(params_.data(), "ln_f.weight"), lnf_mean_, lnf_rstd_, N, C);
+  k::linear_backward_cpu(d_ln_, G_.wte, static_cast<T*>(nullptr), d_logits_, lnf_, P_.wte, N, C, V);
+  k::layernorm_backward_cpu(dres, G_.lnf_w, G_.lnf_b, d_ln_, block_input(cfg_.n_layer), P_.lnf_w,
+                            lnf_mean_, lnf_rstd_, N, C);
 }
 
 template class Gpt<float>;

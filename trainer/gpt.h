@@ -52,8 +52,11 @@ class Gpt {
     T *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
     T *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
   };
-  LayerParams layer(T* base, int l) const;
-  T* tensor(T* base, const char* name) const;
+  struct ModelViews {  // every tensor of params_ or grads_, resolved once at construction
+    T *wte, *wpe, *lnf_w, *lnf_b;
+    std::vector<LayerParams> layers;
+  };
+  ModelViews views(T* base) const;
   const T* block_input(int l) const;
 
   void embed_forward(int batch);
@@ -63,6 +66,8 @@ class Gpt {
   double head_forward(int batch);
   void head_backward(double loss_scale, T* dres, int batch);
 
+  ModelViews P_;  // into params_
+  ModelViews G_;  // into grads_
   std::vector<LayerActs> layer_acts_;
   T *encoded_, *lnf_, *lnf_mean_, *lnf_rstd_, *logits_, *probs_, *losses_;
   T *d_res_, *d_ln_, *d_qkv_, *d_atty_, *d_fch_gelu_, *d_fch_, *d_logits_, *d_losses_,

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cmath>
+#include <string>
 
 #include "common/errors.h"
 

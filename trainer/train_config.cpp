@@ -2,6 +2,8 @@
 #include "trainer/train_config.h"
 
 #include <boost/program_options.hpp>
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -22,6 +24,7 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
   ParsedOptions out;
   TrainConfig& c = out.config;
   std::string config_file;
+  std::string seed_text;
   int vocab_size = 0;
 
   // One option per line reads better than clang-format's packing of Boost's chained calls.
@@ -34,7 +37,8 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
       ("data", po::value<std::string>(&c.data), "training data: a file of bytes (vocabulary 256)")
       ("metrics", po::value<std::string>(&c.metrics),
        "write one JSON object per optimizer step to this file (rank 0)")
-      ("seed", val(&c.seed), "seed of initialization and sample order")
+      ("seed", po::value<std::string>(&seed_text)->default_value(std::to_string(c.seed)),
+       "seed of initialization and sample order (an integer in [0, 2^64))")
       ("threads", val(&c.threads), "CPU threads per rank (0: the node's cores / ranks on the node)")
       ("log-every", val(&c.log_every), "print a progress line every N steps")
       ("check-sync-every", val(&c.check_sync_every),
@@ -96,6 +100,16 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
     c.model.vocab_size = vocab_size;
     c.vocab_from_data = false;
   }
+  // Parsed by hand: lexical_cast would take "-1" as 2^64 - 1 for an unsigned type.
+  const bool digits = !seed_text.empty() && seed_text.size() <= 20 &&
+                      seed_text.find_first_not_of("0123456789") == std::string::npos;
+  errno = 0;
+  const unsigned long long seed = digits ? std::strtoull(seed_text.c_str(), nullptr, 10) : 0;
+  if (!digits || errno == ERANGE) {
+    throw UsageError("--seed " + seed_text +
+                     " is not an integer in [0, 2^64): pass e.g. --seed 42.");
+  }
+  c.seed = seed;
   c.opt.total_steps = c.steps;
   return out;
 }

@@ -1,12 +1,17 @@
 // The train executable: one process per rank under mpiexec/srun.
+#include <sched.h>
+
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <thread>
 
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_session.h"
+#include "comm/nccl_info.h"
 #include "common/errors.h"
+#include "common/hash.h"
 #include "datasets/byte_file.h"
 #include "kernels/cpu_threads.h"
 #include "kernels/cuda_device.h"
@@ -21,12 +26,53 @@ namespace {
 using namespace dpt;
 using namespace dpt::trainer;
 
-std::string cuda_summary() {
+// Never throws: a broken driver must not stop a CPU run at its banner.
+std::string cuda_summary() try {
   if (!kernels::cuda_built()) return "CUDA: not built";
   const int n = kernels::cuda_device_count();
   std::string s = "CUDA: built, " + std::to_string(n) + " device(s) visible";
   if (n > 0) s += " (" + kernels::cuda_device_name(0) + ")";
+  const std::string nccl = comm::nccl_version();
+  if (!nccl.empty()) s += ", NCCL " + nccl;
   return s + "; this build trains on the CPU path";
+} catch (const std::exception& e) {
+  return std::string("CUDA: error querying devices (") + e.what() + ")";
+}
+
+// Threads per rank when --threads is 0: OMP_NUM_THREADS if set (as torchrun and most MPI
+// launch scripts set it); else the CPUs this process may run on, shared among the ranks of the
+// node when the launcher did not bind them (the mask covers the whole node).
+int default_threads(int local_size) {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  int allowed = 0;
+  if (sched_getaffinity(0, sizeof(mask), &mask) == 0) allowed = CPU_COUNT(&mask);
+  const int node = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (allowed <= 0) allowed = node;
+  if (allowed >= node) return std::max(1, node / std::max(1, local_size));
+  return allowed;
+}
+
+// Every rank must read the same bytes, or the global batch of step k differs between ranks
+// while nothing fails. Throws UsageError naming the ranks that differ.
+void check_same_data(comm::Communicator& world, const datasets::ByteFile& data,
+                     const std::string& path) {
+  const uint64_t mine[2] = {static_cast<uint64_t>(data.size()), fnv1a64(data.data(), data.size())};
+  std::vector<uint64_t> all(2 * static_cast<size_t>(world.world_size()));
+  world.all_gather(mine, all.data(), 2, comm::DType::u64);
+  for (int r = 1; r < world.world_size(); ++r) {
+    if (all[2 * r] != all[0] || all[2 * r + 1] != all[1]) {
+      throw UsageError("--data " + path + " differs between ranks: rank 0 reads " +
+                       std::to_string(all[0]) + " bytes, rank " + std::to_string(r) + " reads " +
+                       std::to_string(all[2 * r]) + " bytes" +
+                       (all[2 * r] == all[0] ? " with other contents" : "") +
+                       ". Put the data on a filesystem every node sees, or copy the same file.");
+    }
+  }
 }
 
 int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** argv) {
@@ -58,15 +104,15 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
                          cfg.data + " holds " + std::to_string(data->size()) +
                          ". Use a shorter --seq-len or a larger data file.");
       }
+    });
+    run_agreed(world, [&] { check_same_data(world, *data, cfg.data); });
+    // Opened only once every rank agreed to start, so a failed start leaves old metrics alone.
+    run_agreed(world, [&] {
       if (rank == 0 && !cfg.metrics.empty()) metrics.emplace(cfg.metrics);
     });
 
     const auto& place = session.placement();
-    int threads = cfg.threads;
-    if (threads == 0) {
-      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-      threads = std::max(1, cores / std::max(1, place.local_size));
-    }
+    const int threads = cfg.threads > 0 ? cfg.threads : default_threads(place.local_size);
     kernels::set_cpu_threads(threads);
 
     const int accum = cfg.accum_steps(W);
@@ -111,6 +157,10 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     std::fprintf(stderr, "train: failure on rank %d: %s\n", rank, e.what());
     if (W > 1) session.abort(1);
     return 1;
+  } catch (...) {
+    std::fprintf(stderr, "train: failure on rank %d: unknown exception\n", rank);
+    if (W > 1) session.abort(1);
+    return 1;
   }
 }
 
@@ -125,10 +175,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   int code = 0;
-  {
-    dpt::comm::MpiCommunicator world(MPI_COMM_WORLD);
-    code = run(*session, world, argc, argv);
+  try {
+    {
+      dpt::comm::MpiCommunicator world(MPI_COMM_WORLD);
+      code = run(*session, world, argc, argv);
+    }  // the communicator is freed before MPI is finalized
+    session->finalize();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train: failure on rank %d: %s\n", session->rank(), e.what());
+    if (session->world_size() > 1) session->abort(1);
+    return 1;
   }
-  session->finalize();
   return code;
 }

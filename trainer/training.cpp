@@ -13,21 +13,20 @@
 
 namespace dpt::trainer {
 
-void check_params_in_sync(comm::Communicator& comm, const float* params, size_t n,
-                          const char* when) {
+void ParamSyncCheck::check(const float* params, size_t n, const char* when, int64_t step) {
   const uint64_t mine = fnv1a64(params, n * sizeof(float));
-  std::vector<uint64_t> all(comm.world_size());
-  comm.all_gather(&mine, all.data(), 1, comm::DType::u64);
-  std::ostringstream diff;
-  for (int r = 1; r < comm.world_size(); ++r) {
-    if (all[r] != all[0]) diff << " rank " << r << "=" << std::hex << all[r] << std::dec;
-  }
-  if (!diff.str().empty()) {
-    std::ostringstream msg;
-    msg << "parameters differ across ranks " << when << ": rank 0=" << std::hex << all[0]
-        << std::dec << diff.str();
-    DPT_CHECK(false, msg.str());
-  }
+  comm_.all_gather(&mine, all_.data(), 1, comm::DType::u64);
+  bool same = true;
+  for (uint64_t h : all_)
+    same = same && h == all_[0];
+  if (same) return;
+  std::ostringstream msg;
+  msg << "parameters differ across ranks " << when;
+  if (step > 0) msg << " " << step;
+  msg << ":" << std::hex;
+  for (size_t r = 0; r < all_.size(); ++r)
+    msg << " rank " << std::dec << r << "=" << std::hex << all_[r];
+  DPT_CHECK(false, msg.str());
 }
 
 TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datasets::ByteFile& data,
@@ -44,7 +43,8 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datase
   Gpt<float> model(cfg.model, b);
   if (comm.rank() == 0) model.init_params(cfg.seed);
   comm.broadcast(model.params(), 0);
-  check_params_in_sync(comm, model.params().data(), model.params().size(), "after broadcast");
+  ParamSyncCheck sync(comm);
+  sync.check(model.params().data(), model.params().size(), "after broadcast");
 
   OptimizerConfig opt = cfg.opt;
   opt.total_steps = cfg.steps;
@@ -72,11 +72,10 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datase
     comm.all_reduce(std::span<double>(&loss, 1), comm::ReduceOp::avg);
 
     const StepStats s = adamw.step(model.params(), model.grads(), step);
-    if (cfg.check_sync_every > 0 && step % cfg.check_sync_every == 0) {
-      check_params_in_sync(comm, model.params().data(), model.params().size(),
-                           ("after step " + std::to_string(step)).c_str());
-    }
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (cfg.check_sync_every > 0 && step % cfg.check_sync_every == 0) {
+      sync.check(model.params().data(), model.params().size(), "after step", step);
+    }
 
     StepRecord rec;
     rec.step = step;
@@ -90,7 +89,7 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datase
     result.steps.push_back(rec);
     if (on_step) on_step(rec);
   }
-  check_params_in_sync(comm, model.params().data(), model.params().size(), "at the end");
+  sync.check(model.params().data(), model.params().size(), "at the end");
   result.final_params.assign(model.params().begin(), model.params().end());
   result.final_param_hash =
       fnv1a64(result.final_params.data(), result.final_params.size() * sizeof(float));

@@ -37,9 +37,19 @@ using StepCallback = std::function<void(const StepRecord&)>;
 TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datasets::ByteFile& data,
                   const StepCallback& on_step = {});
 
-// Makes every rank hold rank 0's parameters, then proves it: the FNV-1a hashes of all ranks'
-// parameters must agree (throws RuntimeFailure naming the ranks that differ).
-void check_params_in_sync(comm::Communicator& comm, const float* params, size_t n,
-                          const char* when);
+// Proves every rank holds the same parameters: the FNV-1a hashes of all ranks' parameters
+// must agree (throws RuntimeFailure naming the ranks that differ). Allocates only at
+// construction and when reporting a mismatch, so it may run inside the step loop.
+class ParamSyncCheck {
+ public:
+  explicit ParamSyncCheck(comm::Communicator& comm) : comm_(comm), all_(comm.world_size()) {}
+  // `when` names the moment in the message: "after broadcast", "after step", "at the end";
+  // step is appended when positive.
+  void check(const float* params, size_t n, const char* when, int64_t step = 0);
+
+ private:
+  comm::Communicator& comm_;
+  std::vector<uint64_t> all_;
+};
 
 }  // namespace dpt::trainer

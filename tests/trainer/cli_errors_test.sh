@@ -72,6 +72,33 @@ else
   echo "FAIL data_missing_on_one_rank: exit $rc"; sed 's/^/    /' "$work/pr.err" | head; fails=$((fails + 1))
 fi
 
+# The same path with different contents on the two ranks (as on two nodes without a shared
+# filesystem): the ranks would silently train on different global batches, so it is refused.
+head -c 5000 /dev/urandom > "$work/other.bin"
+cat > "$work/diff_data.sh" <<INNER
+#!/usr/bin/env bash
+if [[ \$OMPI_COMM_WORLD_RANK == 0 ]]; then d="$work/data.bin"; else d="$work/other.bin"; fi
+exec "$bin/train" --data "\$d" ${common[*]} --global-batch 4 --micro-batch 2
+INNER
+chmod +x "$work/diff_data.sh"
+timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$work/diff_data.sh" >"$work/dd.out" 2>"$work/dd.err"
+rc=$?
+if [[ $rc -eq 2 ]] && grep -qF "differs between ranks: rank 0 reads 5000 bytes, rank 1 reads 5000 bytes with other contents" "$work/dd.err"; then
+  echo "ok   data_differs_between_ranks: $(grep -F 'differs' "$work/dd.err" | head -1)"
+else
+  echo "FAIL data_differs_between_ranks: exit $rc"; sed 's/^/    /' "$work/dd.err" | head; fails=$((fails + 1))
+fi
+
+# A failed start leaves an existing metrics file untouched.
+echo '{"step": 1}' > "$work/keep.jsonl"
+timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" --data "$work/nope.bin" \
+  "${common[@]}" --global-batch 4 --micro-batch 2 --metrics "$work/keep.jsonl" >/dev/null 2>&1
+if [[ "$(cat "$work/keep.jsonl")" == '{"step": 1}' ]]; then
+  echo "ok   failed_start_keeps_metrics"
+else
+  echo "FAIL failed_start_keeps_metrics: the file was truncated"; fails=$((fails + 1))
+fi
+
 # --help exits 0 and lists the options.
 if timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" --help >"$work/help.out" 2>&1 &&
   grep -q -- "--global-batch" "$work/help.out"; then

@@ -69,6 +69,16 @@ TEST(TrainOptions, UnknownNameInConfigFileIsAUsageError) {
   std::remove(path.c_str());
 }
 
+TEST(TrainOptions, SeedMustBeANonNegativeInteger) {
+  EXPECT_EQ(parse({"--seed", "18446744073709551615"}).config.seed, 18446744073709551615ull);
+  EXPECT_NE(usage_message([] { parse({"--seed", "-1"}); }).find("--seed -1"), std::string::npos);
+  EXPECT_NE(usage_message([] {
+              parse({"--seed", "18446744073709551616"});
+            }).find("--seed"),
+            std::string::npos);
+  EXPECT_NE(usage_message([] { parse({"--seed", "12a"}); }).find("--seed 12a"), std::string::npos);
+}
+
 TEST(TrainOptions, MissingConfigFileNamesThePath) {
   const std::string msg = usage_message([] { parse({"--config", "/nonexistent/x.ini"}); });
   EXPECT_NE(msg.find("/nonexistent/x.ini"), std::string::npos) << msg;
