@@ -18,12 +18,23 @@ MetricsWriter::MetricsWriter(const std::string& path)
   }
 }
 
+namespace {
+// A JSON number with 9 significant digits, or null for NaN and infinities (JSON has neither).
+std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.9g", v);
+  return buf;
+}
+}  // namespace
+
 void MetricsWriter::write(const StepRecord& r) {
   std::fprintf(file_.get(),
                "{\"step\": %" PRId64
-               ", \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
-               "\"tokens\": %" PRId64 ", \"tokens_per_s\": %.9g, \"step_ms\": %.9g}\n",
-               r.step, r.loss, r.lr, r.grad_norm, r.tokens, r.tokens_per_s, r.step_ms);
+               ", \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
+               "\"tokens\": %" PRId64 ", \"tokens_per_s\": %s, \"step_ms\": %s}\n",
+               r.step, num(r.loss).c_str(), num(r.lr).c_str(), num(r.grad_norm).c_str(), r.tokens,
+               num(r.tokens_per_s).c_str(), num(r.step_ms).c_str());
   std::fflush(file_.get());
 }
 

@@ -39,7 +39,9 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
        "write one JSON object per optimizer step to this file (rank 0)")
       ("seed", po::value<std::string>(&seed_text)->default_value(std::to_string(c.seed)),
        "seed of initialization and sample order (an integer in [0, 2^64))")
-      ("threads", val(&c.threads), "CPU threads per rank (0: the node's cores / ranks on the node)")
+      ("threads", val(&c.threads),
+       "CPU threads per rank (0: OMP_NUM_THREADS, else the CPUs the rank is bound to, "
+       "else the node's cores / ranks on the node)")
       ("log-every", val(&c.log_every), "print a progress line every N steps")
       ("check-sync-every", val(&c.check_sync_every),
        "compare parameter hashes across ranks every N steps (0: at start and end only)");
@@ -145,7 +147,7 @@ void TrainConfig::validate(int world_size) const {
   require(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1,
           "--beta1 and --beta2 must be in [0, 1).");
   require(opt.eps > 0, "--adam-eps must be positive.");
-  require(threads >= 0, "--threads must be >= 0 (0 picks the node's cores / ranks per node).");
+  require(threads >= 0, "--threads must be >= 0 (0 picks a default; see --help).");
   require(log_every > 0, "--log-every must be positive.");
   require(check_sync_every >= 0, "--check-sync-every must be >= 0.");
 }

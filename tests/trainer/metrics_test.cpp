@@ -1,0 +1,87 @@
+// The metrics line format (9 significant digits, null for non-finite) and the progress line.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "common/errors.h"
+#include "trainer/metrics.h"
+
+namespace dpt::trainer {
+namespace {
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+TEST(MetricsWriter, WritesOneJsonObjectPerStepWithNineSignificantDigits) {
+  const std::string path = ::testing::TempDir() + "/metrics_test.jsonl";
+  {
+    MetricsWriter w(path);
+    StepRecord r;
+    r.step = 3;
+    r.loss = 2.718281828459045;
+    r.lr = 1e-3;
+    r.grad_norm = 0.5;
+    r.tokens = 6144;
+    r.tokens_per_s = 12345.678;
+    r.step_ms = 42.0;
+    w.write(r);
+    r.step = 4;
+    r.loss = std::nan("");
+    r.grad_norm = INFINITY;
+    w.write(r);
+  }
+  EXPECT_EQ(read_all(path),
+            "{\"step\": 3, \"loss\": 2.71828183, \"lr\": 0.001, \"grad_norm\": 0.5, \"tokens\": "
+            "6144, \"tokens_per_s\": 12345.678, \"step_ms\": 42}\n"
+            "{\"step\": 4, \"loss\": null, \"lr\": 0.001, \"grad_norm\": null, \"tokens\": 6144, "
+            "\"tokens_per_s\": 12345.678, \"step_ms\": 42}\n");
+}
+
+TEST(MetricsWriter, UnwritablePathIsAUsageErrorNamingIt) {
+  EXPECT_THROW({ MetricsWriter w("/nonexistent-dir/m.jsonl"); }, UsageError);
+}
+
+TEST(FormatDuration, PrintsMinutesAndHours) {
+  EXPECT_EQ(format_duration(0), "0:00");
+  EXPECT_EQ(format_duration(65.4), "1:05");
+  EXPECT_EQ(format_duration(3723), "1:02:03");
+  EXPECT_EQ(format_duration(std::nan("")), "?");
+}
+
+TEST(ProgressPrinter, PrintsFirstEveryNthAndLastStepWithEta) {
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* out = open_memstream(&buf, &len);
+  ProgressPrinter p(5, out);
+  for (int s = 1; s <= 12; ++s) {
+    StepRecord r;
+    r.step = s;
+    r.total_steps = 12;
+    r.loss = 3.0;
+    r.step_ms = 1000.0;  // one second per step
+    r.tokens_per_s = 100.0;
+    p.on_step(r);
+  }
+  std::fclose(out);
+  const std::string text(buf, len);
+  std::free(buf);
+  std::istringstream lines(text);
+  std::string line;
+  std::vector<std::string> got;
+  while (std::getline(lines, line))
+    got.push_back(line);
+  ASSERT_EQ(got.size(), 4u) << text;  // steps 1, 5, 10, 12
+  EXPECT_NE(got[1].find("step 5/12"), std::string::npos);
+  EXPECT_NE(got[1].find("ETA 0:07"), std::string::npos) << got[1];
+  EXPECT_NE(got[3].find("step 12/12"), std::string::npos);
+  EXPECT_NE(got[3].find("done in 0:12"), std::string::npos) << got[3];
+}
+
+}  // namespace
+}  // namespace dpt::trainer
