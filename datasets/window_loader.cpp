@@ -7,7 +7,6 @@
 
 namespace dpt::datasets {
 
-namespace {
 uint64_t count_windows(const ByteFile& data, int seq_len) {
   if (data.size() < static_cast<size_t>(seq_len) + 1) {
     throw UsageError("--seq-len " + std::to_string(seq_len) + " needs at least " +
@@ -17,7 +16,6 @@ uint64_t count_windows(const ByteFile& data, int seq_len) {
   }
   return (data.size() - 1) / static_cast<size_t>(seq_len);
 }
-}  // namespace
 
 WindowLoader::WindowLoader(const ByteFile& data, int seq_len, BatchGeometry geometry, uint64_t seed)
     : data_(data),

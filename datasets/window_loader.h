@@ -10,6 +10,10 @@
 
 namespace dpt::datasets {
 
+// Samples of seq_len + 1 tokens in data: (size - 1) / seq_len. Throws UsageError naming
+// --seq-len and --data when data holds fewer than seq_len + 1 tokens.
+uint64_t count_windows(const ByteFile& data, int seq_len);
+
 class WindowLoader {
  public:
   // Throws UsageError when the data holds fewer than seq_len + 1 tokens.

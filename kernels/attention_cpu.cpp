@@ -18,6 +18,17 @@ void check_heads(int C, int NH) {
                                        std::to_string(NH) + " equal heads");
 }
 
+// Where pair bh = b * NH + h sits in each layout of attention.h: its head's q in qkv (k and v
+// follow at +C and +2C), its head's channels in out, and its T x T slice of att.
+struct HeadOffsets {
+  size_t qkv, out, att;
+};
+
+HeadOffsets head_offsets(int bh, int NH, int Tn, int C) {
+  const size_t b = bh / NH, h = bh % NH, hs = C / NH, T = Tn;
+  return {b * T * 3 * C + h * hs, b * T * C + h * hs, static_cast<size_t>(bh) * T * T};
+}
+
 }  // namespace
 
 // [Attention on the CPU]
@@ -36,13 +47,12 @@ void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, i
   const int pairs = B * NH;
 #pragma omp parallel for schedule(static)
   for (int bh = 0; bh < pairs; ++bh) {
-    const int b = bh / NH;
-    const int h = bh % NH;
-    const T* q = qkv + static_cast<size_t>(b) * Tn * C3 + static_cast<size_t>(h) * hs;
+    const HeadOffsets at = head_offsets(bh, NH, Tn, C);
+    const T* q = qkv + at.qkv;
     const T* k = q + C;
     const T* v = q + 2 * C;
-    T* p = att + static_cast<size_t>(bh) * Tn * Tn;
-    T* o = out + static_cast<size_t>(b) * Tn * C + static_cast<size_t>(h) * hs;
+    T* p = att + at.att;
+    T* o = out + at.out;
 
     // scores = scale Q K^T
     gemm_cpu<T>(false, true, Tn, Tn, hs, scale, q, C3, k, C3, T(0), p, Tn);
@@ -83,18 +93,16 @@ void attention_backward_cpu(T* dqkv, T* scratch, const T* dout, const T* qkv, co
   const int pairs = B * NH;
 #pragma omp parallel for schedule(static)
   for (int bh = 0; bh < pairs; ++bh) {
-    const int b = bh / NH;
-    const int h = bh % NH;
-    const size_t qkv_off = static_cast<size_t>(b) * Tn * C3 + static_cast<size_t>(h) * hs;
-    const T* q = qkv + qkv_off;
+    const HeadOffsets at = head_offsets(bh, NH, Tn, C);
+    const T* q = qkv + at.qkv;
     const T* k = q + C;
     const T* v = q + 2 * C;
-    T* dq = dqkv + qkv_off;
+    T* dq = dqkv + at.qkv;
     T* dk = dq + C;
     T* dv = dq + 2 * C;
-    const T* p = att + static_cast<size_t>(bh) * Tn * Tn;
-    T* ds = scratch + static_cast<size_t>(bh) * Tn * Tn;
-    const T* dout_bh = dout + static_cast<size_t>(b) * Tn * C + static_cast<size_t>(h) * hs;
+    const T* p = att + at.att;
+    T* ds = scratch + at.att;  // scratch has att's layout
+    const T* dout_bh = dout + at.out;
 
     // dP = dO V^T;  dV += P^T dO
     gemm_cpu<T>(false, true, Tn, Tn, hs, T(1), dout_bh, C, v, C3, T(0), ds, Tn);

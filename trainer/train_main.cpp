@@ -13,6 +13,7 @@
 #include "common/errors.h"
 #include "common/hash.h"
 #include "datasets/byte_file.h"
+#include "datasets/window_loader.h"
 #include "kernels/cpu_threads.h"
 #include "kernels/cuda_device.h"
 #include "trainer/agreement.h"
@@ -57,6 +58,27 @@ int default_threads(int local_size) {
   return allowed;
 }
 
+// For a failure this rank met alone, inside a catch block: reports it and, with other ranks
+// that may be waiting in a collective, ends the whole job. Returns the exit code (2 for a
+// UsageError, else 1) where MPI_Abort does not end the process first.
+int fail_alone(comm::MpiSession& session) {
+  int code = 1;
+  std::string what = "unknown exception";
+  try {
+    throw;
+  } catch (const UsageError& e) {
+    code = 2;
+    what = e.what();
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  std::fprintf(stderr, "train: %s on rank %d: %s\n", code == 2 ? "error" : "failure",
+               session.rank(), what.c_str());
+  if (session.world_size() > 1) session.abort(code);
+  return code;
+}
+
 // Every rank must read the same bytes, or the global batch of step k differs between ranks
 // while nothing fails. Throws UsageError naming the ranks that differ.
 void check_same_data(comm::Communicator& world, const datasets::ByteFile& data,
@@ -98,16 +120,13 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
                          " is smaller than the byte vocabulary of --data (256 ids): omit " +
                          "--vocab-size to take it from the data, or set it to 256 or more.");
       }
-      if (data->size() < static_cast<size_t>(cfg.model.seq_len) + 1) {
-        throw UsageError("--seq-len " + std::to_string(cfg.model.seq_len) + " needs at least " +
-                         std::to_string(cfg.model.seq_len + 1) + " tokens per sample, but --data " +
-                         cfg.data + " holds " + std::to_string(data->size()) +
-                         ". Use a shorter --seq-len or a larger data file.");
-      }
+      datasets::count_windows(*data, cfg.model.seq_len);
     });
-    run_agreed(world, [&] { check_same_data(world, *data, cfg.data); });
-    // Opened only once every rank agreed to start, so a failed start leaves old metrics alone.
+    // Apart from loading: check_same_data is a collective, which a rank may only enter once
+    // every rank has loaded its data. Metrics are opened after it passes, so a failed start
+    // leaves an existing metrics file alone.
     run_agreed(world, [&] {
+      check_same_data(world, *data, cfg.data);
       if (rank == 0 && !cfg.metrics.empty()) metrics.emplace(cfg.metrics);
     });
 
@@ -149,18 +168,8 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     // Every rank holds the same failure; rank 0 reports it once.
     if (rank == 0) std::fprintf(stderr, "train: error: %s\n", e.what());
     return e.exit_code();
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "train: error on rank %d: %s\n", rank, e.what());
-    if (W > 1) session.abort(2);  // other ranks may be waiting in a collective
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "train: failure on rank %d: %s\n", rank, e.what());
-    if (W > 1) session.abort(1);
-    return 1;
   } catch (...) {
-    std::fprintf(stderr, "train: failure on rank %d: unknown exception\n", rank);
-    if (W > 1) session.abort(1);
-    return 1;
+    return fail_alone(session);
   }
 }
 
@@ -181,10 +190,8 @@ int main(int argc, char** argv) {
       code = run(*session, world, argc, argv);
     }  // the communicator is freed before MPI is finalized
     session->finalize();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "train: failure on rank %d: %s\n", session->rank(), e.what());
-    if (session->world_size() > 1) session->abort(1);
-    return 1;
+  } catch (...) {
+    return fail_alone(*session);
   }
   return code;
 }

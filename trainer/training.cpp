@@ -13,13 +13,13 @@
 
 namespace dpt::trainer {
 
-void ParamSyncCheck::check(const float* params, size_t n, const char* when, int64_t step) {
+uint64_t ParamSyncCheck::check(const float* params, size_t n, const char* when, int64_t step) {
   const uint64_t mine = fnv1a64(params, n * sizeof(float));
   comm_.all_gather(&mine, all_.data(), 1, comm::DType::u64);
   bool same = true;
   for (uint64_t h : all_)
     same = same && h == all_[0];
-  if (same) return;
+  if (same) return mine;
   std::ostringstream msg;
   msg << "parameters differ across ranks " << when;
   if (step > 0) msg << " " << step;
@@ -89,10 +89,8 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datase
     result.steps.push_back(rec);
     if (on_step) on_step(rec);
   }
-  sync.check(model.params().data(), model.params().size(), "at the end");
+  result.final_param_hash = sync.check(model.params().data(), model.params().size(), "at the end");
   result.final_params.assign(model.params().begin(), model.params().end());
-  result.final_param_hash =
-      fnv1a64(result.final_params.data(), result.final_params.size() * sizeof(float));
   return result;
 }
 

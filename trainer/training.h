@@ -44,8 +44,8 @@ class ParamSyncCheck {
  public:
   explicit ParamSyncCheck(comm::Communicator& comm) : comm_(comm), all_(comm.world_size()) {}
   // `when` names the moment in the message: "after broadcast", "after step", "at the end";
-  // step is appended when positive.
-  void check(const float* params, size_t n, const char* when, int64_t step = 0);
+  // step is appended when positive. Returns the (common) hash.
+  uint64_t check(const float* params, size_t n, const char* when, int64_t step = 0);
 
  private:
   comm::Communicator& comm_;

@@ -10,12 +10,13 @@ head -c 5000 /dev/urandom > "$work/data.bin"
 printf 'short' > "$work/short.bin"
 fails=0
 
-# expect_usage_error NAME PATTERN ARGS...: 2 ranks, exit 2, PATTERN in stderr exactly once.
-expect_usage_error() {
+# expect_exit2 NAME PATTERN COMMAND...: COMMAND on 2 ranks exits 2 with PATTERN in stderr
+# exactly once.
+expect_exit2() {
   local name="$1" pattern="$2"
   shift 2
   local out="$work/$name.out" err="$work/$name.err"
-  timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" "$@" >"$out" 2>"$err"
+  timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$@" >"$out" 2>"$err"
   local rc=$?
   local count
   count=$(grep -cF -- "$pattern" "$err")
@@ -26,6 +27,26 @@ expect_usage_error() {
   else
     echo "ok   $name: $(grep -F -- "$pattern" "$err" | head -1)"
   fi
+}
+
+# expect_usage_error NAME PATTERN ARGS...: train ARGS on 2 ranks fails as expect_exit2 says.
+expect_usage_error() {
+  local name="$1" pattern="$2"
+  shift 2
+  expect_exit2 "$name" "$pattern" "$bin/train" "$@"
+}
+
+# rank1_data FILE: prints the path of a launcher that runs train with --data data.bin on rank 0
+# and --data FILE on rank 1 (as two nodes that see different files), then its own arguments.
+rank1_data() {
+  local launcher="$work/rank1_$(basename "$1").sh"
+  cat > "$launcher" <<INNER
+#!/usr/bin/env bash
+if [[ \$OMPI_COMM_WORLD_RANK == 0 ]]; then d="$work/data.bin"; else d="$1"; fi
+exec "$bin/train" --data "\$d" "\$@"
+INNER
+  chmod +x "$launcher"
+  echo "$launcher"
 }
 
 common=(--steps 1 --seq-len 16 --d-model 16 --n-layer 1 --n-head 2)
@@ -56,38 +77,17 @@ expect_usage_error metrics_unwritable "--metrics $work/no/such/dir/m.jsonl: cann
   --data "$work/data.bin" "${common[@]}" --global-batch 4 --micro-batch 2 \
   --metrics "$work/no/such/dir/m.jsonl"
 
-# A file readable on rank 0 only (rank 1 gets a different path through the environment):
-# the ranks agree on the failure instead of rank 0 waiting in a collective.
-cat > "$work/per_rank.sh" <<INNER
-#!/usr/bin/env bash
-if [[ \$OMPI_COMM_WORLD_RANK == 0 ]]; then d="$work/data.bin"; else d="$work/only-on-rank0.bin"; fi
-exec "$bin/train" --data "\$d" ${common[*]} --global-batch 4 --micro-batch 2
-INNER
-chmod +x "$work/per_rank.sh"
-timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$work/per_rank.sh" >"$work/pr.out" 2>"$work/pr.err"
-rc=$?
-if [[ $rc -eq 2 ]] && grep -qF "on rank 1: --data $work/only-on-rank0.bin" "$work/pr.err"; then
-  echo "ok   data_missing_on_one_rank: $(grep -F 'on rank 1' "$work/pr.err" | head -1)"
-else
-  echo "FAIL data_missing_on_one_rank: exit $rc"; sed 's/^/    /' "$work/pr.err" | head; fails=$((fails + 1))
-fi
+# A file readable on rank 0 only: the ranks agree on the failure instead of rank 0 waiting in
+# a collective.
+expect_exit2 data_missing_on_one_rank "on rank 1: --data $work/only-on-rank0.bin" \
+  "$(rank1_data "$work/only-on-rank0.bin")" "${common[@]}" --global-batch 4 --micro-batch 2
 
 # The same path with different contents on the two ranks (as on two nodes without a shared
 # filesystem): the ranks would silently train on different global batches, so it is refused.
 head -c 5000 /dev/urandom > "$work/other.bin"
-cat > "$work/diff_data.sh" <<INNER
-#!/usr/bin/env bash
-if [[ \$OMPI_COMM_WORLD_RANK == 0 ]]; then d="$work/data.bin"; else d="$work/other.bin"; fi
-exec "$bin/train" --data "\$d" ${common[*]} --global-batch 4 --micro-batch 2
-INNER
-chmod +x "$work/diff_data.sh"
-timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$work/diff_data.sh" >"$work/dd.out" 2>"$work/dd.err"
-rc=$?
-if [[ $rc -eq 2 ]] && grep -qF "differs between ranks: rank 0 reads 5000 bytes, rank 1 reads 5000 bytes with other contents" "$work/dd.err"; then
-  echo "ok   data_differs_between_ranks: $(grep -F 'differs' "$work/dd.err" | head -1)"
-else
-  echo "FAIL data_differs_between_ranks: exit $rc"; sed 's/^/    /' "$work/dd.err" | head; fails=$((fails + 1))
-fi
+expect_exit2 data_differs_between_ranks \
+  "differs between ranks: rank 0 reads 5000 bytes, rank 1 reads 5000 bytes with other contents" \
+  "$(rank1_data "$work/other.bin")" "${common[@]}" --global-batch 4 --micro-batch 2
 
 # A failed start leaves an existing metrics file untouched.
 echo '{"step": 1}' > "$work/keep.jsonl"
