@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and trains the default small model on 2 MPI ranks on
-# Debian's fortunes corpus, printing progress. Extra arguments go to train (they override
-# scripts/demo.ini). Environment: RANKS (2), DATA (the corpus file), METRICS (JSON Lines out).
+# Installs what is missing, builds, prepares Debian's fortunes corpus as HDF5 shards once
+# (bin/prepare-data), and trains the default small model on 2 MPI ranks from them, printing
+# progress and the validation loss. Extra arguments go to train (they override
+# scripts/demo.ini). Environment: RANKS (2), DATA (the prepared directory, holding train/ and
+# val/), METRICS (JSON Lines out).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
 build="${BUILD_DIR:-$root/build}"
-data="${DATA:-$root/data/fortunes.txt}"
+data="${DATA:-$root/data/fortunes}"
 metrics="${METRICS:-$root/data/demo-metrics.jsonl}"
-[[ -s $data ]] || "$root/scripts/fortunes-corpus.sh" "$data"
+if [[ ! -d $data/train ]]; then BUILD_DIR="$build" "$root/scripts/fortunes-corpus.sh" "$data"; fi
 
 ranks="${RANKS:-2}"
 mpi_flags=(-n "$ranks" --bind-to none)
@@ -17,4 +19,5 @@ if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 if ((ranks > $(nproc))); then mpi_flags+=(--oversubscribe); fi
 
 exec mpiexec "${mpi_flags[@]}" "$build/bin/train" \
-  --config "$root/scripts/demo.ini" --data "$data" --metrics "$metrics" "$@"
+  --config "$root/scripts/demo.ini" --data "$data/train" --val-data "$data/val" \
+  --metrics "$metrics" "$@"

@@ -11,9 +11,8 @@ packages=(
   libgtest-dev
   libopenblas-openmp-dev
   fortunes-min fortunes
-  python3
+  python3 python3-h5py python3-numpy
 )
-if [[ "${DPT_WITH_H5PY:-0}" == 1 ]]; then packages+=(python3-h5py); fi
 
 missing=()
 for p in "${packages[@]}"; do

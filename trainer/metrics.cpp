@@ -32,9 +32,16 @@ void MetricsWriter::write(const StepRecord& r) {
   std::fprintf(file_.get(),
                "{\"step\": %" PRId64
                ", \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
-               "\"tokens\": %" PRId64 ", \"tokens_per_s\": %s, \"step_ms\": %s}\n",
+               "\"tokens\": %" PRId64
+               ", \"tokens_per_s\": %s, \"step_ms\": %s, \"data_wait_ms\": %s, "
+               "\"io_tokens_per_s\": %s}\n",
                r.step, num(r.loss).c_str(), num(r.lr).c_str(), num(r.grad_norm).c_str(), r.tokens,
-               num(r.tokens_per_s).c_str(), num(r.step_ms).c_str());
+               num(r.tokens_per_s).c_str(), num(r.step_ms).c_str(), num(r.data_wait_ms).c_str(),
+               num(r.io_tokens_per_s).c_str());
+  if (r.has_val) {
+    std::fprintf(file_.get(), "{\"step\": %" PRId64 ", \"val_loss\": %s}\n", r.step,
+                 num(r.val_loss).c_str());
+  }
   std::fflush(file_.get());
 }
 
@@ -62,7 +69,12 @@ void ProgressPrinter::on_step(const StepRecord& r) {
     timed_ms_ += r.step_ms;
     ++timed_steps_;
   }
+  stall_ms_ += r.data_wait_ms;
   const bool last = r.step == r.total_steps;
+  if (r.has_val) {
+    std::fprintf(out_, "step %" PRId64 "/%" PRId64 " | val_loss %.6f\n", r.step, r.total_steps,
+                 r.val_loss);
+  }
   if (!(r.step == 1 || last || r.step % log_every_ == 0)) return;
   const double mean_ms = timed_steps_ > 0 ? timed_ms_ / timed_steps_ : r.step_ms;
   const double eta_s = mean_ms * static_cast<double>(r.total_steps - r.step) / 1000.0;
@@ -70,9 +82,9 @@ void ProgressPrinter::on_step(const StepRecord& r) {
   std::fprintf(out_,
                "step %" PRId64 "/%" PRId64
                " | loss %.6f | lr %.2e | norm %.3f | %.1fk tok/s | "
-               "%.1f ms/step | %s %s\n",
+               "%.1f ms/step | data stall %.2f%% | %s %s\n",
                r.step, r.total_steps, r.loss, r.lr, r.grad_norm, tps / 1000.0, mean_ms,
-               last ? "done in" : "ETA",
+               total_ms_ > 0 ? 100.0 * stall_ms_ / total_ms_ : 0.0, last ? "done in" : "ETA",
                format_duration(last ? total_ms_ / 1000.0 : eta_s).c_str());
   std::fflush(out_);
 }

@@ -10,7 +10,9 @@
 
 namespace dpt::trainer {
 
-// One JSON object per line. Floating values use 9 significant digits (%.9g), so the same float
+// One JSON object per line: per step {"step", "loss", "lr", "grad_norm", "tokens",
+// "tokens_per_s", "step_ms", "data_wait_ms", "io_tokens_per_s"}, and {"step", "val_loss"} after
+// each validation. Floating values use 9 significant digits (%.9g), so the same float
 // always prints the same text and two runs compare exactly as strings.
 class MetricsWriter {
  public:
@@ -24,7 +26,8 @@ class MetricsWriter {
   std::unique_ptr<FILE, int (*)(FILE*)> file_;
 };
 
-// "step 40/200 | loss 2.871234 | lr 9.76e-04 | norm 0.412 | 41.2k tok/s | 24.8 ms/step | ETA 0:04"
+// "step 40/200 | loss 2.871234 | lr 9.76e-04 | norm 0.412 | 41.2k tok/s | 24.8 ms/step |
+//  data stall 0.02% | ETA 0:04", and a "step 40/200 | val_loss 2.9" line after validation.
 class ProgressPrinter {
  public:
   ProgressPrinter(int log_every, FILE* out = stdout) : log_every_(log_every), out_(out) {}
@@ -34,6 +37,7 @@ class ProgressPrinter {
   int log_every_;
   FILE* out_;
   double total_ms_ = 0;
+  double stall_ms_ = 0;  // data_wait_ms summed: the stall share of all step time so far
   double timed_ms_ = 0;  // step time summed over steps after the first (warm-up excluded)
   int64_t timed_steps_ = 0;
 };

@@ -34,7 +34,8 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
       ("help,h", "print this help and exit")
       ("config", po::value<std::string>(&config_file),
        "INI-style file with the options below as 'name = value' lines (the command line wins)")
-      ("data", po::value<std::string>(&c.data), "training data: a file of bytes (vocabulary 256)")
+      ("data", po::value<std::string>(&c.data),
+       "training shards: a directory of *.h5, a quoted glob, or one file (docs/data-format.md)")
       ("metrics", po::value<std::string>(&c.metrics),
        "write one JSON object per optimizer step to this file (rank 0)")
       ("seed", po::value<std::string>(&seed_text)->default_value(std::to_string(c.seed)),
@@ -45,6 +46,23 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
       ("log-every", val(&c.log_every), "print a progress line every N steps")
       ("check-sync-every", val(&c.check_sync_every),
        "compare parameter hashes across ranks every N steps (0: at start and end only)");
+
+  po::options_description data("Data");
+  data.add_options()
+      ("val-data", po::value<std::string>(&c.val_data),
+       "held-out shards for the validation loss (same forms as --data)")
+      ("val-every", val(&c.val_every),
+       "validation loss every N steps and after the last (0: after the last only)")
+      ("val-samples", val(&c.val_samples),
+       "held-out samples evaluated each time (evenly spaced over --val-data, fixed for the run)")
+      ("shuffle", val(&c.shuffle),
+       "sample order: 'full' (a permutation of all samples per epoch) or 'local' (shards "
+       "shuffled, then samples within windows of --shuffle-window shards; reads stay local)")
+      ("shuffle-window", val(&c.shuffle_window), "shards per window of --shuffle local")
+      ("prefetch", val(&c.prefetch), "micro-batches the I/O thread reads ahead")
+      ("data-cache-mb", val(&c.data_cache_mb), "HDF5 chunk-cache budget of the reader, MiB")
+      ("index-cache", val(&c.index_cache),
+       "directory for shard indexes (default: a .dptrain-index file beside the shards)");
 
   po::options_description model("Model");
   model.add_options()
@@ -73,8 +91,8 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
   // clang-format on
   po::options_description all(
       "train: data-parallel training of a GPT-style model\n\n"
-      "Usage: mpiexec -n RANKS train --data FILE [options]");
-  all.add(general).add(model).add(train);
+      "Usage: mpiexec -n RANKS train --data SHARDS [options]");
+  all.add(general).add(data).add(model).add(train);
 
   po::variables_map vm;
   try {
@@ -120,7 +138,16 @@ void TrainConfig::validate(int world_size) const {
   auto require = [](bool ok, const std::string& msg) {
     if (!ok) throw UsageError(msg);
   };
-  require(!data.empty(), "no training data: pass --data FILE (a file of text/bytes).");
+  require(!data.empty(),
+          "no training data: pass --data SHARDS (a directory of *.h5 shards, a glob, or one "
+          "shard; bin/prepare-data makes them from text).");
+  require(shuffle == "full" || shuffle == "local",
+          "--shuffle must be 'full' or 'local', got '" + shuffle + "'.");
+  require(shuffle_window > 0, "--shuffle-window must be positive (shards per window).");
+  require(prefetch > 0, "--prefetch must be positive (micro-batches read ahead).");
+  require(data_cache_mb >= 0, "--data-cache-mb must be >= 0.");
+  require(val_every >= 0, "--val-every must be >= 0 (0: after the last step only).");
+  require(val_samples > 0, "--val-samples must be positive.");
   model.validate();
   require(steps > 0, "--steps must be positive, got " + std::to_string(steps) + ".");
   require(micro_batch > 0,

@@ -11,11 +11,19 @@ namespace dpt::trainer {
 
 struct TrainConfig {
   ModelConfig model;
-  bool vocab_from_data = true;  // --vocab-size not given: take it from the data
-  std::string data;             // --data: a file of bytes
-  int64_t steps = 200;          // optimizer steps
-  int64_t global_batch = 16;    // B: sequences per optimizer step over all ranks
-  int micro_batch = 8;          // b: sequences per rank per forward pass
+  bool vocab_from_data = true;   // --vocab-size not given: take it from the data
+  std::string data;              // --data: shards (a directory, a glob or one file)
+  std::string val_data;          // --val-data: held-out shards ("" = no validation)
+  int64_t val_every = 0;         // validation loss every N steps (0: only after the last step)
+  int64_t val_samples = 128;     // the fixed held-out samples evaluated each time
+  std::string shuffle = "full";  // full | local ([Sample order])
+  int shuffle_window = 8;        // shards per window of the local shuffle
+  int prefetch = 8;              // micro-batches the I/O thread reads ahead
+  int64_t data_cache_mb = 512;   // HDF5 chunk cache budget of the reader
+  std::string index_cache;       // directory of shard indexes ("" = beside the shards)
+  int64_t steps = 200;           // optimizer steps
+  int64_t global_batch = 16;     // B: sequences per optimizer step over all ranks
+  int micro_batch = 8;           // b: sequences per rank per forward pass
   OptimizerConfig opt;
   uint64_t seed = 1337;
   int threads = 0;             // CPU threads per rank; 0 = cores on the node / ranks on the node

@@ -12,11 +12,14 @@
 #include "comm/nccl_info.h"
 #include "common/errors.h"
 #include "common/hash.h"
-#include "datasets/byte_file.h"
-#include "datasets/window_loader.h"
+#include "datasets/io_thread.h"
+#include "datasets/shard_reader.h"
+#include "datasets/shard_set.h"
+#include "datasets/token_dataset.h"
 #include "kernels/cpu_threads.h"
 #include "kernels/cuda_device.h"
 #include "trainer/agreement.h"
+#include "trainer/data_setup.h"
 #include "trainer/metrics.h"
 #include "trainer/param_layout.h"
 #include "trainer/train_config.h"
@@ -79,24 +82,6 @@ int fail_alone(comm::MpiSession& session) {
   return code;
 }
 
-// Every rank must read the same bytes, or the global batch of step k differs between ranks
-// while nothing fails. Throws UsageError naming the ranks that differ.
-void check_same_data(comm::Communicator& world, const datasets::ByteFile& data,
-                     const std::string& path) {
-  const uint64_t mine[2] = {static_cast<uint64_t>(data.size()), fnv1a64(data.data(), data.size())};
-  std::vector<uint64_t> all(2 * static_cast<size_t>(world.world_size()));
-  world.all_gather(mine, all.data(), 2, comm::DType::u64);
-  for (int r = 1; r < world.world_size(); ++r) {
-    if (all[2 * r] != all[0] || all[2 * r + 1] != all[1]) {
-      throw UsageError("--data " + path + " differs between ranks: rank 0 reads " +
-                       std::to_string(all[0]) + " bytes, rank " + std::to_string(r) + " reads " +
-                       std::to_string(all[2 * r]) + " bytes" +
-                       (all[2 * r] == all[0] ? " with other contents" : "") +
-                       ". Put the data on a filesystem every node sees, or copy the same file.");
-    }
-  }
-}
-
 int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** argv) {
   const int rank = world.rank();
   const int W = world.world_size();
@@ -108,25 +93,38 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
       return 0;
     }
     TrainConfig cfg = opts.config;
-    std::optional<datasets::ByteFile> data;
+    run_agreed(world, [&] { cfg.validate(W); });
+
+    // [I/O thread] declared before the datasets, which close their files on it.
+    datasets::IoThread io;
+    const IndexedShards train_idx = index_shards(world, io, cfg.data, "--data", cfg.index_cache);
+    std::optional<IndexedShards> val_idx;
+    if (!cfg.val_data.empty())
+      val_idx = index_shards(world, io, cfg.val_data, "--val-data", cfg.index_cache);
+    run_agreed(world, [&] {
+      if (cfg.vocab_from_data) cfg.model.vocab_size = static_cast<int>(train_idx.vocab_size);
+      datasets::check_shards_fit(train_idx.shards, cfg.model.seq_len, cfg.model.vocab_size,
+                                 "--data");
+      if (val_idx) {
+        datasets::check_shards_fit(val_idx->shards, cfg.model.seq_len, cfg.model.vocab_size,
+                                   "--val-data");
+      }
+    });
+    const size_t cache_bytes = static_cast<size_t>(cfg.data_cache_mb) << 20;
+    datasets::TokenDataset train_data(
+        io, train_idx.shards, cfg.model.seq_len,
+        datasets::plan_reader(train_idx.shards, cfg.shuffle == "local", cfg.shuffle_window,
+                              cache_bytes, cfg.model.vocab_size, cfg.model.seq_len));
+    std::optional<datasets::TokenDataset> val_data;
+    if (val_idx) {
+      // The validation set is read once, in order: a small cache is enough.
+      val_data.emplace(io, val_idx->shards, cfg.model.seq_len,
+                       datasets::plan_reader(val_idx->shards, false, 1, 64 << 20,
+                                             cfg.model.vocab_size, cfg.model.seq_len));
+    }
+    // Opened once every check passed, so a failed start leaves an existing metrics file alone.
     std::optional<MetricsWriter> metrics;
     run_agreed(world, [&] {
-      cfg.validate(W);
-      data.emplace(datasets::ByteFile::load(cfg.data));
-      if (cfg.vocab_from_data) {
-        cfg.model.vocab_size = datasets::ByteFile::kVocabSize;
-      } else if (cfg.model.vocab_size < datasets::ByteFile::kVocabSize) {
-        throw UsageError("--vocab-size " + std::to_string(cfg.model.vocab_size) +
-                         " is smaller than the byte vocabulary of --data (256 ids): omit " +
-                         "--vocab-size to take it from the data, or set it to 256 or more.");
-      }
-      datasets::count_windows(*data, cfg.model.seq_len);
-    });
-    // Apart from loading: check_same_data is a collective, which a rank may only enter once
-    // every rank has loaded its data. Metrics are opened after it passes, so a failed start
-    // leaves an existing metrics file alone.
-    run_agreed(world, [&] {
-      check_same_data(world, *data, cfg.data);
       if (rank == 0 && !cfg.metrics.empty()) metrics.emplace(cfg.metrics);
     });
 
@@ -144,11 +142,30 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
           " x %d tokens | micro-batch %d/rank | %d accumulation "
           "step(s) | %" PRId64
           " steps\n"
-          "data: %s (%zu bytes)\n",
+          "data: %s | %zu shard(s), %.3fM tokens, %" PRIu64 " samples, vocab %" PRId64
+          " | %s shuffle | index %s (%zu shard(s) scanned now)\n",
           W, place.local_size, place.host.c_str(), threads, cuda_summary().c_str(),
           cfg.model.describe().c_str(), params_m, model_flops_per_token(cfg.model) / 1e6,
           cfg.global_batch, cfg.model.seq_len, cfg.micro_batch, accum, cfg.steps, cfg.data.c_str(),
-          data->size());
+          train_idx.shards.size(), train_idx.num_tokens / 1e6, train_data.num_samples(),
+          train_idx.vocab_size, cfg.shuffle.c_str(), train_idx.index_path.c_str(),
+          train_idx.inspected);
+      if (val_data) {
+        std::printf("val: %s | %zu shard(s), %.3fM tokens | %" PRId64 " samples every %" PRId64
+                    " step(s)\n",
+                    cfg.val_data.c_str(), val_idx->shards.size(), val_idx->num_tokens / 1e6,
+                    std::min<int64_t>(cfg.val_samples, val_data->num_samples()),
+                    cfg.val_every > 0 ? cfg.val_every : cfg.steps);
+      }
+      const IndexedShards* val_ptr = val_idx ? &*val_idx : nullptr;
+      for (const IndexedShards* idx : {&train_idx, val_ptr}) {
+        if (idx && !idx->index_note.empty()) {
+          std::printf(
+              "train: warning: shard index not saved (%s); the next start scans the "
+              "shards again. Pass --index-cache DIR to keep it elsewhere.\n",
+              idx->index_note.c_str());
+        }
+      }
       std::fflush(stdout);
     }
 
@@ -158,7 +175,8 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
       if (metrics) metrics->write(r);
       progress.on_step(r);
     };
-    const TrainResult result = train(cfg, world, *data, on_step);
+    const TrainResult result =
+        train(cfg, world, TrainData{train_data, val_data ? &*val_data : nullptr}, on_step);
     if (rank == 0) {
       std::printf("train: done, final loss %.6f, parameter hash %016" PRIx64 "\n",
                   result.steps.back().loss, result.final_param_hash);

@@ -1,13 +1,15 @@
 // The training loop of the CPU path.
 #include "trainer/training.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 #include "common/errors.h"
 #include "common/hash.h"
-#include "datasets/window_loader.h"
+#include "datasets/batch_stream.h"
 #include "trainer/gpt.h"
 #include "trainer/optimizer.h"
 
@@ -29,7 +31,53 @@ uint64_t ParamSyncCheck::check(const float* params, size_t n, const char* when, 
   DPT_CHECK(false, msg.str());
 }
 
-TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datasets::ByteFile& data,
+namespace {
+
+// [Validation set] A fixed set of held-out samples, evenly spaced over the validation shards in
+// order, split among the ranks in contiguous slices (any number of ranks evaluates the same
+// samples); read once at start, so evaluation makes no I/O. The loss is the mean over samples
+// of each sample's mean token loss, summed over ranks.
+class Validator {
+ public:
+  Validator(datasets::TokenDataset& val, int64_t want, int world_size, int rank, int micro_batch)
+      : T_(val.seq_len()), b_(micro_batch) {
+    const uint64_t N = val.num_samples();
+    const uint64_t K = std::min<uint64_t>(static_cast<uint64_t>(want), N);
+    const uint64_t lo = rank * K / world_size, hi = (rank + 1) * K / world_size;
+    std::vector<datasets::SampleRef> refs;
+    for (uint64_t i = lo; i < hi; ++i)
+      refs.push_back(val.sample_in_order(i * N / K));
+    rows_ = static_cast<int>(refs.size());
+    std::vector<int32_t> windows(refs.size() * (T_ + 1));
+    val.read_samples(refs, windows.data());
+    inputs_.resize(refs.size() * T_);
+    targets_.resize(inputs_.size());
+    for (size_t j = 0; j < refs.size(); ++j) {
+      std::copy_n(&windows[j * (T_ + 1)], T_, &inputs_[j * T_]);
+      std::copy_n(&windows[j * (T_ + 1) + 1], T_, &targets_[j * T_]);
+    }
+  }
+
+  double evaluate(Gpt<float>& model, comm::Communicator& comm) {
+    double acc[2] = {0.0, static_cast<double>(rows_)};  // loss summed over samples, samples
+    for (int r0 = 0; r0 < rows_; r0 += b_) {
+      const int n = std::min(b_, rows_ - r0);
+      acc[0] += n * model.forward(&inputs_[size_t(r0) * T_], &targets_[size_t(r0) * T_], n);
+    }
+    comm.all_reduce(std::span<double>(acc, 2), comm::ReduceOp::sum);
+    return acc[0] / acc[1];
+  }
+
+ private:
+  size_t T_;
+  int b_;
+  int rows_ = 0;
+  std::vector<int32_t> inputs_, targets_;
+};
+
+}  // namespace
+
+TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData data,
                   const StepCallback& on_step) {
   using Clock = std::chrono::steady_clock;
   const int W = comm.world_size();
@@ -38,7 +86,13 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datase
   const int accum = cfg.accum_steps(W);
 
   datasets::BatchGeometry geo{cfg.global_batch, W, comm.rank(), b};
-  datasets::WindowLoader loader(data, Tn, geo, cfg.seed);
+  datasets::ShuffleConfig shuffle{
+      cfg.shuffle == "local" ? datasets::ShuffleMode::local : datasets::ShuffleMode::full,
+      cfg.shuffle_window};
+  datasets::SampleOrder order(cfg.seed, data.train.samples_per_shard(), shuffle);
+  datasets::BatchStream batches(data.train, std::move(order), geo, /*first_step=*/0, cfg.prefetch);
+  std::optional<Validator> validator;
+  if (data.val) validator.emplace(*data.val, cfg.val_samples, W, comm.rank(), b);
 
   Gpt<float> model(cfg.model, b);
   if (comm.rank() == 0) model.init_params(cfg.seed);
@@ -50,7 +104,6 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datase
   opt.total_steps = cfg.steps;
   AdamW adamw(opt, model.layout());
 
-  std::vector<int32_t> inputs(static_cast<size_t>(b) * Tn), targets(inputs.size());
   const int64_t tokens_per_step = cfg.global_batch * Tn;
   TrainResult result;
   result.steps.reserve(static_cast<size_t>(cfg.steps));
@@ -58,10 +111,12 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datase
   for (int64_t step = 1; step <= cfg.steps; ++step) {
     const auto t0 = Clock::now();
     model.zero_grads();
-    double loss_sum = 0.0;
+    double loss_sum = 0.0, wait_ms = 0.0;
     for (int m = 0; m < accum; ++m) {
-      loader.load(step - 1, m, inputs.data(), targets.data());
-      loss_sum += model.forward(inputs.data(), targets.data(), b);
+      const auto mb = batches.next();
+      DPT_CHECK(mb.step == step - 1 && mb.micro == m, "the batch stream is out of order");
+      wait_ms += mb.wait_ms;
+      loss_sum += model.forward(mb.inputs, mb.targets, b);
       // Each micro-batch contributes 1/accum of this rank's mean; the all-reduce below
       // averages the ranks: together the gradient of the mean over the global batch.
       model.backward(1.0 / accum);
@@ -70,6 +125,8 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datase
     comm.all_reduce(model.grads(), comm::ReduceOp::avg);
     double loss = loss_sum / accum;
     comm.all_reduce(std::span<double>(&loss, 1), comm::ReduceOp::avg);
+    // The step waited as long as its slowest rank's data.
+    comm.all_reduce(std::span<double>(&wait_ms, 1), comm::ReduceOp::max);
 
     const StepStats s = adamw.step(model.params(), model.grads(), step);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -86,6 +143,13 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datase
     rec.tokens = step * tokens_per_step;
     rec.step_ms = ms;
     rec.tokens_per_s = ms > 0 ? tokens_per_step / (ms / 1000.0) : 0.0;
+    rec.data_wait_ms = wait_ms;
+    const auto io = batches.stats();
+    rec.io_tokens_per_s = io.read_seconds > 0 ? io.tokens_read / io.read_seconds : 0.0;
+    if (validator && ((cfg.val_every > 0 && step % cfg.val_every == 0) || step == cfg.steps)) {
+      rec.has_val = true;
+      rec.val_loss = validator->evaluate(model, comm);
+    }
     result.steps.push_back(rec);
     if (on_step) on_step(rec);
   }

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "datasets/byte_file.h"
+#include "datasets/token_dataset.h"
 #include "trainer/train_config.h"
 
 namespace dpt::trainer {
@@ -22,6 +22,16 @@ struct StepRecord {
   int64_t tokens = 0;    // cumulative tokens over all ranks
   double tokens_per_s = 0;
   double step_ms = 0;
+  double data_wait_ms = 0;     // data stall: time this step waited for its batches (slowest rank)
+  double io_tokens_per_s = 0;  // rank 0's reader: tokens read per second of I/O thread time
+  bool has_val = false;        // the validation loss was evaluated after this step
+  double val_loss = 0;         // mean over the fixed held-out samples, all ranks
+};
+
+// The data of a run: the training shards and, optionally, held-out shards.
+struct TrainData {
+  datasets::TokenDataset& train;
+  datasets::TokenDataset* val = nullptr;
 };
 
 struct TrainResult {
@@ -34,7 +44,7 @@ using StepCallback = std::function<void(const StepRecord&)>;
 
 // Trains per cfg on the ranks of comm (cfg must already be validated for comm.world_size()).
 // on_step runs on every rank after each optimizer step.
-TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, const datasets::ByteFile& data,
+TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData data,
                   const StepCallback& on_step = {});
 
 // Proves every rank holds the same parameters: the FNV-1a hashes of all ranks' parameters

@@ -1,103 +1,172 @@
-// [Sample order]: epochs are permutations, the order depends on (seed, epoch) only, and the
-// rank slices of a global batch are the same samples whatever the number of ranks.
+// [Sample order]: epochs are permutations, the order depends on (seed, epoch) only, the local
+// shuffle keeps each window within its shards, and the samples of global batch k are the same
+// whatever the number of ranks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <vector>
 
-#include "common/errors.h"
-#include "datasets/byte_file.h"
 #include "datasets/sample_order.h"
-#include "datasets/window_loader.h"
 
 namespace dpt::datasets {
 namespace {
 
-TEST(SampleOrder, EachEpochIsAPermutation) {
-  SampleOrder order(7, 1001);
+TEST(RandomPermutation, IsABijectionForOddSizes) {
+  for (uint64_t n : {1, 2, 3, 5, 7, 11, 13, 1000, 4097, 65537}) {
+    RandomPermutation p(n, 42 + n);
+    std::vector<char> seen(n, 0);
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t x = p(i);
+      ASSERT_LT(x, n);
+      ASSERT_FALSE(seen[x]) << "n=" << n << " value " << x << " twice";
+      seen[x] = 1;
+    }
+  }
+}
+
+TEST(RandomPermutation, KeysGiveDifferentOrdersThatLookShuffled) {
+  const uint64_t n = 10000;
+  RandomPermutation a(n, 1), b(n, 2);
+  uint64_t same = 0, fixed = 0, ascending = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    same += a(i) == b(i);
+    fixed += a(i) == i;
+    if (i > 0) ascending += a(i) > a(i - 1);
+  }
+  EXPECT_LT(same, 20u);
+  EXPECT_LT(fixed, 20u);
+  // A random order rises about half the time.
+  EXPECT_NEAR(static_cast<double>(ascending) / n, 0.5, 0.03);
+}
+
+const std::vector<uint64_t> kCounts = {7, 1, 13, 5, 11, 2, 9, 3, 6};  // 57 samples, 9 shards
+
+std::vector<SampleRef> epoch_refs(SampleOrder& o, uint64_t epoch) {
+  std::vector<SampleRef> out;
+  for (uint64_t i = 0; i < o.num_samples(); ++i)
+    out.push_back(o.at(epoch * o.num_samples() + i));
+  return out;
+}
+
+class SampleOrderModes : public ::testing::TestWithParam<ShuffleMode> {
+ protected:
+  ShuffleConfig config() const { return ShuffleConfig{GetParam(), 3}; }
+};
+
+TEST_P(SampleOrderModes, EachEpochVisitsEverySampleOnce) {
+  SampleOrder order(7, kCounts, config());
+  ASSERT_EQ(order.num_samples(), 57u);
   for (uint64_t epoch = 0; epoch < 3; ++epoch) {
-    std::vector<uint64_t> seen;
-    for (uint64_t i = 0; i < 1001; ++i)
-      seen.push_back(order.at(epoch * 1001 + i));
-    std::sort(seen.begin(), seen.end());
-    for (uint64_t i = 0; i < 1001; ++i)
-      ASSERT_EQ(seen[i], i);
+    auto refs = epoch_refs(order, epoch);
+    std::sort(refs.begin(), refs.end());
+    size_t k = 0;
+    for (uint32_t s = 0; s < kCounts.size(); ++s)
+      for (uint64_t i = 0; i < kCounts[s]; ++i, ++k)
+        ASSERT_EQ(refs[k], (SampleRef{s, i})) << "epoch " << epoch;
   }
 }
 
-TEST(SampleOrder, EpochsDifferAndSeedsDiffer) {
-  SampleOrder a(7, 500), b(8, 500);
-  int same_epoch = 0, same_seed = 0;
-  for (uint64_t i = 0; i < 500; ++i) {
-    same_epoch += a.at(i) == a.at(500 + i);
-  }
-  for (uint64_t i = 0; i < 500; ++i)
-    same_seed += a.at(i) == b.at(i);
-  EXPECT_LT(same_epoch, 20);
-  EXPECT_LT(same_seed, 20);
+TEST_P(SampleOrderModes, EpochsAndSeedsGiveDifferentOrders) {
+  SampleOrder a(7, kCounts, config()), b(8, kCounts, config());
+  const auto a0 = epoch_refs(a, 0), a1 = epoch_refs(a, 1), b0 = epoch_refs(b, 0);
+  EXPECT_NE(a0, a1);
+  EXPECT_NE(a0, b0);
 }
 
-TEST(SampleOrder, RandomAccessNeedsNoReplay) {
-  SampleOrder sequential(3, 97), jump(3, 97);
-  std::vector<uint64_t> seq;
-  for (uint64_t g = 0; g < 97 * 4; ++g)
+TEST_P(SampleOrderModes, RandomAccessNeedsNoReplay) {
+  SampleOrder sequential(3, kCounts, config()), jump(3, kCounts, config());
+  std::vector<SampleRef> seq;
+  for (uint64_t g = 0; g < 57 * 4; ++g)
     seq.push_back(sequential.at(g));
-  for (uint64_t g = 97 * 4; g-- > 0;)
+  for (uint64_t g = 57 * 4; g-- > 0;)
     ASSERT_EQ(jump.at(g), seq[g]) << g;
 }
 
-std::multiset<uint64_t> step_samples(int world, int micro, int64_t B, int64_t step) {
-  std::multiset<uint64_t> s;
+// The sample ids of global batch k, gathered from every rank's micro-batches in rank order.
+std::vector<SampleRef> batch_refs(SampleOrder& order, int world, int micro, int64_t B,
+                                  int64_t step) {
+  std::vector<SampleRef> out;
   for (int r = 0; r < world; ++r) {
     BatchGeometry g{B, world, r, micro};
     for (int m = 0; m < g.accum_steps(); ++m)
       for (int j = 0; j < micro; ++j)
-        s.insert(g.position(step, m, j));
+        out.push_back(order.at(g.position(step, m, j)));
   }
-  return s;
+  return out;
 }
 
-TEST(BatchGeometry, GlobalBatchIsTheSameSetForAnyRankCount) {
+TEST_P(SampleOrderModes, GlobalBatchHasTheSameSampleIdsFor1And2And4Ranks) {
+  SampleOrder order(11, kCounts, config());
+  const int64_t B = 8;
+  for (int64_t step : {0, 3, 7, 20}) {  // 57 samples: steps 7 and 20 cross epochs
+    const auto one = batch_refs(order, 1, 8, B, step);
+    EXPECT_EQ(batch_refs(order, 2, 4, B, step), one) << "step " << step;
+    EXPECT_EQ(batch_refs(order, 4, 2, B, step), one) << "step " << step;
+    EXPECT_EQ(batch_refs(order, 4, 1, B, step), one) << "step " << step << ", accumulating";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shuffles, SampleOrderModes,
+                         ::testing::Values(ShuffleMode::full, ShuffleMode::local),
+                         [](const auto& info) { return std::string(shuffle_name(info.param)); });
+
+TEST(SampleOrderLocal, EachWindowReadsOnlyItsShards) {
+  const int window = 3;
+  SampleOrder order(5, kCounts, ShuffleConfig{ShuffleMode::local, window});
+  for (uint64_t epoch = 0; epoch < 4; ++epoch) {
+    const auto refs = epoch_refs(order, epoch);
+    // Walk the epoch: a window ends once all samples of its shards were visited.
+    std::set<uint32_t> shards;
+    uint64_t left = 0;
+    int windows = 0;
+    for (const auto& r : refs) {
+      if (left == 0) {
+        shards.clear();
+        ++windows;
+      }
+      if (!shards.count(r.shard)) {
+        ASSERT_LT(shards.size(), static_cast<size_t>(window))
+            << "epoch " << epoch << ": a window touched more than " << window << " shards";
+        shards.insert(r.shard);
+        left += kCounts[r.shard];
+      }
+      --left;
+    }
+    EXPECT_EQ(windows, 3) << "9 shards in windows of 3";
+  }
+}
+
+TEST(SampleOrderLocal, ShardOrderChangesWithTheEpoch) {
+  SampleOrder order(5, kCounts, ShuffleConfig{ShuffleMode::local, 1});
+  std::vector<uint32_t> first[2];
+  for (uint64_t epoch = 0; epoch < 2; ++epoch)
+    for (const auto& r : epoch_refs(order, epoch))
+      if (first[epoch].empty() || first[epoch].back() != r.shard) first[epoch].push_back(r.shard);
+  ASSERT_EQ(first[0].size(), kCounts.size()) << "window 1: one shard at a time";
+  EXPECT_NE(first[0], first[1]);
+}
+
+TEST(BatchGeometry, GlobalBatchIsTheSamePositionsForAnyRankCount) {
+  auto positions = [](int world, int micro, int64_t B, int64_t step) {
+    std::multiset<uint64_t> s;
+    for (int r = 0; r < world; ++r) {
+      BatchGeometry g{B, world, r, micro};
+      for (int m = 0; m < g.accum_steps(); ++m)
+        for (int j = 0; j < micro; ++j)
+          s.insert(g.position(step, m, j));
+    }
+    return s;
+  };
   const int64_t B = 24;
   for (int64_t step : {0, 1, 17}) {
-    const auto ref = step_samples(1, 24, B, step);
-    EXPECT_EQ(step_samples(2, 12, B, step), ref);
-    EXPECT_EQ(step_samples(4, 3, B, step), ref);  // with accumulation
-    EXPECT_EQ(step_samples(3, 4, B, step), ref);  // odd world size
+    const auto ref = positions(1, 24, B, step);
+    EXPECT_EQ(positions(2, 12, B, step), ref);
+    EXPECT_EQ(positions(4, 3, B, step), ref);  // with accumulation
+    EXPECT_EQ(positions(3, 4, B, step), ref);  // odd world size
     EXPECT_EQ(*ref.begin(), static_cast<uint64_t>(step * B));
     EXPECT_EQ(*ref.rbegin(), static_cast<uint64_t>(step * B + B - 1));
-  }
-}
-
-TEST(WindowLoader, TargetsAreInputsShiftedByOne) {
-  std::vector<uint8_t> bytes(200);
-  for (size_t i = 0; i < bytes.size(); ++i)
-    bytes[i] = static_cast<uint8_t>(i);
-  ByteFile data(bytes, "ramp");
-  WindowLoader loader(data, 9, BatchGeometry{4, 1, 0, 2}, 1);
-  EXPECT_EQ(loader.num_samples(), (200u - 1) / 9);
-  std::vector<int32_t> in(18), tgt(18);
-  loader.load(0, 1, in.data(), tgt.data());
-  for (int j = 0; j < 2; ++j) {
-    EXPECT_EQ(in[j * 9] % 9, 0) << "windows start at multiples of seq_len";
-    for (int t = 0; t < 9; ++t)
-      EXPECT_EQ(tgt[j * 9 + t], in[j * 9 + t] + 1);
-  }
-}
-
-TEST(WindowLoader, DataShorterThanOneSampleIsAUsageError) {
-  ByteFile data(std::vector<uint8_t>(16, 'a'), "tiny");
-  EXPECT_THROW(WindowLoader(data, 16, BatchGeometry{1, 1, 0, 1}, 1), UsageError);
-  EXPECT_NO_THROW(WindowLoader(data, 15, BatchGeometry{1, 1, 0, 1}, 1));
-}
-
-TEST(ByteFile, MissingFileIsAUsageErrorNamingThePath) {
-  try {
-    ByteFile::load("/nonexistent/corpus.txt");
-    FAIL();
-  } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("/nonexistent/corpus.txt"), std::string::npos);
   }
 }
 

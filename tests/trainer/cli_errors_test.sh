@@ -6,8 +6,9 @@ bin="${DPT_BIN:?set by ctest}"
 mpiexec="${MPIEXEC:-mpiexec}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-head -c 5000 /dev/urandom > "$work/data.bin"
-printf 'short' > "$work/short.bin"
+head -c 20000 /dev/urandom | base64 > "$work/text.txt"
+"$bin/prepare-data" --out "$work/prepared" --val-fraction 0 "$work/text.txt" >/dev/null
+data="$work/prepared/train"
 fails=0
 
 # expect_exit2 NAME PATTERN COMMAND...: COMMAND on 2 ranks exits 2 with PATTERN in stderr
@@ -42,7 +43,7 @@ rank1_data() {
   local launcher="$work/rank1_$(basename "$1").sh"
   cat > "$launcher" <<INNER
 #!/usr/bin/env bash
-if [[ \$OMPI_COMM_WORLD_RANK == 0 ]]; then d="$work/data.bin"; else d="$1"; fi
+if [[ \$OMPI_COMM_WORLD_RANK == 0 ]]; then d="$data"; else d="$1"; fi
 exec "$bin/train" --data "\$d" "\$@"
 INNER
   chmod +x "$launcher"
@@ -52,46 +53,40 @@ INNER
 common=(--steps 1 --seq-len 16 --d-model 16 --n-layer 1 --n-head 2)
 expect_usage_error global_batch_not_divisible \
   "--global-batch 6 is not divisible by ranks x --micro-batch = 2 x 4 = 8" \
-  --data "$work/data.bin" "${common[@]}" --global-batch 6 --micro-batch 4
+  --data "$data" "${common[@]}" --global-batch 6 --micro-batch 4
 expect_usage_error heads_do_not_divide \
   "--n-head 3 does not divide --d-model 16" \
-  --data "$work/data.bin" --steps 1 --seq-len 16 --d-model 16 --n-layer 1 --n-head 3 \
+  --data "$data" --steps 1 --seq-len 16 --d-model 16 --n-layer 1 --n-head 3 \
   --global-batch 4 --micro-batch 2
 expect_usage_error missing_data \
-  "--data $work/nope.bin: No such file or directory" \
-  --data "$work/nope.bin" "${common[@]}" --global-batch 4 --micro-batch 2
+  "--data $work/nope.h5: no such file or directory" \
+  --data "$work/nope.h5" "${common[@]}" --global-batch 4 --micro-batch 2
 expect_usage_error seq_len_longer_than_data \
-  "--seq-len 16 needs at least 17 tokens per sample, but --data $work/short.bin holds 5" \
-  --data "$work/short.bin" "${common[@]}" --global-batch 4 --micro-batch 2
+  "fewer than one sample of --seq-len + 1 = 40001" \
+  --data "$data" --steps 1 --seq-len 40000 --d-model 16 --n-layer 1 --n-head 2 \
+  --global-batch 4 --micro-batch 2
 expect_usage_error unknown_option "unrecognised option '--d-modle'" \
-  --data "$work/data.bin" --d-modle 5
+  --data "$data" --d-modle 5
 expect_usage_error bad_value "--steps" \
-  --data "$work/data.bin" --steps many
-expect_usage_error vocab_too_small "--vocab-size 100 is smaller than the byte vocabulary" \
-  --data "$work/data.bin" "${common[@]}" --global-batch 4 --micro-batch 2 --vocab-size 100
-expect_usage_error no_data "no training data: pass --data FILE" "${common[@]}"
+  --data "$data" --steps many
+expect_usage_error vocab_too_small "not below --vocab-size 100: raise --vocab-size" \
+  --data "$data" "${common[@]}" --global-batch 4 --micro-batch 2 --vocab-size 100
+expect_usage_error no_data "no training data: pass --data SHARDS" "${common[@]}"
 printf 'd-model = 16\nn-head = 5\n' > "$work/bad.ini"
 expect_usage_error config_file_value "--n-head 5 does not divide --d-model 16" \
-  --config "$work/bad.ini" --data "$work/data.bin" --global-batch 4 --micro-batch 2
+  --config "$work/bad.ini" --data "$data" --global-batch 4 --micro-batch 2
 expect_usage_error metrics_unwritable "--metrics $work/no/such/dir/m.jsonl: cannot open" \
-  --data "$work/data.bin" "${common[@]}" --global-batch 4 --micro-batch 2 \
+  --data "$data" "${common[@]}" --global-batch 4 --micro-batch 2 \
   --metrics "$work/no/such/dir/m.jsonl"
 
 # A file readable on rank 0 only: the ranks agree on the failure instead of rank 0 waiting in
 # a collective.
-expect_exit2 data_missing_on_one_rank "on rank 1: --data $work/only-on-rank0.bin" \
-  "$(rank1_data "$work/only-on-rank0.bin")" "${common[@]}" --global-batch 4 --micro-batch 2
-
-# The same path with different contents on the two ranks (as on two nodes without a shared
-# filesystem): the ranks would silently train on different global batches, so it is refused.
-head -c 5000 /dev/urandom > "$work/other.bin"
-expect_exit2 data_differs_between_ranks \
-  "differs between ranks: rank 0 reads 5000 bytes, rank 1 reads 5000 bytes with other contents" \
-  "$(rank1_data "$work/other.bin")" "${common[@]}" --global-batch 4 --micro-batch 2
+expect_exit2 data_missing_on_one_rank "on rank 1: --data $work/only-on-rank0.h5" \
+  "$(rank1_data "$work/only-on-rank0.h5")" "${common[@]}" --global-batch 4 --micro-batch 2
 
 # A failed start leaves an existing metrics file untouched.
 echo '{"step": 1}' > "$work/keep.jsonl"
-timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" --data "$work/nope.bin" \
+timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" --data "$work/nope.h5" \
   "${common[@]}" --global-batch 4 --micro-batch 2 --metrics "$work/keep.jsonl" >/dev/null 2>&1
 if [[ "$(cat "$work/keep.jsonl")" == '{"step": 1}' ]]; then
   echo "ok   failed_start_keeps_metrics"

@@ -1,6 +1,7 @@
 // The core claim of the system: data-parallel training gives the same per-step losses as one
 // process on the same global batch. Runs under mpiexec with 2 ranks; the one-rank references
-// train on MPI_COMM_SELF inside the same job.
+// train on MPI_COMM_SELF inside the same job. Data comes from real HDF5 shards through the
+// prefetching reader, in two shards so that samples come from both.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -8,30 +9,15 @@
 #include <vector>
 
 #include "comm/mpi_communicator.h"
-#include "common/rng.h"
-#include "datasets/byte_file.h"
+#include "tests/test_shards.h"
 #include "trainer/training.h"
 
 namespace dpt::trainer {
 namespace {
 
-// Text-like bytes with learnable structure: a fixed random first-order Markov chain over 40
-// symbols, so the loss falls and gradients are not trivial.
-datasets::ByteFile markov_text(size_t n, uint64_t seed) {
-  std::vector<uint8_t> out(n);
-  uint8_t prev = 0;
-  uint64_t counter = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const uint64_t r = random_below(seed, prev, &counter, 4);
-    prev = static_cast<uint8_t>((prev * 7 + r * 3 + 1) % 40);
-    out[i] = static_cast<uint8_t>('0' + prev);
-  }
-  return datasets::ByteFile(std::move(out), "markov");
-}
-
 TrainConfig base_config() {
   TrainConfig c;
-  c.data = "markov";
+  c.data = "markov shards";
   c.model.vocab_size = 256;
   c.model.seq_len = 16;
   c.model.d_model = 32;
@@ -62,7 +48,18 @@ void expect_same_losses(const TrainResult& a, const TrainResult& b, const char* 
 
 class DataParallel : public ::testing::Test {
  protected:
-  datasets::ByteFile data_ = markov_text(20000, 5);
+  void SetUp() override {
+    // Each rank writes its own copy, as two nodes with local disks would hold.
+    testing::write_shard(dir_.file("a.h5"), testing::markov_tokens(9000, 5));
+    testing::write_shard(dir_.file("b.h5"), testing::markov_tokens(11000, 6));
+    dataset_ = testing::open_dataset(io_, dir_.path(), 16, 256);
+  }
+  TrainResult train(const TrainConfig& c, comm::Communicator& comm) {
+    return trainer::train(c, comm, TrainData{*dataset_});
+  }
+  testing::TempDir dir_{"dpt-data-parallel"};
+  datasets::IoThread io_;
+  std::unique_ptr<datasets::TokenDataset> dataset_;
 };
 
 TEST_F(DataParallel, TwoRanksMatchOneRankOnSameGlobalBatch) {
@@ -74,8 +71,8 @@ TEST_F(DataParallel, TwoRanksMatchOneRankOnSameGlobalBatch) {
   two.micro_batch = 4;  // 2 ranks x 4 = 8, no accumulation
   TrainConfig one = base_config();
   one.micro_batch = 8;  // 1 rank x 8
-  const TrainResult r2 = train(two, world, data_);
-  const TrainResult r1 = train(one, self, data_);
+  const TrainResult r2 = train(two, world);
+  const TrainResult r1 = train(one, self);
   expect_same_losses(r2, r1, "2 ranks x b vs 1 rank x 2b");
   EXPECT_LT(r1.steps.back().loss, r1.steps.front().loss) << "the model should learn";
 }
@@ -88,8 +85,8 @@ TEST_F(DataParallel, OneRankAccumulatingMicroBatchesMatchesTwoRanks) {
   TrainConfig accum = base_config();
   accum.micro_batch = 4;  // 1 rank, 2 micro-batches of 4
   ASSERT_EQ(accum.accum_steps(1), 2);
-  const TrainResult r2 = train(two, world, data_);
-  const TrainResult ra = train(accum, self, data_);
+  const TrainResult r2 = train(two, world);
+  const TrainResult ra = train(accum, self);
   expect_same_losses(r2, ra, "2 ranks x b vs 1 rank accumulating 2 x b");
 }
 
@@ -101,8 +98,8 @@ TEST_F(DataParallel, TwoRanksAccumulatingMatchOneRankWholeBatch) {
   ASSERT_EQ(two.accum_steps(2), 2);
   TrainConfig one = base_config();
   one.micro_batch = 8;
-  const TrainResult r2 = train(two, world, data_);
-  const TrainResult r1 = train(one, self, data_);
+  const TrainResult r2 = train(two, world);
+  const TrainResult r1 = train(one, self);
   expect_same_losses(r2, r1, "2 ranks accumulating vs 1 rank x B");
   // Parameters after 10 steps agree too, not only losses.
   double max_diff = 0, max_abs = 0;
@@ -118,8 +115,8 @@ TEST_F(DataParallel, SameConfigTwiceGivesBitIdenticalLosses) {
   comm::MpiCommunicator world(MPI_COMM_WORLD);
   TrainConfig c = base_config();
   c.micro_batch = 2;
-  const TrainResult a = train(c, world, data_);
-  const TrainResult b = train(c, world, data_);
+  const TrainResult a = train(c, world);
+  const TrainResult b = train(c, world);
   for (size_t i = 0; i < a.steps.size(); ++i)
     EXPECT_EQ(a.steps[i].loss, b.steps[i].loss);
   EXPECT_EQ(a.final_param_hash, b.final_param_hash);

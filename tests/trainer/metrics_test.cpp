@@ -30,17 +30,24 @@ TEST(MetricsWriter, WritesOneJsonObjectPerStepWithNineSignificantDigits) {
     r.tokens = 6144;
     r.tokens_per_s = 12345.678;
     r.step_ms = 42.0;
+    r.data_wait_ms = 0.125;
+    r.io_tokens_per_s = 2.5e7;
     w.write(r);
     r.step = 4;
     r.loss = std::nan("");
     r.grad_norm = INFINITY;
+    r.has_val = true;
+    r.val_loss = 1.0 / 3.0;
     w.write(r);
   }
   EXPECT_EQ(read_all(path),
             "{\"step\": 3, \"loss\": 2.71828183, \"lr\": 0.001, \"grad_norm\": 0.5, \"tokens\": "
-            "6144, \"tokens_per_s\": 12345.678, \"step_ms\": 42}\n"
+            "6144, \"tokens_per_s\": 12345.678, \"step_ms\": 42, \"data_wait_ms\": 0.125, "
+            "\"io_tokens_per_s\": 25000000}\n"
             "{\"step\": 4, \"loss\": null, \"lr\": 0.001, \"grad_norm\": null, \"tokens\": 6144, "
-            "\"tokens_per_s\": 12345.678, \"step_ms\": 42}\n");
+            "\"tokens_per_s\": 12345.678, \"step_ms\": 42, \"data_wait_ms\": 0.125, "
+            "\"io_tokens_per_s\": 25000000}\n"
+            "{\"step\": 4, \"val_loss\": 0.333333333}\n");
 }
 
 TEST(MetricsWriter, UnwritablePathIsAUsageErrorNamingIt) {

@@ -1,0 +1,67 @@
+// RAII handles for HDF5 identifiers and DPT_CHECK_H5. Internal to datasets/: public headers do
+// not include <hdf5.h>.
+//
+// [HDF5 thread] HDF5 gives no concurrency, even in its thread-safe build, so every HDF5 call of
+// a process is made by one thread at a time: the training reader makes them all on its I/O
+// thread (io_thread.h), prepare-data on its writer thread.
+#pragma once
+
+#include <hdf5.h>
+
+#include <string>
+#include <utility>
+
+#include "common/errors.h"
+
+namespace dpt::datasets {
+
+// A move-only owner of one hid_t, closed with Close (H5Fclose, H5Dclose, ...). A failed close
+// in the destructor is ignored: destructors never throw.
+template <herr_t (*Close)(hid_t)>
+class H5Handle {
+ public:
+  H5Handle() = default;
+  explicit H5Handle(hid_t id) : id_(id) {}
+  H5Handle(H5Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)) {}
+  H5Handle& operator=(H5Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = std::exchange(o.id_, H5I_INVALID_HID);
+    }
+    return *this;
+  }
+  H5Handle(const H5Handle&) = delete;
+  H5Handle& operator=(const H5Handle&) = delete;
+  ~H5Handle() { reset(); }
+
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void reset() {
+    if (id_ >= 0) Close(id_);
+    id_ = H5I_INVALID_HID;
+  }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+using H5File = H5Handle<H5Fclose>;
+using H5Dataset = H5Handle<H5Dclose>;
+using H5Space = H5Handle<H5Sclose>;
+using H5Type = H5Handle<H5Tclose>;
+using H5Plist = H5Handle<H5Pclose>;
+using H5Attr = H5Handle<H5Aclose>;
+
+// Switches off HDF5's printing of its error stack to stderr (once per process): our messages
+// say what failed; h5_error_text() carries HDF5's own words into them.
+void h5_quiet();
+
+// The innermost and outermost descriptions on the current thread's HDF5 error stack, joined
+// into one line ("" when the stack is empty).
+std::string h5_error_text();
+
+}  // namespace dpt::datasets
+
+// An HDF5 call that returns a negative herr_t or hid_t on failure.
+#define DPT_CHECK_H5(call) \
+  DPT_CHECK_GEN("HDF5", call, _dpt_rc >= 0, ::dpt::datasets::h5_error_text())

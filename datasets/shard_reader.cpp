@@ -1,0 +1,216 @@
+// Hyperslab reads of /tokens, converted to int32 and checked against the vocabulary.
+#include "datasets/shard_reader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "common/errors.h"
+#include "datasets/h5.h"
+
+namespace dpt::datasets {
+
+namespace {
+
+hid_t native_type(TokenType t) {
+  switch (t) {
+    case TokenType::u8:
+      return H5T_NATIVE_UINT8;
+    case TokenType::u16:
+      return H5T_NATIVE_UINT16;
+    case TokenType::i32:
+      return H5T_NATIVE_INT32;
+    case TokenType::u32:
+      return H5T_NATIVE_UINT32;
+  }
+  return H5T_NATIVE_UINT32;
+}
+
+template <typename S>
+uint64_t widen(const void* src, uint64_t n, int32_t* out, int64_t vocab, uint64_t* bad_at) {
+  const S* s = static_cast<const S*>(src);
+  uint64_t max_id = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t v = static_cast<uint64_t>(s[i]);  // int32 ids were checked >= 0 at indexing
+    max_id = std::max(max_id, v);
+    out[i] = static_cast<int32_t>(v);
+  }
+  if (max_id >= static_cast<uint64_t>(vocab)) {
+    for (uint64_t i = 0; i < n; ++i)
+      if (static_cast<uint64_t>(s[i]) >= static_cast<uint64_t>(vocab)) {
+        *bad_at = i;
+        return static_cast<uint64_t>(s[i]);
+      }
+  }
+  return UINT64_MAX;
+}
+
+// Smallest prime >= n: HDF5 advises a prime number of chunk-cache hash slots.
+size_t prime_at_least(size_t n) {
+  for (size_t p = std::max<size_t>(n, 2);; ++p) {
+    bool prime = true;
+    for (size_t d = 2; d * d <= p && prime; ++d)
+      prime = p % d != 0;
+    if (prime) return p;
+  }
+}
+
+}  // namespace
+
+struct ShardReader::Impl {
+  struct OpenShard {
+    H5File file;
+    H5Dataset tokens;
+    H5Space space;
+    uint64_t last_use = 0;
+  };
+  std::vector<ShardFacts> shards;
+  ReaderOptions opt;
+  std::vector<std::unique_ptr<OpenShard>> open;  // by shard; null when closed
+  size_t open_count = 0;
+  uint64_t clock = 0;
+  std::vector<unsigned char> staging;
+
+  OpenShard& get(uint32_t s) {
+    if (!open[s]) {
+      if (open_count >= opt.max_open_files) close_least_recent();
+      open[s] = open_shard(s);
+      ++open_count;
+    }
+    open[s]->last_use = ++clock;
+    return *open[s];
+  }
+
+  void close_least_recent() {
+    size_t victim = SIZE_MAX;
+    for (size_t i = 0; i < open.size(); ++i)
+      if (open[i] && (victim == SIZE_MAX || open[i]->last_use < open[victim]->last_use)) victim = i;
+    if (victim != SIZE_MAX) {
+      open[victim].reset();
+      --open_count;
+    }
+  }
+
+  [[noreturn]] void damaged(const ShardFacts& f, const std::string& what) {
+    throw UsageError(f.path + ": " + what + " (" + h5_error_text() +
+                     "). The file changed or was damaged after it was indexed: restore or " +
+                     "rewrite it; the next run re-validates it.");
+  }
+
+  static bool unfiltered(hid_t file) {
+    H5Dataset d(H5Dopen2(file, kTokensName, H5P_DEFAULT));
+    if (!d.valid()) return false;
+    H5Plist dcpl(H5Dget_create_plist(d.get()));
+    return dcpl.valid() && H5Pget_nfilters(dcpl.get()) == 0;
+  }
+
+  std::unique_ptr<OpenShard> open_shard(uint32_t s) {
+    const ShardFacts& f = shards[s];
+    h5_quiet();
+    auto o = std::make_unique<OpenShard>();
+    H5Plist fapl(H5Pcreate(H5P_FILE_ACCESS));
+    // Shared read locks, ignored where the filesystem has none (Lustre and NFS mounts often do
+    // not), so that opening works there without HDF5_USE_FILE_LOCKING=FALSE.
+    DPT_CHECK_H5(H5Pset_file_locking(fapl.get(), true, true));
+    o->file = H5File(H5Fopen(f.path.c_str(), H5F_ACC_RDONLY, fapl.get()));
+    if (!o->file.valid()) damaged(f, "cannot open it as HDF5");
+    size_t nbytes = opt.cache_bytes_per_file;
+    if (opt.bypass_cache_if_unfiltered && unfiltered(o->file.get())) nbytes = 0;
+    H5Plist dapl(H5Pcreate(H5P_DATASET_ACCESS));
+    const size_t chunk_bytes = std::max<size_t>(1, f.chunk_tokens * token_type_size(f.dtype));
+    const size_t slots = prime_at_least(std::max<size_t>(101, 100 * (nbytes / chunk_bytes)));
+    // w0 = 1: a chunk read in full is evicted first; partially read chunks stay for the
+    // windows that straddle them.
+    DPT_CHECK_H5(H5Pset_chunk_cache(dapl.get(), slots, nbytes, 1.0));
+    o->tokens = H5Dataset(H5Dopen2(o->file.get(), kTokensName, dapl.get()));
+    if (!o->tokens.valid()) damaged(f, "cannot open /tokens");
+    o->space = H5Space(H5Dget_space(o->tokens.get()));
+    hsize_t dims[1] = {0};
+    if (!o->space.valid() || H5Sget_simple_extent_ndims(o->space.get()) != 1 ||
+        H5Sget_simple_extent_dims(o->space.get(), dims, nullptr) != 1 || dims[0] != f.num_tokens)
+      damaged(f, "/tokens no longer has the " + std::to_string(f.num_tokens) + " tokens indexed");
+    return o;
+  }
+};
+
+ShardReader::ShardReader(const std::vector<ShardFacts>& shards, ReaderOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->shards = shards;
+  impl_->opt = options;
+  impl_->opt.max_open_files = std::max<size_t>(1, options.max_open_files);
+  impl_->open.resize(shards.size());
+  impl_->staging.resize(std::max<size_t>(1, options.max_read_tokens) * 4);
+}
+
+ShardReader::~ShardReader() = default;
+
+size_t ShardReader::open_files() const {
+  return impl_->open_count;
+}
+
+void ShardReader::read(uint32_t shard, uint64_t start, uint64_t count, int32_t* out) {
+  Impl& m = *impl_;
+  DPT_CHECK(shard < m.shards.size(), "shard index out of range");
+  const ShardFacts& f = m.shards[shard];
+  DPT_CHECK(start + count <= f.num_tokens, f.path + ": read past the end of /tokens");
+  const size_t width = token_type_size(f.dtype);
+  if (m.staging.size() < count * width)
+    m.staging.resize(count * width);  // only if a caller
+                                      // reads longer spans
+  auto& o = m.get(shard);
+  const hsize_t offset[1] = {start}, n[1] = {count};
+  DPT_CHECK_H5(H5Sselect_hyperslab(o.space.get(), H5S_SELECT_SET, offset, nullptr, n, nullptr));
+  H5Space mem(H5Screate_simple(1, n, nullptr));
+  if (H5Dread(o.tokens.get(), native_type(f.dtype), mem.get(), o.space.get(), H5P_DEFAULT,
+              m.staging.data()) < 0) {
+    m.damaged(f, "reading /tokens [" + std::to_string(start) + ", " +
+                     std::to_string(start + count) + ") failed");
+  }
+  uint64_t bad_at = 0, bad = UINT64_MAX;
+  switch (f.dtype) {
+    case TokenType::u8:
+      bad = widen<uint8_t>(m.staging.data(), count, out, m.opt.vocab_size, &bad_at);
+      break;
+    case TokenType::u16:
+      bad = widen<uint16_t>(m.staging.data(), count, out, m.opt.vocab_size, &bad_at);
+      break;
+    case TokenType::i32:
+      bad = widen<int32_t>(m.staging.data(), count, out, m.opt.vocab_size, &bad_at);
+      break;
+    case TokenType::u32:
+      bad = widen<uint32_t>(m.staging.data(), count, out, m.opt.vocab_size, &bad_at);
+      break;
+  }
+  if (bad != UINT64_MAX) {
+    throw UsageError(f.path + ": /tokens[" + std::to_string(start + bad_at) +
+                     "] = " + std::to_string(bad) + " is not below the model's vocabulary size " +
+                     std::to_string(m.opt.vocab_size) +
+                     " (the file changed after it was indexed): restore the shard, or rewrite "
+                     "it with ids below the vocabulary size.");
+  }
+}
+
+ReaderOptions plan_reader(const std::vector<ShardFacts>& shards, bool local_shuffle,
+                          int window_shards, size_t budget_bytes, int64_t vocab_size, int seq_len) {
+  ReaderOptions o;
+  o.vocab_size = vocab_size;
+  o.max_read_tokens = static_cast<size_t>(seq_len) + 1;
+  size_t largest_chunk = 0, largest_shard = 0;
+  for (const auto& f : shards) {
+    largest_chunk = std::max(largest_chunk, f.chunk_tokens * token_type_size(f.dtype));
+    largest_shard = std::max(largest_shard, f.num_tokens * token_type_size(f.dtype));
+  }
+  if (local_shuffle) {
+    // The window's shards plus one: at a window boundary a batch reads from both windows.
+    o.max_open_files = static_cast<size_t>(window_shards) + 1;
+    o.cache_bytes_per_file =
+        std::min(largest_shard + largest_chunk, budget_bytes / o.max_open_files);
+  } else {
+    o.max_open_files = 64;
+    o.bypass_cache_if_unfiltered = true;
+    o.cache_bytes_per_file = std::min(2 * largest_chunk, budget_bytes / o.max_open_files);
+  }
+  return o;
+}
+
+}  // namespace dpt::datasets

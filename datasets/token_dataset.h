@@ -1,0 +1,50 @@
+// A validated dataset of shards: the facts of every shard, its samples in shard order, and a
+// reader that lives on the process's I/O thread ([I/O thread]).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "datasets/io_thread.h"
+#include "datasets/sample_order.h"
+#include "datasets/shard_format.h"
+#include "datasets/shard_reader.h"
+
+namespace dpt::datasets {
+
+class TokenDataset {
+ public:
+  // shards must have passed inspect_shard() and the checks of shard_set.h for seq_len.
+  TokenDataset(IoThread& io, std::vector<ShardFacts> shards, int seq_len, ReaderOptions reader);
+  ~TokenDataset();  // closes the files on the I/O thread
+  TokenDataset(const TokenDataset&) = delete;
+  TokenDataset& operator=(const TokenDataset&) = delete;
+
+  IoThread& io() { return io_; }
+  const std::vector<ShardFacts>& shards() const { return shards_; }
+  int seq_len() const { return seq_len_; }
+  const std::vector<uint64_t>& samples_per_shard() const { return samples_per_shard_; }
+  uint64_t num_samples() const { return num_samples_; }
+  uint64_t num_tokens() const { return num_tokens_; }
+
+  // Sample i counting through the shards in order (no shuffle).
+  SampleRef sample_in_order(uint64_t i) const;
+  // The seq_len + 1 tokens of ref into out. On the I/O thread only.
+  void read_sample(SampleRef ref, int32_t* out);
+  // Reads refs.size() samples into out (refs.size() x (seq_len + 1)), waiting for the I/O
+  // thread: for setup and the validation set, not for the step loop.
+  void read_samples(const std::vector<SampleRef>& refs, int32_t* out);
+
+ private:
+  IoThread& io_;
+  std::vector<ShardFacts> shards_;
+  int seq_len_;
+  std::vector<uint64_t> samples_per_shard_;
+  std::vector<uint64_t> starts_;
+  uint64_t num_samples_ = 0;
+  uint64_t num_tokens_ = 0;
+  std::unique_ptr<ShardReader> reader_;  // created and destroyed on the I/O thread
+};
+
+}  // namespace dpt::datasets

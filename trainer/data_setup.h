@@ -1,0 +1,34 @@
+// Opening a dataset on every rank before step 1: resolving the path, indexing the shards (from
+// the [Shard index] cache, else inspected in parallel across ranks), and checking them against
+// the model, with every failure agreed by all ranks ([Agreed failure]).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "datasets/io_thread.h"
+#include "datasets/shard_format.h"
+
+namespace dpt::trainer {
+
+struct IndexedShards {
+  std::vector<datasets::ShardFacts> shards;  // in dataset order, identical on every rank
+  int64_t vocab_size = 0;                    // the vocab_size all shards declare
+  uint64_t num_tokens = 0;
+  size_t inspected = 0;    // shards scanned in this run (the rest came from the index)
+  std::string index_path;  // where the index lives
+  std::string index_note;  // why the index could not be saved, or ""
+};
+
+// Resolves spec (--data or --val-data, named by option) and returns the facts of every shard.
+// Each rank inspects its share of the shards the index lacks on its I/O thread; rank 0 then
+// saves the index and broadcasts the complete facts. Throws AgreedFailure on every rank when
+// any rank fails: a path matching nothing, a malformed shard, ranks seeing different files, or
+// shards declaring different vocabularies.
+IndexedShards index_shards(comm::Communicator& comm, datasets::IoThread& io,
+                           const std::string& spec, const std::string& option,
+                           const std::string& index_cache_dir);
+
+}  // namespace dpt::trainer
