@@ -10,8 +10,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 steps="${1:-40}"
 [[ -x $build/bin/train && -x $build/bin/bench-gemm ]] || "$root/scripts/build.sh"
-data="$root/data/fortunes.txt"
-[[ -s $data ]] || "$root/scripts/fortunes-corpus.sh" "$data" >/dev/null
+corpus="$root/data/fortunes"
+[[ -d $corpus/train ]] || BUILD_DIR="$build" "$root/scripts/fortunes-corpus.sh" "$corpus" >/dev/null
+data="$corpus/train"
 if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -33,7 +34,7 @@ gemm_gflops=$("$build/bin/bench-gemm" $((b * T)) $((4 * C)) $C 1 20)
 python3 - "$work" "$gemm_gflops" $T $C $L <<'PY'
 import json, statistics, sys
 work, gemm, T, C, L = sys.argv[1], float(sys.argv[2]), *map(int, sys.argv[3:])
-V = 256
+V = 257
 n_params = V*C + T*C + L*(12*C*C + 13*C) + 2*C
 flops_tok = 6*n_params + 6*L*C*T
 def load(name):
