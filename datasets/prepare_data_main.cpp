@@ -31,6 +31,7 @@
 
 #include "common/errors.h"
 #include "common/rng.h"
+#include "datasets/json_line.h"
 #include "datasets/shard_format.h"
 #include "datasets/shard_writer.h"
 
@@ -72,299 +73,6 @@ struct Input {
   Format format = Format::text;
   uint64_t bytes = 0;
 };
-
-// ---- JSON Lines --------------------------------------------------------------------------
-
-// A syntax error at byte `pos` of the line.
-struct JsonSyntaxError {
-  size_t pos;
-  std::string what;
-};
-
-// Parses one line that must hold one JSON object (RFC 8259) and decodes its top-level string
-// member `field` to UTF-8. Other values are checked and skipped without being built.
-class JsonLineParser {
- public:
-  // What the member `field` held; its text is in *text when it was a string.
-  enum class Kind { missing, string, number, boolean, null, object, array };
-
-  // Throws JsonSyntaxError. With `keys`, collects the top-level member names (for messages).
-  Kind parse(std::string_view line, const std::string& field, std::string* text,
-             std::vector<std::string>* keys = nullptr) {
-    s_ = line;
-    i_ = 0;
-    depth_ = 0;
-    Kind found = Kind::missing;
-    skip_ws();
-    if (at_end() || s_[i_] != '{') fail("a line must hold one JSON object ({...})");
-    ++i_;
-    skip_ws();
-    if (!at_end() && s_[i_] == '}') {
-      ++i_;
-    } else {
-      for (;;) {
-        skip_ws();
-        if (at_end() || s_[i_] != '"') fail("expected a member name in double quotes");
-        string(&key_);
-        if (keys) keys->push_back(key_);
-        skip_ws();
-        expect(':', "after a member name");
-        skip_ws();
-        // A repeated member: the last one wins, as in Python's json.
-        if (key_ == field) {
-          found = value(text);
-        } else {
-          value(nullptr);
-        }
-        skip_ws();
-        if (!at_end() && s_[i_] == ',') {
-          ++i_;
-          continue;
-        }
-        expect('}', "or ',' after an object member");
-        break;
-      }
-    }
-    skip_ws();
-    if (!at_end()) fail("unexpected text after the object");
-    return found;
-  }
-
- private:
-  // Deep nesting would overflow the stack of this recursive parser.
-  static constexpr int kMaxDepth = 512;
-
-  bool at_end() const { return i_ >= s_.size(); }
-  [[noreturn]] void fail(const std::string& what) const { throw JsonSyntaxError{i_, what}; }
-
-  std::string show_here() const {
-    if (at_end()) return "end of line";
-    const unsigned char c = static_cast<unsigned char>(s_[i_]);
-    char buf[16];
-    if (c >= 0x20 && c < 0x7f) {
-      std::snprintf(buf, sizeof(buf), "'%c'", c);
-    } else {
-      std::snprintf(buf, sizeof(buf), "byte 0x%02x", c);
-    }
-    return buf;
-  }
-
-  void expect(char c, const char* context) {
-    if (at_end() || s_[i_] != c) {
-      fail(std::string("expected '") + c + "' " + context + ", found " + show_here());
-    }
-    ++i_;
-  }
-
-  void skip_ws() {
-    while (!at_end() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\r' || s_[i_] == '\n')) {
-      ++i_;
-    }
-  }
-
-  Kind value(std::string* text) {
-    if (at_end()) fail("expected a value, found end of line");
-    const char c = s_[i_];
-    if (c == '"') {
-      string(text);
-      return Kind::string;
-    }
-    if (c == '{' || c == '[') {
-      container();
-      return c == '{' ? Kind::object : Kind::array;
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-      number();
-      return Kind::number;
-    }
-    if (literal("true") || literal("false")) return Kind::boolean;
-    if (literal("null")) return Kind::null;
-    fail("expected a value, found " + show_here());
-  }
-
-  bool literal(std::string_view word) {
-    if (s_.substr(i_, word.size()) != word) return false;
-    i_ += word.size();
-    return true;
-  }
-
-  void digits(const char* what) {
-    const size_t start = i_;
-    while (!at_end() && s_[i_] >= '0' && s_[i_] <= '9')
-      ++i_;
-    if (i_ == start) fail(std::string("expected digits ") + what + ", found " + show_here());
-  }
-
-  void number() {
-    if (s_[i_] == '-') ++i_;
-    if (!at_end() && s_[i_] == '0') {
-      ++i_;  // no leading zeros: "0" stands alone
-    } else {
-      digits("in a number");
-    }
-    if (!at_end() && s_[i_] == '.') {
-      ++i_;
-      digits("after a decimal point");
-    }
-    if (!at_end() && (s_[i_] == 'e' || s_[i_] == 'E')) {
-      ++i_;
-      if (!at_end() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
-      digits("in an exponent");
-    }
-  }
-
-  // An object or array that is skipped: checked, nothing kept.
-  void container() {
-    if (++depth_ > kMaxDepth) fail("nesting deeper than 512 levels");
-    const char close = s_[i_] == '{' ? '}' : ']';
-    ++i_;
-    skip_ws();
-    if (!at_end() && s_[i_] == close) {
-      ++i_;
-      --depth_;
-      return;
-    }
-    for (;;) {
-      skip_ws();
-      if (close == '}') {
-        if (at_end() || s_[i_] != '"') fail("expected a member name in double quotes");
-        string(nullptr);
-        skip_ws();
-        expect(':', "after a member name");
-        skip_ws();
-      }
-      value(nullptr);
-      skip_ws();
-      if (!at_end() && s_[i_] == ',') {
-        ++i_;
-        continue;
-      }
-      expect(close, close == '}' ? "or ',' after an object member" : "or ',' after an element");
-      break;
-    }
-    --depth_;
-  }
-
-  unsigned hex4() {
-    if (s_.size() - i_ < 4) fail("\\u needs 4 hex digits");
-    unsigned v = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = s_[i_++];
-      v <<= 4;
-      if (c >= '0' && c <= '9') {
-        v |= static_cast<unsigned>(c - '0');
-      } else if (c >= 'a' && c <= 'f') {
-        v |= static_cast<unsigned>(c - 'a' + 10);
-      } else if (c >= 'A' && c <= 'F') {
-        v |= static_cast<unsigned>(c - 'A' + 10);
-      } else {
-        --i_;
-        fail("\\u needs 4 hex digits, found " + show_here());
-      }
-    }
-    return v;
-  }
-
-  static void put_utf8(std::string* out, unsigned cp) {
-    if (cp < 0x80) {
-      out->push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
-
-  // A string starting at '"'; decoded into *out when out is not null. Raw bytes >= 0x80 are
-  // copied as they are: the tokenizer takes bytes, valid UTF-8 or not.
-  void string(std::string* out) {
-    ++i_;
-    if (out) out->clear();
-    for (;;) {
-      const size_t start = i_;
-      while (!at_end() && s_[i_] != '"' && s_[i_] != '\\' &&
-             static_cast<unsigned char>(s_[i_]) >= 0x20) {
-        ++i_;
-      }
-      if (out) out->append(s_.data() + start, i_ - start);
-      if (at_end()) fail("unterminated string");
-      if (s_[i_] == '"') {
-        ++i_;
-        return;
-      }
-      if (s_[i_] != '\\') fail("unescaped control character " + show_here() + " in a string");
-      ++i_;
-      if (at_end()) fail("unterminated string");
-      const char e = s_[i_++];
-      if (e == 'u') {
-        unsigned cp = hex4();
-        if (cp >= 0xDC00 && cp <= 0xDFFF) {
-          i_ -= 6;
-          fail("lone low surrogate \\u" + std::string(s_.substr(i_ + 2, 4)));
-        }
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          // UTF-16 surrogate pair: one code point above U+FFFF.
-          const size_t high_at = i_ - 6;
-          unsigned low = 0;
-          if (s_.substr(i_, 2) == "\\u") {
-            i_ += 2;
-            low = hex4();
-          }
-          if (low < 0xDC00 || low > 0xDFFF) {
-            i_ = high_at;
-            fail("high surrogate \\u" + std::string(s_.substr(i_ + 2, 4)) +
-                 " not followed by a low surrogate \\uDC00..\\uDFFF");
-          }
-          cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-        }
-        if (out) put_utf8(out, cp);
-        continue;
-      }
-      // The one-character escapes and what they stand for.
-      static constexpr std::string_view kEscaped = "\"\\/bfnrt";
-      static constexpr std::string_view kPlain = "\"\\/\b\f\n\r\t";
-      const size_t k = kEscaped.find(e);
-      if (k == std::string_view::npos) {
-        --i_;
-        fail("invalid escape: backslash followed by " + show_here());
-      }
-      if (out) out->push_back(kPlain[k]);
-    }
-  }
-
-  std::string_view s_;
-  size_t i_ = 0;
-  int depth_ = 0;
-  std::string key_;
-};
-
-const char* kind_name(JsonLineParser::Kind k) {
-  switch (k) {
-    case JsonLineParser::Kind::missing:
-      return "missing";
-    case JsonLineParser::Kind::string:
-      return "a string";
-    case JsonLineParser::Kind::number:
-      return "a number";
-    case JsonLineParser::Kind::boolean:
-      return "a boolean";
-    case JsonLineParser::Kind::null:
-      return "null";
-    case JsonLineParser::Kind::object:
-      return "an object";
-    case JsonLineParser::Kind::array:
-      return "an array";
-  }
-  return "?";
-}
 
 // ---- Reading and tokenizing one file (worker threads) --------------------------------------
 
@@ -437,7 +145,6 @@ void tokenize_text(const std::string& data, const std::optional<std::string>& se
 void tokenize_jsonl(const std::string& path, const std::string& data, const std::string& field,
                     TokenizedFile& out) {
   out.tokens.reserve(data.size() / 2);
-  JsonLineParser parser;
   std::string text;
   size_t pos = 0;
   // A UTF-8 byte order mark is not JSON, but editors write one.
@@ -450,16 +157,15 @@ void tokenize_jsonl(const std::string& path, const std::string& data, const std:
     pos = nl ? line_end + 1 : data.size();
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     const std::string where = path + ":" + std::to_string(line_no);
-    JsonLineParser::Kind kind;
-    try {
-      kind = parser.parse(line, field, &text);
-    } catch (const JsonSyntaxError& e) {
-      throw UsageError(where + ":" + std::to_string(e.pos + 1) + ": bad JSON: " + e.what +
-                       "; fix or remove the line (one JSON object per line).");
+    const JsonLineMember member = json_line_member(line, field, &text);
+    if (member.error) {
+      throw UsageError(where + ":" + std::to_string(member.error->column) + ": bad JSON: " +
+                       member.error->what + "; fix or remove the line (one JSON object per line).");
     }
-    if (kind == JsonLineParser::Kind::missing) {
+    if (member.kind == JsonKind::missing) {
+      // Parsed again only on this error path, to name the members the line does have.
       std::vector<std::string> keys;
-      parser.parse(line, field, &text, &keys);
+      json_line_member(line, field, &text, &keys);
       std::string names;
       for (size_t k = 0; k < keys.size() && k < 8; ++k)
         names += (k ? ", " : "") + keys[k];
@@ -468,8 +174,8 @@ void tokenize_jsonl(const std::string& path, const std::string& data, const std:
                        "\" (members: " + (names.empty() ? "none" : names) +
                        "); pass --text-field NAME to read another member.");
     }
-    if (kind != JsonLineParser::Kind::string) {
-      throw UsageError(where + ": member \"" + field + "\" is " + kind_name(kind) +
+    if (member.kind != JsonKind::string) {
+      throw UsageError(where + ": member \"" + field + "\" is " + json_kind_name(member.kind) +
                        ", not a string; pass --text-field NAME to read another member.");
     }
     add_document(out, text);
