@@ -1,6 +1,7 @@
 // Implementation of the error contract in errors.h.
 #include "common/errors.h"
 
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 
@@ -29,6 +30,22 @@ void fail_check(const char* kind, const char* call, const std::string& detail, c
   if (!ctx.empty()) msg += ", " + ctx;
   msg += "]";
   throw RuntimeFailure(msg);
+}
+
+int report_exception(const char* program) {
+  int code = 1;
+  std::string what = "unknown exception";
+  try {
+    throw;
+  } catch (const UsageError& e) {
+    code = 2;
+    what = e.what();
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  std::fprintf(stderr, "%s: error: %s\n", program, what.c_str());
+  return code;
 }
 
 std::string errno_string(int err) {

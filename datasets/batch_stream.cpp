@@ -2,7 +2,6 @@
 #include "datasets/batch_stream.h"
 
 #include <chrono>
-#include <cstring>
 
 #include "common/errors.h"
 
@@ -55,8 +54,7 @@ void BatchStream::run_claimed() {
   try {
     for (int j = 0; j < geo_.micro_batch; ++j) {
       data_.read_sample(order_.at(geo_.position(step, m, j)), window_.data());
-      std::memcpy(&s.inputs[j * T], window_.data(), T * sizeof(int32_t));
-      std::memcpy(&s.targets[j * T], window_.data() + 1, T * sizeof(int32_t));
+      split_window(window_.data(), T, &s.inputs[j * T], &s.targets[j * T]);
     }
   } catch (...) {
     s.error = std::current_exception();

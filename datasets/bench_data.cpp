@@ -98,6 +98,10 @@ std::optional<Options> parse_options(int argc, char** argv) {
   return o;
 }
 
+ShuffleConfig shuffle_of(const Options& o) {
+  return ShuffleConfig{o.shuffle == "local" ? ShuffleMode::local : ShuffleMode::full, o.window};
+}
+
 struct Run {
   double wall_s = 0;      // stream start to last micro-batch taken
   double read_s = 0;      // I/O thread time inside the reads
@@ -110,12 +114,11 @@ struct Run {
 // warm-up does, so a peer can check that it read the same tokens).
 Run stream_once(IoThread& io, const std::vector<ShardFacts>& facts, const Options& o, int64_t vocab,
                 int64_t micro_batches, std::vector<uint64_t>* sums) {
-  const bool local = o.shuffle == "local";
+  const ShuffleConfig shuffle = shuffle_of(o);
   TokenDataset data(
       io, facts, o.seq_len,
-      plan_reader(facts, local, o.window, static_cast<size_t>(o.cache_mb) << 20, vocab, o.seq_len));
-  SampleOrder order(o.seed, data.samples_per_shard(),
-                    ShuffleConfig{local ? ShuffleMode::local : ShuffleMode::full, o.window});
+      plan_reader(facts, shuffle, static_cast<size_t>(o.cache_mb) << 20, vocab, o.seq_len));
+  SampleOrder order(o.seed, data.samples_per_shard(), shuffle);
   const BatchGeometry geo{o.batch, 1, 0, o.batch};
   const size_t T = static_cast<size_t>(o.seq_len);
   Run r;
@@ -202,8 +205,8 @@ int run(int argc, char** argv) {
   const int64_t samples = micro_batches * o.batch;
   if (micro_batches == 0) throw UsageError("the dataset holds fewer samples than --batch.");
 
-  const ReaderOptions plan = plan_reader(facts, o.shuffle == "local", o.window,
-                                         static_cast<size_t>(o.cache_mb) << 20, vocab, o.seq_len);
+  const ReaderOptions plan =
+      plan_reader(facts, shuffle_of(o), static_cast<size_t>(o.cache_mb) << 20, vocab, o.seq_len);
   std::printf(
       "bench-data: %zu shards, %.0fM tokens (%zu B each), %llu samples of T+1=%d; %s shuffle%s, "
       "%lld samples in micro-batches of %d, depth %d\n",
@@ -254,11 +257,7 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "bench-data: error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench-data: error: %s\n", e.what());
-    return 1;
+  } catch (...) {
+    return report_exception("bench-data");
   }
 }

@@ -19,6 +19,34 @@ herr_t collect(unsigned, const H5E_error2_t* e, void* out) {
 }
 }  // namespace
 
+hid_t h5_native_type(TokenType t) {
+  switch (t) {
+    case TokenType::u8:
+      return H5T_NATIVE_UINT8;
+    case TokenType::u16:
+      return H5T_NATIVE_UINT16;
+    case TokenType::i32:
+      return H5T_NATIVE_INT32;
+    case TokenType::u32:
+      return H5T_NATIVE_UINT32;
+  }
+  return H5I_INVALID_HID;
+}
+
+hid_t h5_file_type(TokenType t) {
+  switch (t) {
+    case TokenType::u8:
+      return H5T_STD_U8LE;
+    case TokenType::u16:
+      return H5T_STD_U16LE;
+    case TokenType::i32:
+      return H5T_STD_I32LE;
+    case TokenType::u32:
+      return H5T_STD_U32LE;
+  }
+  return H5I_INVALID_HID;
+}
+
 std::string h5_error_text() {
   std::vector<std::string> lines;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect, &lines);

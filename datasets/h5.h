@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "common/errors.h"
+#include "datasets/shard_format.h"
 
 namespace dpt::datasets {
 
@@ -55,6 +56,10 @@ using H5Attr = H5Handle<H5Aclose>;
 // Switches off HDF5's printing of its error stack to stderr (once per process): our messages
 // say what failed; h5_error_text() carries HDF5's own words into them.
 void h5_quiet();
+
+// The HDF5 types of a token type: in memory (native) and in a file (little-endian).
+hid_t h5_native_type(TokenType t);
+hid_t h5_file_type(TokenType t);
 
 // The innermost and outermost descriptions on the current thread's HDF5 error stack, joined
 // into one line ("" when the stack is empty).

@@ -661,11 +661,7 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "prepare-data: error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "prepare-data: error: %s\n", e.what());
-    return 1;
+  } catch (...) {
+    return report_exception("prepare-data");
   }
 }

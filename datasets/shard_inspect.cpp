@@ -167,20 +167,6 @@ TokenType classify_tokens(const std::string& path, hid_t type) {
   reject(path, "/tokens has type " + name + ", which is not a token type", fix);
 }
 
-hid_t native_type(TokenType t) {
-  switch (t) {
-    case TokenType::u8:
-      return H5T_NATIVE_UINT8;
-    case TokenType::u16:
-      return H5T_NATIVE_UINT16;
-    case TokenType::i32:
-      return H5T_NATIVE_INT32;
-    case TokenType::u32:
-      return H5T_NATIVE_UINT32;
-  }
-  return H5T_NATIVE_UINT32;
-}
-
 // A required integer attribute of the root group. `fix` says how to add a good one.
 int64_t read_int_attr(const std::string& path, hid_t file, const char* name,
                       const std::string& fix) {
@@ -346,7 +332,8 @@ void scan_tokens(const std::string& path, hid_t dset, const TokensLayout& layout
     }
     H5Space mem(H5Screate_simple(1, count, nullptr));
     T* block = buffers[k % 2].data();
-    if (H5Dread(dset, native_type(facts->dtype), mem.get(), space.get(), H5P_DEFAULT, block) < 0) {
+    if (H5Dread(dset, h5_native_type(facts->dtype), mem.get(), space.get(), H5P_DEFAULT, block) <
+        0) {
       damaged(path, "reading /tokens [" + std::to_string(start) + ", " +
                         std::to_string(start + count[0]) + ")");
     }

@@ -12,20 +12,6 @@ namespace dpt::datasets {
 
 namespace {
 
-hid_t native_type(TokenType t) {
-  switch (t) {
-    case TokenType::u8:
-      return H5T_NATIVE_UINT8;
-    case TokenType::u16:
-      return H5T_NATIVE_UINT16;
-    case TokenType::i32:
-      return H5T_NATIVE_INT32;
-    case TokenType::u32:
-      return H5T_NATIVE_UINT32;
-  }
-  return H5T_NATIVE_UINT32;
-}
-
 template <typename S>
 uint64_t widen(const void* src, uint64_t n, int32_t* out, int64_t vocab, uint64_t* bad_at) {
   const S* s = static_cast<const S*>(src);
@@ -161,7 +147,7 @@ void ShardReader::read(uint32_t shard, uint64_t start, uint64_t count, int32_t* 
   const hsize_t offset[1] = {start}, n[1] = {count};
   DPT_CHECK_H5(H5Sselect_hyperslab(o.space.get(), H5S_SELECT_SET, offset, nullptr, n, nullptr));
   H5Space mem(H5Screate_simple(1, n, nullptr));
-  if (H5Dread(o.tokens.get(), native_type(f.dtype), mem.get(), o.space.get(), H5P_DEFAULT,
+  if (H5Dread(o.tokens.get(), h5_native_type(f.dtype), mem.get(), o.space.get(), H5P_DEFAULT,
               m.staging.data()) < 0) {
     m.damaged(f, "reading /tokens [" + std::to_string(start) + ", " +
                      std::to_string(start + count) + ") failed");
@@ -190,8 +176,8 @@ void ShardReader::read(uint32_t shard, uint64_t start, uint64_t count, int32_t* 
   }
 }
 
-ReaderOptions plan_reader(const std::vector<ShardFacts>& shards, bool local_shuffle,
-                          int window_shards, size_t budget_bytes, int64_t vocab_size, int seq_len) {
+ReaderOptions plan_reader(const std::vector<ShardFacts>& shards, const ShuffleConfig& shuffle,
+                          size_t budget_bytes, int64_t vocab_size, int seq_len) {
   ReaderOptions o;
   o.vocab_size = vocab_size;
   o.max_read_tokens = static_cast<size_t>(seq_len) + 1;
@@ -200,9 +186,9 @@ ReaderOptions plan_reader(const std::vector<ShardFacts>& shards, bool local_shuf
     largest_chunk = std::max(largest_chunk, f.chunk_tokens * token_type_size(f.dtype));
     largest_shard = std::max(largest_shard, f.num_tokens * token_type_size(f.dtype));
   }
-  if (local_shuffle) {
+  if (shuffle.mode == ShuffleMode::local) {
     // The window's shards plus one: at a window boundary a batch reads from both windows.
-    o.max_open_files = static_cast<size_t>(window_shards) + 1;
+    o.max_open_files = static_cast<size_t>(shuffle.window_shards) + 1;
     o.cache_bytes_per_file =
         std::min(largest_shard + largest_chunk, budget_bytes / o.max_open_files);
   } else {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "datasets/sample_order.h"
 #include "datasets/shard_format.h"
 
 namespace dpt::datasets {
@@ -44,7 +45,7 @@ class ShardReader {
 // reuse, so it keeps many files open with a cache of two chunks for compressed data and none
 // for uncompressed data (HDF5 reads chunks that do not fit the cache straight into the
 // caller's buffer, so a sample costs its own bytes, not its chunk's).
-ReaderOptions plan_reader(const std::vector<ShardFacts>& shards, bool local_shuffle,
-                          int window_shards, size_t budget_bytes, int64_t vocab_size, int seq_len);
+ReaderOptions plan_reader(const std::vector<ShardFacts>& shards, const ShuffleConfig& shuffle,
+                          size_t budget_bytes, int64_t vocab_size, int seq_len);
 
 }  // namespace dpt::datasets

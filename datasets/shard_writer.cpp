@@ -24,34 +24,6 @@ namespace {
 // are smaller: an uncompressed chunk takes its full size on disk even when partly filled.
 constexpr uint64_t kDocChunk = 8192;
 
-hid_t file_type_of(TokenType t) {
-  switch (t) {
-    case TokenType::u8:
-      return H5T_STD_U8LE;
-    case TokenType::u16:
-      return H5T_STD_U16LE;
-    case TokenType::i32:
-      return H5T_STD_I32LE;
-    case TokenType::u32:
-      return H5T_STD_U32LE;
-  }
-  return H5I_INVALID_HID;
-}
-
-hid_t mem_type_of(TokenType t) {
-  switch (t) {
-    case TokenType::u8:
-      return H5T_NATIVE_UINT8;
-    case TokenType::u16:
-      return H5T_NATIVE_UINT16;
-    case TokenType::i32:
-      return H5T_NATIVE_INT32;
-    case TokenType::u32:
-      return H5T_NATIVE_UINT32;
-  }
-  return H5I_INVALID_HID;
-}
-
 uint64_t max_id_of(TokenType t) {
   switch (t) {
     case TokenType::u8:
@@ -285,7 +257,7 @@ ShardWriter::ShardWriter(std::string path, const ShardWriterOptions& options)
     DPT_CHECK_H5(H5Pset_obj_track_times(fcpl.get(), 0));  // the root group's header too
     DPT_CHECK_H5(id = H5Fcreate(s.tmp_path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT));
     s.file = H5File(id);
-    s.tokens.create(s.file.get(), kTokensName, file_type_of(o.dtype), mem_type_of(o.dtype), elem,
+    s.tokens.create(s.file.get(), kTokensName, h5_file_type(o.dtype), h5_native_type(o.dtype), elem,
                     o.chunk_tokens, o.gzip_level);
     if (o.write_doc_offsets) {
       s.docs.create(s.file.get(), kDocOffsetsName, H5T_STD_I64LE, H5T_NATIVE_INT64, sizeof(int64_t),

@@ -2,6 +2,7 @@
 // reader that lives on the process's I/O thread ([I/O thread]).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -12,6 +13,13 @@
 #include "datasets/shard_reader.h"
 
 namespace dpt::datasets {
+
+// A window of seq_len + 1 tokens as one row of inputs (its first seq_len tokens) and one row
+// of targets (its last seq_len: each input's next token).
+inline void split_window(const int32_t* window, size_t seq_len, int32_t* inputs, int32_t* targets) {
+  std::copy_n(window, seq_len, inputs);
+  std::copy_n(window + 1, seq_len, targets);
+}
 
 class TokenDataset {
  public:

@@ -76,7 +76,9 @@ inline std::unique_ptr<datasets::TokenDataset> open_dataset(datasets::IoThread& 
       facts.push_back(datasets::inspect_shard(p));
   });
   datasets::check_shards_fit(facts, seq_len, vocab, "--data");
-  auto plan = datasets::plan_reader(facts, local_shuffle, window_shards, 64 << 20, vocab, seq_len);
+  const datasets::ShuffleConfig shuffle{
+      local_shuffle ? datasets::ShuffleMode::local : datasets::ShuffleMode::full, window_shards};
+  auto plan = datasets::plan_reader(facts, shuffle, 64 << 20, vocab, seq_len);
   return std::make_unique<datasets::TokenDataset>(io, facts, seq_len, plan);
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "datasets/sample_order.h"
 #include "trainer/model_config.h"
 #include "trainer/optimizer.h"
 
@@ -35,6 +36,10 @@ struct TrainConfig {
   // Accumulation steps per optimizer step on each rank: B / (world_size * b).
   int accum_steps(int world_size) const {
     return static_cast<int>(global_batch / (int64_t{world_size} * micro_batch));
+  }
+  datasets::ShuffleConfig shuffle_config() const {
+    return {shuffle == "local" ? datasets::ShuffleMode::local : datasets::ShuffleMode::full,
+            shuffle_window};
   }
   // Throws UsageError naming the option to change when sizes are inconsistent.
   void validate(int world_size) const;

@@ -113,13 +113,13 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     const size_t cache_bytes = static_cast<size_t>(cfg.data_cache_mb) << 20;
     datasets::TokenDataset train_data(
         io, train_idx.shards, cfg.model.seq_len,
-        datasets::plan_reader(train_idx.shards, cfg.shuffle == "local", cfg.shuffle_window,
-                              cache_bytes, cfg.model.vocab_size, cfg.model.seq_len));
+        datasets::plan_reader(train_idx.shards, cfg.shuffle_config(), cache_bytes,
+                              cfg.model.vocab_size, cfg.model.seq_len));
     std::optional<datasets::TokenDataset> val_data;
     if (val_idx) {
       // The validation set is read once, in order: a small cache is enough.
       val_data.emplace(io, val_idx->shards, cfg.model.seq_len,
-                       datasets::plan_reader(val_idx->shards, false, 1, 64 << 20,
+                       datasets::plan_reader(val_idx->shards, datasets::ShuffleConfig{}, 64 << 20,
                                              cfg.model.vocab_size, cfg.model.seq_len));
     }
     // Opened once every check passed, so a failed start leaves an existing metrics file alone.

@@ -53,8 +53,7 @@ class Validator {
     inputs_.resize(refs.size() * T_);
     targets_.resize(inputs_.size());
     for (size_t j = 0; j < refs.size(); ++j) {
-      std::copy_n(&windows[j * (T_ + 1)], T_, &inputs_[j * T_]);
-      std::copy_n(&windows[j * (T_ + 1) + 1], T_, &targets_[j * T_]);
+      datasets::split_window(&windows[j * (T_ + 1)], T_, &inputs_[j * T_], &targets_[j * T_]);
     }
   }
 
@@ -86,10 +85,7 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
   const int accum = cfg.accum_steps(W);
 
   datasets::BatchGeometry geo{cfg.global_batch, W, comm.rank(), b};
-  datasets::ShuffleConfig shuffle{
-      cfg.shuffle == "local" ? datasets::ShuffleMode::local : datasets::ShuffleMode::full,
-      cfg.shuffle_window};
-  datasets::SampleOrder order(cfg.seed, data.train.samples_per_shard(), shuffle);
+  datasets::SampleOrder order(cfg.seed, data.train.samples_per_shard(), cfg.shuffle_config());
   datasets::BatchStream batches(data.train, std::move(order), geo, /*first_step=*/0, cfg.prefetch);
   std::optional<Validator> validator;
   if (data.val) validator.emplace(*data.val, cfg.val_samples, W, comm.rank(), b);
