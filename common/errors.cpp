@@ -32,18 +32,23 @@ void fail_check(const char* kind, const char* call, const std::string& detail, c
   throw RuntimeFailure(msg);
 }
 
-int report_exception(const char* program) {
-  int code = 1;
-  std::string what = "unknown exception";
+int exit_code_of_current_exception(std::string* what) {
   try {
     throw;
   } catch (const UsageError& e) {
-    code = 2;
-    what = e.what();
+    *what = e.what();
+    return 2;
   } catch (const std::exception& e) {
-    what = e.what();
+    *what = e.what();
   } catch (...) {
+    *what = "unknown exception";
   }
+  return 1;
+}
+
+int report_exception(const char* program) {
+  std::string what;
+  const int code = exit_code_of_current_exception(&what);
   std::fprintf(stderr, "%s: error: %s\n", program, what.c_str());
   return code;
 }

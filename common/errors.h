@@ -34,6 +34,10 @@ std::string error_context();  // "rank 3 on host gpu-017", or "" before set_erro
 [[noreturn]] void fail_check(const char* kind, const char* call, const std::string& detail,
                              const char* func, const char* file, int line);
 
+// Inside a catch block: the [Error contract] exit code of the exception in flight (2 for
+// UsageError, else 1); *what receives its message.
+int exit_code_of_current_exception(std::string* what);
+
 // For a tool's main(), inside a catch block: prints "<program>: error: <what>" to stderr and
 // returns the [Error contract] exit code of the exception in flight (2 for UsageError, else 1).
 int report_exception(const char* program);

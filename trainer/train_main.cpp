@@ -65,17 +65,8 @@ int default_threads(int local_size) {
 // that may be waiting in a collective, ends the whole job. Returns the exit code (2 for a
 // UsageError, else 1) where MPI_Abort does not end the process first.
 int fail_alone(comm::MpiSession& session) {
-  int code = 1;
-  std::string what = "unknown exception";
-  try {
-    throw;
-  } catch (const UsageError& e) {
-    code = 2;
-    what = e.what();
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {
-  }
+  std::string what;
+  const int code = exit_code_of_current_exception(&what);
   std::fprintf(stderr, "train: %s on rank %d: %s\n", code == 2 ? "error" : "failure",
                session.rank(), what.c_str());
   if (session.world_size() > 1) session.abort(code);
