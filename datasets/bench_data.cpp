@@ -45,6 +45,7 @@ struct Options {
   int depth = 8;           // train's --prefetch default
   uint64_t seed = 1234;
   std::string dump_order;
+  bool cold = false;  // time the first pass too (the caller dropped the page cache)
 };
 
 std::optional<Options> parse_options(int argc, char** argv) {
@@ -65,6 +66,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
        "shards per window of the local shuffle")
       ("repeats", po::value<int>(&o.repeats)->default_value(o.repeats),
        "timed repeats after one warm-up; the median is reported")
+      ("cold", po::bool_switch(&o.cold),
+       "no warm-up: the first pass is timed as well (after dropping the page cache)")
       ("cache-mb", po::value<int64_t>(&o.cache_mb)->default_value(o.cache_mb),
        "chunk-cache budget given to plan_reader, MiB (train's --data-cache-mb)")
       ("depth", po::value<int>(&o.depth)->default_value(o.depth), "micro-batches read ahead")
@@ -221,13 +224,14 @@ int run(int argc, char** argv) {
   std::vector<double> wall, read, wait;
   uint64_t checksum = 0, tokens = 0;
   std::vector<uint64_t> sums(o.dump_order.empty() ? 0 : static_cast<size_t>(samples));
-  for (int rep = 0; rep <= o.repeats; ++rep) {
+  const int last_rep = o.cold ? 0 : o.repeats;  // cold: only the first pass means anything
+  for (int rep = 0; rep <= last_rep; ++rep) {
     const Run r = stream_once(io, facts, o, vocab, micro_batches,
                               rep == 0 && !sums.empty() ? &sums : nullptr);
     if (rep == 0) {  // warm-up: files, allocator and page cache settle
       checksum = r.checksum;
       if (!sums.empty()) dump_order(o.dump_order, paths, o, per_shard, sums);
-      continue;
+      if (!o.cold) continue;
     }
     DPT_CHECK(r.checksum == checksum, "the same samples gave a different checksum");
     wall.push_back(r.wall_s);
@@ -237,8 +241,10 @@ int run(int argc, char** argv) {
   }
   const double w = median(wall), rd = median(read), wt = median(wait);
   const double mb = tokens * static_cast<double>(width) / 1e6;
-  std::printf("  %-24s %12s %10s %10s\n", ("median of " + std::to_string(o.repeats)).c_str(),
-              "tokens/s", "MB/s", "seconds");
+  std::printf(
+      "  %-24s %12s %10s %10s\n",
+      (o.cold ? std::string("cold, one pass") : "median of " + std::to_string(o.repeats)).c_str(),
+      "tokens/s", "MB/s", "seconds");
   std::printf("  %-24s %12.3e %10.1f %10.3f\n", "stream (wall)", tokens / w, mb / w, w);
   std::printf("  %-24s %12.3e %10.1f %10.3f\n", "I/O thread read time", tokens / rd, mb / rd, rd);
   std::printf("  consumer waited %.1f%% of the wall time; checksum %llu\n", 100 * wt / w,

@@ -1,7 +1,11 @@
 // Hyperslab reads of /tokens, converted to int32 and checked against the vocabulary.
 #include "datasets/shard_reader.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
+#include <bit>
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -49,6 +53,14 @@ struct ShardReader::Impl {
     H5Dataset tokens;
     H5Space space;
     uint64_t last_use = 0;
+    // [Direct reads] of unfiltered little-endian /tokens: pread at the file address of each
+    // chunk (or of the contiguous data), skipping HDF5's per-read selection machinery.
+    int fd = -1;
+    uint64_t piece_tokens = 0;         // tokens per chunk; the whole dataset when contiguous
+    std::vector<uint64_t> piece_addr;  // file address of each chunk
+    ~OpenShard() {
+      if (fd >= 0) ::close(fd);
+    }
   };
   std::vector<ShardFacts> shards;
   ReaderOptions opt;
@@ -83,6 +95,15 @@ struct ShardReader::Impl {
                      "rewrite it; the next run re-validates it.");
   }
 
+  // A hint only: the kernel queues sequential reads of the whole file, so that the window's
+  // scattered chunk reads find their pages in the cache instead of seeking for each.
+  static void read_ahead(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+    ::close(fd);
+  }
+
   static bool unfiltered(hid_t file) {
     H5Dataset d(H5Dopen2(file, kTokensName, H5P_DEFAULT));
     if (!d.valid()) return false;
@@ -100,6 +121,7 @@ struct ShardReader::Impl {
     DPT_CHECK_H5(H5Pset_file_locking(fapl.get(), true, true));
     o->file = H5File(H5Fopen(f.path.c_str(), H5F_ACC_RDONLY, fapl.get()));
     if (!o->file.valid()) damaged(f, "cannot open it as HDF5");
+    if (opt.read_ahead_whole_file) read_ahead(f.path);
     size_t nbytes = opt.cache_bytes_per_file;
     if (opt.bypass_cache_if_unfiltered && unfiltered(o->file.get())) nbytes = 0;
     H5Plist dapl(H5Pcreate(H5P_DATASET_ACCESS));
@@ -115,7 +137,94 @@ struct ShardReader::Impl {
     if (!o->space.valid() || H5Sget_simple_extent_ndims(o->space.get()) != 1 ||
         H5Sget_simple_extent_dims(o->space.get(), dims, nullptr) != 1 || dims[0] != f.num_tokens)
       damaged(f, "/tokens no longer has the " + std::to_string(f.num_tokens) + " tokens indexed");
+    if (opt.direct_reads) map_for_direct_reads(f, *o);
     return o;
+  }
+
+  // [Direct reads] The map is used only when every piece is allocated, the data is stored
+  // unfiltered in the machine's byte order and with no user block, and a probe read through
+  // pread matches HDF5's own read of the same tokens; anything else keeps the HDF5 path.
+  void map_for_direct_reads(const ShardFacts& f, OpenShard& o) {
+    const hid_t d = o.tokens.get();
+    const size_t width = token_type_size(f.dtype);
+    H5Plist dcpl(H5Dget_create_plist(d));
+    H5Type type(H5Dget_type(d));
+    H5Plist fcpl(H5Fget_create_plist(o.file.get()));
+    hsize_t userblock = 1;
+    if (!dcpl.valid() || !type.valid() || !fcpl.valid() || H5Pget_nfilters(dcpl.get()) != 0 ||
+        H5Tget_size(type.get()) != width || H5Tget_order(type.get()) != H5T_ORDER_LE ||
+        std::endian::native != std::endian::little ||
+        H5Pget_userblock(fcpl.get(), &userblock) < 0 || userblock != 0 || f.num_tokens == 0)
+      return;
+    std::vector<uint64_t> addr;
+    uint64_t piece = 0;
+    const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+    if (layout == H5D_CONTIGUOUS) {
+      const haddr_t a = H5Dget_offset(d);
+      if (a == HADDR_UNDEF) return;
+      piece = f.num_tokens;
+      addr.push_back(a);
+    } else if (layout == H5D_CHUNKED && f.chunk_tokens > 0) {
+      piece = f.chunk_tokens;
+      for (uint64_t c = 0; c * piece < f.num_tokens; ++c) {
+        const hsize_t at[1] = {c * piece};
+        unsigned mask = 0;
+        haddr_t a = HADDR_UNDEF;
+        hsize_t bytes = 0;
+        if (H5Dget_chunk_info_by_coord(d, at, &mask, &a, &bytes) < 0 || a == HADDR_UNDEF ||
+            bytes != piece * width)
+          return;
+        addr.push_back(a);
+      }
+    } else {
+      return;
+    }
+    const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    // Probe: the last tokens of the first piece, both ways.
+    const uint64_t n = std::min<uint64_t>({piece, f.num_tokens, 64});
+    const uint64_t first = std::min(piece, f.num_tokens) - n;
+    std::vector<unsigned char> via_h5(n * width), via_pread(n * width);
+    const hsize_t offset[1] = {first}, count[1] = {n};
+    H5Space mem(H5Screate_simple(1, count, nullptr));
+    const bool same =
+        H5Sselect_hyperslab(o.space.get(), H5S_SELECT_SET, offset, nullptr, count, nullptr) >= 0 &&
+        H5Dread(d, h5_native_type(f.dtype), mem.get(), o.space.get(), H5P_DEFAULT, via_h5.data()) >=
+            0 &&
+        pread_all(fd, via_pread.data(), n * width, addr[0] + first * width) && via_h5 == via_pread;
+    if (!same) {
+      ::close(fd);
+      return;
+    }
+    o.fd = fd;
+    o.piece_tokens = piece;
+    o.piece_addr = std::move(addr);
+  }
+
+  static bool pread_all(int fd, unsigned char* dst, size_t bytes, uint64_t at) {
+    while (bytes > 0) {
+      const ssize_t got = ::pread(fd, dst, bytes, static_cast<off_t>(at));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      dst += got;
+      bytes -= static_cast<size_t>(got);
+      at += static_cast<uint64_t>(got);
+    }
+    return true;
+  }
+
+  // Tokens [start, start + count) as stored, into staging: pread piece by piece.
+  bool read_direct(const OpenShard& o, size_t width, uint64_t start, uint64_t count) {
+    unsigned char* dst = staging.data();
+    while (count > 0) {
+      const uint64_t piece = start / o.piece_tokens, within = start % o.piece_tokens;
+      const uint64_t n = std::min(count, o.piece_tokens - within);
+      if (!pread_all(o.fd, dst, n * width, o.piece_addr[piece] + within * width)) return false;
+      dst += n * width;
+      start += n;
+      count -= n;
+    }
+    return true;
   }
 };
 
@@ -134,6 +243,13 @@ size_t ShardReader::open_files() const {
   return impl_->open_count;
 }
 
+size_t ShardReader::direct_files() const {
+  size_t n = 0;
+  for (const auto& o : impl_->open)
+    n += o && o->fd >= 0;
+  return n;
+}
+
 void ShardReader::read(uint32_t shard, uint64_t start, uint64_t count, int32_t* out) {
   Impl& m = *impl_;
   DPT_CHECK(shard < m.shards.size(), "shard index out of range");
@@ -144,13 +260,23 @@ void ShardReader::read(uint32_t shard, uint64_t start, uint64_t count, int32_t* 
     m.staging.resize(count * width);  // only if a caller
                                       // reads longer spans
   auto& o = m.get(shard);
-  const hsize_t offset[1] = {start}, n[1] = {count};
-  DPT_CHECK_H5(H5Sselect_hyperslab(o.space.get(), H5S_SELECT_SET, offset, nullptr, n, nullptr));
-  H5Space mem(H5Screate_simple(1, n, nullptr));
-  if (H5Dread(o.tokens.get(), h5_native_type(f.dtype), mem.get(), o.space.get(), H5P_DEFAULT,
-              m.staging.data()) < 0) {
-    m.damaged(f, "reading /tokens [" + std::to_string(start) + ", " +
-                     std::to_string(start + count) + ") failed");
+  const auto range = [&] {
+    std::string r = "[";
+    r += std::to_string(start);
+    r += ", ";
+    r += std::to_string(start + count);
+    return r + ")";
+  };
+  if (o.fd >= 0) {
+    if (!m.read_direct(o, width, start, count))
+      m.damaged(f, "reading /tokens " + range() + " with pread failed: " + errno_string(errno));
+  } else {
+    const hsize_t offset[1] = {start}, n[1] = {count};
+    DPT_CHECK_H5(H5Sselect_hyperslab(o.space.get(), H5S_SELECT_SET, offset, nullptr, n, nullptr));
+    H5Space mem(H5Screate_simple(1, n, nullptr));
+    if (H5Dread(o.tokens.get(), h5_native_type(f.dtype), mem.get(), o.space.get(), H5P_DEFAULT,
+                m.staging.data()) < 0)
+      m.damaged(f, "reading /tokens " + range() + " failed");
   }
   uint64_t bad_at = 0, bad = UINT64_MAX;
   switch (f.dtype) {
@@ -189,6 +315,7 @@ ReaderOptions plan_reader(const std::vector<ShardFacts>& shards, const ShuffleCo
   if (shuffle.mode == ShuffleMode::local) {
     // The window's shards plus one: at a window boundary a batch reads from both windows.
     o.max_open_files = static_cast<size_t>(shuffle.window_shards) + 1;
+    o.read_ahead_whole_file = true;
     o.cache_bytes_per_file =
         std::min(largest_shard + largest_chunk, budget_bytes / o.max_open_files);
   } else {

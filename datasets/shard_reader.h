@@ -19,6 +19,9 @@ struct ReaderOptions {
   size_t max_read_tokens = 0;       // longest read (seq_len + 1)
   bool bypass_cache_if_unfiltered = false;  // no cache for uncompressed /tokens: HDF5 then
                                             // reads just the requested tokens
+  bool direct_reads = true;            // pread unfiltered /tokens at its chunks' file addresses
+  bool read_ahead_whole_file = false;  // ask the kernel to read an opened shard in full, in
+                                       // the background (local shuffle: all of it is needed)
 };
 
 class ShardReader {
@@ -33,6 +36,7 @@ class ShardReader {
   // or was damaged after it was indexed).
   void read(uint32_t shard, uint64_t start, uint64_t count, int32_t* out);
   size_t open_files() const;
+  size_t direct_files() const;  // open shards read with pread ([Direct reads])
 
  private:
   struct Impl;

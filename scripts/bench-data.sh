@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Data-path benchmark: our reader (bin/bench-data: TokenDataset + BatchStream) with the full and
 # the local shuffle against `cat` of the same shards and against h5py reading the very same
-# samples, all on a warm page cache, plus the data stall of a short real training run.
+# samples on a warm page cache, cat and the local shuffle on a cold cache as well (when the page
+# cache may be dropped), plus the data stall of a short real training run.
 # Usage: scripts/bench-data.sh   (env: GB dataset size in GB of token payload, default 1;
 #        BUILD_DIR, default build/; PYTHON, default /usr/bin/python3; REPEATS, default 3;
-#        FULL_SAMPLES, default min(262144, half an epoch); H5PY_SAMPLES, default 0 = all)
+#        COLD=0 skips the cold rows; FULL_SAMPLES, default min(262144, half an epoch); H5PY_SAMPLES, default 0 = all)
 # The dataset is generated once (random words -> prepare-data) and kept in data/bench-data/.
 # About 1.5 minutes on 2 cores after that, most of it h5py.
 set -euo pipefail
@@ -65,8 +66,22 @@ shards=("$data"/*.h5)
 file_bytes=$(du -cb "${shards[@]}" | tail -n 1 | cut -f 1)
 echo "bench-data: ${#shards[@]} shards, $((file_bytes / 1000000)) MB in $data" >&2
 
-# --- Warm cache: every file read once, so every row below reads from the page cache. (A cold
-# row would need /proc/sys/vm/drop_caches and would flush the whole machine's cache: left out.)
+# --- Cold cache, when this process may drop the page cache (root; COLD=0 skips it; it flushes
+# the whole machine's cache): cat, then one local-shuffle epoch, each after a drop.
+cold=0
+if [[ ${COLD:-1} != 0 && -w /proc/sys/vm/drop_caches ]]; then
+  cold=1
+  drop() { sync && echo 3 > /proc/sys/vm/drop_caches; }
+  echo "bench-data: cold cache: cat, then ours (local shuffle), each after dropping the cache" >&2
+  drop
+  t0=$(date +%s%N); cat "${shards[@]}" > /dev/null; t1=$(date +%s%N)
+  echo "$file_bytes $((t1 - t0))" > "$work/raw-cold.txt"
+  drop
+  "$build/bin/bench-data" --data "$data" --seq-len $T --batch $B --shuffle local --window $window \
+    --samples 0 --cold | grep '^RESULT' > "$work/cold.result"
+fi
+
+# --- Warm cache: every file read once, so every row below reads from the page cache.
 cat "${shards[@]}" > /dev/null
 echo "bench-data: raw: cat of all shards x3" >&2
 for _ in 1 2 3; do
@@ -128,11 +143,13 @@ mpiexec -n 1 --bind-to none "$build/bin/train" --data "$data" --seq-len 256 --d-
   --n-layer 2 --n-head 4 --global-batch 16 --micro-batch 16 --steps 60 --shuffle local \
   --shuffle-window $window --log-every 1000 --metrics "$work/train.jsonl" > "$work/train.log"
 
-"$py" - "$work" "$repeats" $T $B ${#shards[@]} "$file_bytes" <<'PY'
+"$py" - "$work" "$repeats" $T $B ${#shards[@]} "$file_bytes" $cold <<'PY'
 import json, statistics, sys
-work, repeats, T, B, nshards, file_bytes = sys.argv[1], *map(int, sys.argv[2:])
-raw = statistics.median(int(b) / (int(ns) / 1e9) / 1e6
-                        for b, ns in (l.split() for l in open(f"{work}/raw.txt")))
+work, repeats, T, B, nshards, file_bytes, cold = sys.argv[1], *map(int, sys.argv[2:])
+def rate(path):
+    return statistics.median(int(b) / (int(ns) / 1e9) / 1e6
+                             for b, ns in (l.split() for l in open(path)))
+raw = rate(f"{work}/raw.txt")
 def kv(path):
     return {k: float(v) for k, v in (w.split("=") for w in open(path).read().split()[1:])}
 ours = {n: kv(f"{work}/{n}.result") for n in ("local", "full")}
@@ -162,10 +179,16 @@ for n in ("local", "full"):
     p = peer[n]
     print(f"{'h5py, same ' + n + ' order':<34} {p['samples']:>8} {p['tps']:>10.3g} "
           f"{p['mbs']:>8.0f} {p['mbs'] / raw:>7.3f} {1:>7.2f}x {'':>16}")
+if cold:
+    raw_cold, c = rate(f"{work}/raw-cold.txt"), kv(f"{work}/cold.result")
+    print(f"{'cold: cat shards > /dev/null':<34} {'':>8} {'':>10} {raw_cold:>8.0f} {1:>7.2f}")
+    print(f"{'cold: ours, local shuffle':<34} {int(c['samples']):>8} {c['tokens_per_s']:>10.3g} "
+          f"{c['mb_per_s']:>8.0f} {c['mb_per_s'] / raw_cold:>7.3f}")
 print(f"train (T=256 C=64 L=2, batch 16, local shuffle, steps 2..{rows[-1]['step']}): "
       f"data stall {100 * stall:.4f}% of step time, median step {step_ms:.1f} ms")
 lr = ours["local"]["mb_per_s"] / raw
-print(f"goals: local >= 80% of raw: {'yes' if lr >= 0.8 else 'NO'} ({100 * lr:.1f}%); "
+lc = f", cold {100 * c['mb_per_s'] / raw_cold:.1f}%" if cold else ", cold not measured"
+print(f"goals: local >= 80% of raw: {'yes' if lr >= 0.8 else 'NO'} (warm {100 * lr:.1f}%{lc}); "
       f"faster than h5py: {'yes' if all(ours[n]['mb_per_s'] > peer[n]['mbs'] for n in ours) else 'NO'}; "
       f"stall < 1%: {'yes' if stall < 0.01 else 'NO'}")
 PY

@@ -20,6 +20,7 @@
 #include "datasets/h5.h"
 #include "datasets/shard_index.h"
 #include "datasets/shard_inspect.h"
+#include "datasets/shard_reader.h"
 
 namespace dpt::datasets {
 namespace {
@@ -562,6 +563,73 @@ TEST_F(InspectShard, FactsCachedInTheIndexMatchUntilTheShardChanges) {
 
   write_shard(p, random_tokens<uint16_t>(6000, 0, 999, 8), ShardSpec{});
   EXPECT_FALSE(loaded.find(p, stat_shard(p)).has_value());
+}
+
+// ---- reading: [Direct reads] and HDF5 reads give the same tokens ------------------------------
+
+// Reads random spans (many crossing chunk boundaries) with pread enabled and disabled and
+// compares both with the tokens written; `direct` says whether the pread path must be taken.
+template <typename T>
+void expect_reads_exact(const std::string& p, const std::vector<T>& tokens, bool direct) {
+  const ShardFacts facts = inspect_shard(p);
+  for (const bool enable : {true, false}) {
+    ReaderOptions o;
+    o.vocab_size = 1 << 20;
+    o.max_read_tokens = 300;
+    o.cache_bytes_per_file = 1 << 16;
+    o.direct_reads = enable;
+    ShardReader reader({facts}, o);
+    std::mt19937_64 rng(facts.num_tokens);
+    std::vector<int32_t> got(300);
+    for (int i = 0; i < 200; ++i) {
+      const uint64_t count = 1 + rng() % 300;
+      const uint64_t start = rng() % (tokens.size() - count + 1);
+      std::fill(got.begin(), got.end(), -7);
+      reader.read(0, start, count, got.data());
+      for (uint64_t k = 0; k < count; ++k)
+        ASSERT_EQ(got[k], static_cast<int32_t>(tokens[start + k]))
+            << p << " direct=" << enable << " at " << start + k;
+    }
+    EXPECT_EQ(reader.direct_files(), enable && direct ? 1u : 0u) << p;
+  }
+}
+
+TEST_F(InspectShard, DirectReadsEqualHdf5ReadsForEveryTypeAndLayout) {
+  struct Case {
+    const char* name;
+    hsize_t chunk;
+    int gzip;
+    bool big_endian;
+    bool direct;
+  };
+  const Case cases[] = {{"chunk1024", 1024, 0, false, true},
+                        {"chunk7", 7, 0, false, true},
+                        {"contiguous", 0, 0, false, true},
+                        {"gzip", 1024, 4, false, false},
+                        {"big_endian", 1024, 0, true, false}};
+  for (const Case& c : cases) {
+    ShardSpec spec;
+    spec.chunk = c.chunk;
+    spec.gzip = c.gzip;
+    spec.vocab_size = 1000000;
+    const std::string base = path(c.name);
+    spec.file_type = c.big_endian ? H5T_STD_U8BE : H5T_STD_U8LE;
+    const auto u8 = random_tokens<uint8_t>(4001, 0, 255, 1);
+    write_shard(base + "_u8.h5", u8, spec);
+    expect_reads_exact(base + "_u8.h5", u8, c.direct);
+    spec.file_type = c.big_endian ? H5T_STD_U16BE : H5T_STD_U16LE;
+    const auto u16 = random_tokens<uint16_t>(4001, 0, 999, 2);
+    write_shard(base + "_u16.h5", u16, spec);
+    expect_reads_exact(base + "_u16.h5", u16, c.direct);
+    spec.file_type = c.big_endian ? H5T_STD_I32BE : H5T_STD_I32LE;
+    const auto i32 = random_tokens<int32_t>(4001, 0, 999999, 3);
+    write_shard(base + "_i32.h5", i32, spec);
+    expect_reads_exact(base + "_i32.h5", i32, c.direct);
+    spec.file_type = c.big_endian ? H5T_STD_U32BE : H5T_STD_U32LE;
+    const auto u32 = random_tokens<uint32_t>(4001, 0, 999999, 4);
+    write_shard(base + "_u32.h5", u32, spec);
+    expect_reads_exact(base + "_u32.h5", u32, c.direct);
+  }
 }
 
 }  // namespace
