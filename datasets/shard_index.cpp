@@ -22,6 +22,7 @@
 #include <memory>
 #include <sstream>
 
+#include "common/durable.h"
 #include "common/errors.h"
 #include "common/hash.h"
 
@@ -156,32 +157,6 @@ std::string format_record(const ShardFacts& f) {
   return s;
 }
 
-bool write_all(int fd, const std::string& data) {
-  for (size_t done = 0; done < data.size();) {
-    const ssize_t w = ::write(fd, data.data() + done, data.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    done += static_cast<size_t>(w);
-  }
-  return true;
-}
-
-// Makes the rename durable. File systems that cannot fsync a directory say EINVAL: nothing
-// more can be done there, and the index itself was already synced.
-bool sync_directory(const std::string& dir, std::string* why) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    *why = "cannot open directory " + dir + " to sync it: " + errno_string(errno);
-    return false;
-  }
-  const bool ok = ::fsync(fd) == 0 || errno == EINVAL;
-  if (!ok) *why = "fsync of directory " + dir + " failed: " + errno_string(errno);
-  ::close(fd);
-  return ok;
-}
-
 }  // namespace
 
 FileStamp stat_shard(const std::string& path) {
@@ -276,36 +251,7 @@ bool ShardIndex::save(const std::string& file, std::string* why) const {
   for (const ShardFacts* f : sorted)
     text += format_record(*f);
 
-  // Host and pid in the temporary name: jobs on several nodes may save the same index on a
-  // shared file system at once, and pids repeat across nodes.
-  char host[256] = "host";
-  ::gethostname(host, sizeof(host) - 1);
-  const std::string tmp = file + ".tmp." + host + "." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    *why = "cannot create " + tmp + ": " + errno_string(errno);
-    return false;
-  }
-  bool ok = write_all(fd, text);
-  if (!ok) *why = "cannot write " + tmp + ": " + errno_string(errno);
-  if (ok && ::fsync(fd) != 0) {
-    ok = false;
-    *why = "fsync of " + tmp + " failed: " + errno_string(errno);
-  }
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    *why = "closing " + tmp + " failed: " + errno_string(errno);
-  }
-  if (ok && ::rename(tmp.c_str(), file.c_str()) != 0) {
-    ok = false;
-    *why = "cannot rename " + tmp + " to " + file + ": " + errno_string(errno);
-  }
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  const std::string dir = fs::path(file).parent_path().string();
-  return sync_directory(dir.empty() ? "." : dir, why);
+  return write_file_atomic(file, text, why);
 }
 
 }  // namespace dpt::datasets

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/durable.h"
 #include "common/errors.h"
 #include "datasets/h5.h"
 
@@ -199,18 +200,6 @@ struct ShardReader::Impl {
     o.fd = fd;
     o.piece_tokens = piece;
     o.piece_addr = std::move(addr);
-  }
-
-  static bool pread_all(int fd, unsigned char* dst, size_t bytes, uint64_t at) {
-    while (bytes > 0) {
-      const ssize_t got = ::pread(fd, dst, bytes, static_cast<off_t>(at));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) return false;
-      dst += got;
-      bytes -= static_cast<size_t>(got);
-      at += static_cast<uint64_t>(got);
-    }
-    return true;
   }
 
   // Tokens [start, start + count) as stored, into staging: pread piece by piece.

@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/durable.h"
 #include "common/errors.h"
 #include "datasets/h5.h"
 
@@ -51,17 +52,6 @@ bool is_path_problem(int err) {
          err == EISDIR || err == ENAMETOOLONG || err == ELOOP;
 }
 
-void fsync_path(const std::string& path, int flags) {
-  int fd;
-  DPT_CHECK_POSIX(fd = ::open(path.c_str(), flags | O_CLOEXEC));
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    const std::string call = "fsync(" + path + ")";
-    fail_check("libc", call.c_str(), errno_string(err), __func__, __FILE__, __LINE__);
-  }
-  ::close(fd);
-}
 
 // A 1-D dataset with unlimited max length, written a chunk at a time from a buffer of one
 // chunk: the memory bound of the writer.
@@ -350,12 +340,11 @@ void ShardWriter::finish() {
     s.file.reset();
     s.docs.buf = {};
     s.tokens.buf = {};
-    fsync_path(s.tmp_path, O_RDONLY);
+    fsync_path(s.tmp_path);
     DPT_CHECK_POSIX(::rename(s.tmp_path.c_str(), s.path.c_str()));
     s.finished = true;
     // The rename itself is durable once the directory is synced.
-    std::filesystem::path dir = std::filesystem::path(s.path).parent_path();
-    fsync_path(dir.empty() ? std::string(".") : dir.string(), O_RDONLY | O_DIRECTORY);
+    fsync_directory(std::filesystem::path(s.path).parent_path().string());
   });
 }
 

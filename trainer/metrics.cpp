@@ -4,14 +4,41 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 
+#include "common/durable.h"
 #include "common/errors.h"
 
 namespace dpt::trainer {
 
-MetricsWriter::MetricsWriter(const std::string& path)
-    : file_(std::fopen(path.c_str(), "w"), &std::fclose) {
+namespace {
+// The step a metrics line belongs to: the number after its "step" key, or -1.
+int64_t step_of_line(const std::string& line) {
+  const auto at = line.find("\"step\": ");
+  if (at == std::string::npos) return -1;
+  return std::strtoll(line.c_str() + at + 8, nullptr, 10);
+}
+}  // namespace
+
+MetricsWriter::MetricsWriter(const std::string& path, int64_t resumed_step)
+    : file_(nullptr, &std::fclose) {
+  if (resumed_step >= 0) {
+    // The run that saved the checkpoint may have logged steps past it before it died: they
+    // are dropped, so the file reads as one run; rewritten atomically.
+    std::ifstream in(path);
+    if (in) {
+      std::string kept, line;
+      while (std::getline(in, line))
+        if (step_of_line(line) <= resumed_step) kept += line + "\n";
+      std::string why;
+      if (!write_file_atomic(path, kept, &why))
+        throw UsageError("--metrics " + path + ": " + why +
+                         ". Check that the directory is writable.");
+    }
+  }
+  file_.reset(std::fopen(path.c_str(), resumed_step >= 0 ? "a" : "w"));
   if (!file_) {
     throw UsageError("--metrics " + path + ": cannot open for writing: " + errno_string(errno) +
                      ". Check that the directory exists and is writable.");
@@ -34,10 +61,11 @@ void MetricsWriter::write(const StepRecord& r) {
                ", \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
                "\"tokens\": %" PRId64
                ", \"tokens_per_s\": %s, \"step_ms\": %s, \"data_wait_ms\": %s, "
-               "\"io_tokens_per_s\": %s}\n",
+               "\"io_tokens_per_s\": %s%s%s}\n",
                r.step, num(r.loss).c_str(), num(r.lr).c_str(), num(r.grad_norm).c_str(), r.tokens,
                num(r.tokens_per_s).c_str(), num(r.step_ms).c_str(), num(r.data_wait_ms).c_str(),
-               num(r.io_tokens_per_s).c_str());
+               num(r.io_tokens_per_s).c_str(), r.skipped ? ", \"skipped\": true" : "",
+               r.saved ? (", \"ckpt_stall_ms\": " + num(r.ckpt_stall_ms)).c_str() : "");
   if (r.has_val) {
     std::fprintf(file_.get(), "{\"step\": %" PRId64 ", \"val_loss\": %s}\n", r.step,
                  num(r.val_loss).c_str());
@@ -65,7 +93,7 @@ std::string format_duration(double seconds) {
 
 void ProgressPrinter::on_step(const StepRecord& r) {
   total_ms_ += r.step_ms;
-  if (r.step > 1) {
+  if (seen_++ > 0) {  // the first step of a process warms up: not in the mean
     timed_ms_ += r.step_ms;
     ++timed_steps_;
   }
@@ -75,7 +103,15 @@ void ProgressPrinter::on_step(const StepRecord& r) {
     std::fprintf(out_, "step %" PRId64 "/%" PRId64 " | val_loss %.6f\n", r.step, r.total_steps,
                  r.val_loss);
   }
-  if (!(r.step == 1 || last || r.step % log_every_ == 0)) return;
+  if (r.skipped) {
+    std::fprintf(out_,
+                 "step %" PRId64 "/%" PRId64
+                 " | loss %.6g | grad norm %.6g | not finite: update skipped\n",
+                 r.step, r.total_steps, r.loss, r.grad_norm);
+    std::fflush(out_);
+    return;
+  }
+  if (!(seen_ == 1 || last || r.step % log_every_ == 0)) return;
   const double mean_ms = timed_steps_ > 0 ? timed_ms_ / timed_steps_ : r.step_ms;
   const double eta_s = mean_ms * static_cast<double>(r.total_steps - r.step) / 1000.0;
   const double tps = mean_ms > 0 ? r.tokens_per_s * r.step_ms / mean_ms : r.tokens_per_s;

@@ -11,13 +11,15 @@
 namespace dpt::trainer {
 
 // One JSON object per line: per step {"step", "loss", "lr", "grad_norm", "tokens",
-// "tokens_per_s", "step_ms", "data_wait_ms", "io_tokens_per_s"}, and {"step", "val_loss"} after
-// each validation. Floating values use 9 significant digits (%.9g), so the same float
+// "tokens_per_s", "step_ms", "data_wait_ms", "io_tokens_per_s"} (plus "skipped": true for a
+// step with a non-finite loss or gradient, whose values print as null, and "ckpt_stall_ms" on
+// a step that saved), {"step", "val_loss"} after each validation, and event lines. Floating values use 9 significant digits (%.9g), so the same float
 // always prints the same text and two runs compare exactly as strings.
 class MetricsWriter {
  public:
-  // Opens (truncates) path; throws UsageError naming the path if it cannot.
-  explicit MetricsWriter(const std::string& path);
+  // Opens (truncates) path; throws UsageError naming the path if it cannot. A run resumed
+  // after step resumed_step (>= 0) keeps the file's lines up to that step and appends.
+  explicit MetricsWriter(const std::string& path, int64_t resumed_step = -1);
   void write(const StepRecord& r);
   // A free-form event line, e.g. {"event": "start", ...}; `json_fields` is `"k": v, ...`.
   void write_event(const std::string& json_fields);
@@ -40,6 +42,7 @@ class ProgressPrinter {
   double stall_ms_ = 0;  // data_wait_ms summed: the stall share of all step time so far
   double timed_ms_ = 0;  // step time summed over steps after the first (warm-up excluded)
   int64_t timed_steps_ = 0;
+  int64_t seen_ = 0;  // steps this process has run
 };
 
 std::string format_duration(double seconds);  // "1:02:03" or "4:05"

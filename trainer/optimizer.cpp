@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/errors.h"
 #include "kernels/adamw.h"
@@ -36,6 +37,12 @@ StepStats AdamW::step(std::span<float> params, std::span<const float> grads, int
   s.lr = learning_rate(cfg_, step);
   s.grad_norm = std::sqrt(kernels::sum_squares_cpu(grads.data(), grads.size()));
   s.clip = clip_factor(s.grad_norm, cfg_.grad_clip);
+  // [Non-finite guard] A NaN or Inf anywhere in the gradient makes its norm non-finite; the
+  // update would spread it to every parameter through the moments, so it is not applied.
+  if (!std::isfinite(s.grad_norm)) {
+    s.skipped = true;
+    return s;
+  }
   for (const TensorView& t : layout_.tensors()) {
     kernels::AdamWParams p{s.lr,
                            cfg_.beta1,
@@ -48,6 +55,12 @@ StepStats AdamW::step(std::span<float> params, std::span<const float> grads, int
                               grads.data() + t.offset, t.numel(), p);
   }
   return s;
+}
+
+void AdamW::load_moments(std::span<const float> m, std::span<const float> v) {
+  DPT_CHECK(m.size() == m_.size() && v.size() == v_.size(), "moment buffers of the wrong size");
+  std::memcpy(m_.data(), m.data(), m.size_bytes());
+  std::memcpy(v_.data(), v.data(), v.size_bytes());
 }
 
 }  // namespace dpt::trainer

@@ -34,14 +34,18 @@ struct StepStats {
   double lr = 0;
   double grad_norm = 0;  // before clipping
   double clip = 1;       // factor applied to the gradient
+  bool skipped = false;  // the gradient norm was not finite: nothing was updated
 };
 
 class AdamW {
  public:
   AdamW(const OptimizerConfig& cfg, const ParamLayout& layout);
 
-  // One update with the already averaged gradient. `step` is 1-based.
+  // One update with the already averaged gradient. `step` is 1-based. A non-finite gradient
+  // norm leaves parameters and moments untouched and returns skipped ([Non-finite guard]).
   StepStats step(std::span<float> params, std::span<const float> grads, int64_t step);
+  // Restores the moments of a checkpoint (the bias correction follows the step number).
+  void load_moments(std::span<const float> m, std::span<const float> v);
 
   std::span<float> m() { return m_; }
   std::span<float> v() { return v_; }

@@ -88,11 +88,38 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
       ("adam-eps", val(&c.opt.eps), "AdamW epsilon")
       ("grad-clip", val(&c.opt.grad_clip), "clip the global gradient norm to this (0: off)");
 
+  po::options_description ckpt("Checkpoints (docs/checkpoints.md)");
+  ckpt.add_options()
+      ("ckpt-dir", val(&c.ckpt_dir),
+       "directory of checkpoints (step_NNNNNNNN/ each); none are written without it")
+      ("ckpt-every", val(&c.ckpt_every),
+       "save every N steps, and always after the last step (0: after the last step only)")
+      ("ckpt-keep", val(&c.ckpt_keep),
+       "keep the newest K checkpoints; older ones go once a newer one is published (0: all)")
+      ("ckpt-async", val(&c.ckpt_async),
+       "write checkpoints on a background thread while training continues (false: in the step)")
+      ("resume", val(&c.resume),
+       "'auto': continue from the newest valid checkpoint in --ckpt-dir, else start fresh; "
+       "'never': start fresh (refused if --ckpt-dir holds checkpoints); or the PATH of one "
+       "checkpoint directory")
+      ("stop-at-step", val(&c.stop_at_step),
+       "end after step K with a checkpoint, as a preempted job would; the learning-rate "
+       "schedule still runs to --steps, and --resume auto continues (0: run to --steps)")
+      ("nonfinite", val(&c.nonfinite),
+       "on a NaN or Inf loss or gradient norm: 'stop' the run, or 'skip' the update and go on")
+      ("nonfinite-max-skips", val(&c.nonfinite_max_skips),
+       "with --nonfinite skip: this many skipped steps in a row stop the run")
+      ("fault-nan-step", val(&c.fault_nan_step),
+       "testing: the last rank's gradient becomes NaN at this step (0: never)")
+      ("fault-kill-in-save", val(&c.fault_kill_in_save),
+       "testing: the last rank kills itself halfway through writing the checkpoint of this "
+       "step (0: never)");
+
   // clang-format on
   po::options_description all(
       "train: data-parallel training of a GPT-style model\n\n"
       "Usage: mpiexec -n RANKS train --data SHARDS [options]");
-  all.add(general).add(data).add(model).add(train);
+  all.add(general).add(data).add(model).add(train).add(ckpt);
 
   po::variables_map vm;
   try {
@@ -177,6 +204,63 @@ void TrainConfig::validate(int world_size) const {
   require(threads >= 0, "--threads must be >= 0 (0 picks a default; see --help).");
   require(log_every > 0, "--log-every must be positive.");
   require(check_sync_every >= 0, "--check-sync-every must be >= 0.");
+  require(ckpt_every >= 0, "--ckpt-every must be >= 0 (0: only after the last step).");
+  require(ckpt_keep >= 0, "--ckpt-keep must be >= 0 (0 keeps every checkpoint).");
+  require(!resume.empty(), "--resume must be 'auto', 'never' or the path of a checkpoint.");
+  require(nonfinite == "stop" || nonfinite == "skip",
+          "--nonfinite must be 'stop' or 'skip', got '" + nonfinite + "'.");
+  require(nonfinite_max_skips > 0, "--nonfinite-max-skips must be positive.");
+  require(fault_nan_step >= 0 && fault_kill_in_save >= 0,
+          "--fault-nan-step and --fault-kill-in-save must be >= 0.");
+  require(stop_at_step >= 0, "--stop-at-step must be >= 0 (0: run to --steps).");
+}
+
+std::string TrainConfig::to_config_file() const {
+  std::ostringstream s;
+  s.precision(17);
+  auto line = [&](const char* name, const auto& value) { s << name << " = " << value << "\n"; };
+  auto text = [&](const char* name, const std::string& value) {
+    if (!value.empty()) line(name, value);
+  };
+  s << "# Options of the run (train --config reads this file)\n";
+  text("data", data);
+  text("val-data", val_data);
+  line("val-every", val_every);
+  line("val-samples", val_samples);
+  line("shuffle", shuffle);
+  line("shuffle-window", shuffle_window);
+  line("prefetch", prefetch);
+  line("data-cache-mb", data_cache_mb);
+  text("index-cache", index_cache);
+  line("vocab-size", model.vocab_size);
+  line("seq-len", model.seq_len);
+  line("d-model", model.d_model);
+  line("n-layer", model.n_layer);
+  line("n-head", model.n_head);
+  line("steps", steps);
+  line("global-batch", global_batch);
+  line("micro-batch", micro_batch);
+  line("lr", opt.lr);
+  line("min-lr-ratio", opt.min_lr_ratio);
+  line("warmup-steps", opt.warmup_steps);
+  line("weight-decay", opt.weight_decay);
+  line("beta1", opt.beta1);
+  line("beta2", opt.beta2);
+  line("adam-eps", opt.eps);
+  line("grad-clip", opt.grad_clip);
+  line("seed", seed);
+  line("threads", threads);
+  text("metrics", metrics);
+  line("log-every", log_every);
+  line("check-sync-every", check_sync_every);
+  text("ckpt-dir", ckpt_dir);
+  line("ckpt-every", ckpt_every);
+  line("ckpt-keep", ckpt_keep);
+  line("ckpt-async", ckpt_async ? "true" : "false");
+  line("resume", resume);
+  line("nonfinite", nonfinite);
+  line("nonfinite-max-skips", nonfinite_max_skips);
+  return s.str();
 }
 
 }  // namespace dpt::trainer

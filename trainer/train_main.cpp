@@ -19,6 +19,7 @@
 #include "kernels/cpu_threads.h"
 #include "kernels/cuda_device.h"
 #include "trainer/agreement.h"
+#include "trainer/checkpointer.h"
 #include "trainer/data_setup.h"
 #include "trainer/metrics.h"
 #include "trainer/param_layout.h"
@@ -113,11 +114,61 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
                        datasets::plan_reader(val_idx->shards, datasets::ShuffleConfig{}, 64 << 20,
                                              cfg.model.vocab_size, cfg.model.seq_len));
     }
+    auto say = [&](const std::string& line) {
+      if (rank != 0) return;
+      std::printf("train: %s\n", line.c_str());
+      std::fflush(stdout);
+    };
+    // [Checkpoint layout]: the newest valid checkpoint (or the one named), checked against
+    // these options and loaded on every rank, before anything is written.
+    const CheckpointMeta ckpt_base = checkpoint_base(cfg, W, train_idx.shards);
+    const std::optional<ResumeState> resumed =
+        resume_from(world, io, cfg.resume, cfg.ckpt_dir, ckpt_base, say);
+    if (resumed && resumed->meta.step >= cfg.last_step()) {
+      say("the checkpoint is at step " + std::to_string(resumed->meta.step) +
+          (cfg.last_step() < cfg.steps ? " of --stop-at-step " + std::to_string(cfg.last_step())
+                                       : " of --steps " + std::to_string(cfg.steps)) +
+          ": nothing left to train (raise it to go on)");
+      return 0;
+    }
     // Opened once every check passed, so a failed start leaves an existing metrics file alone.
     std::optional<MetricsWriter> metrics;
     run_agreed(world, [&] {
-      if (rank == 0 && !cfg.metrics.empty()) metrics.emplace(cfg.metrics);
+      if (rank == 0 && !cfg.metrics.empty())
+        metrics.emplace(cfg.metrics, resumed ? resumed->meta.step : -1);
     });
+    if (metrics && resumed) {
+      metrics->write_event("\"event\": \"resume\", \"step\": " +
+                           std::to_string(resumed->meta.step) + ", \"from\": \"" +
+                           resumed->path + "\", \"saved_by_ranks\": " +
+                           std::to_string(resumed->meta.world_size) + ", \"ranks\": " +
+                           std::to_string(W));
+    }
+    std::optional<Checkpointer> saver;
+    if (!cfg.ckpt_dir.empty()) {
+      saver.emplace(world, io, cfg.ckpt_dir, cfg.ckpt_keep, cfg.ckpt_async, ckpt_base,
+                    [&](const SaveReport& r) {
+                      const double mb = r.bytes / 1e6;
+                      char line[512];
+                      std::snprintf(line, sizeof(line),
+                                    "checkpoint %s: %.1f MB, stall %.1f ms, write %.2f s "
+                                    "(%.0f MB/s), publish %.1f ms%s",
+                                    r.path.c_str(), mb, r.stall_ms, r.write_s,
+                                    r.write_s > 0 ? mb / r.write_s : 0.0, r.publish_ms,
+                                    r.pruned.empty() ? "" : ", older ones removed");
+                      say(line);
+                      if (!metrics) return;
+                      std::snprintf(line, sizeof(line),
+                                    "\"event\": \"checkpoint\", \"step\": %lld, \"path\": "
+                                    "\"%s\", \"bytes\": %llu, \"stall_ms\": %.6g, "
+                                    "\"write_s\": %.6g, \"publish_ms\": %.6g",
+                                    static_cast<long long>(r.step), r.path.c_str(),
+                                    static_cast<unsigned long long>(r.bytes), r.stall_ms,
+                                    r.write_s, r.publish_ms);
+                      metrics->write_event(line);
+                    });
+      saver->set_fault_kill_in_save(cfg.fault_kill_in_save);
+    }
 
     const auto& place = session.placement();
     const int threads = cfg.threads > 0 ? cfg.threads : default_threads(place.local_size);
@@ -167,10 +218,19 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
       progress.on_step(r);
     };
     const TrainResult result =
-        train(cfg, world, TrainData{train_data, val_data ? &*val_data : nullptr}, on_step);
+        train(cfg, world, TrainData{train_data, val_data ? &*val_data : nullptr}, on_step,
+              TrainCheckpoints{saver ? &*saver : nullptr, resumed ? &*resumed : nullptr});
     if (rank == 0) {
-      std::printf("train: done, final loss %.6f, parameter hash %016" PRIx64 "\n",
-                  result.steps.back().loss, result.final_param_hash);
+      const StepRecord& last = result.steps.back();
+      if (last.step < cfg.steps) {
+        std::printf("train: stopped after step %" PRId64 " of %" PRId64
+                    " (--stop-at-step), loss %.6f, parameter hash %016" PRIx64
+                    "; run the same command with --resume auto to continue\n",
+                    last.step, cfg.steps, last.loss, result.final_param_hash);
+      } else {
+        std::printf("train: done, final loss %.6f, parameter hash %016" PRIx64 "\n", last.loss,
+                    result.final_param_hash);
+      }
     }
     return 0;
   } catch (const AgreedFailure& e) {

@@ -4,12 +4,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <optional>
 #include <sstream>
 
 #include "common/errors.h"
 #include "common/hash.h"
 #include "datasets/batch_stream.h"
+#include "trainer/agreement.h"
 #include "trainer/gpt.h"
 #include "trainer/optimizer.h"
 
@@ -77,34 +80,46 @@ class Validator {
 }  // namespace
 
 TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData data,
-                  const StepCallback& on_step) {
+                  const StepCallback& on_step, TrainCheckpoints ckpt) {
   using Clock = std::chrono::steady_clock;
   const int W = comm.world_size();
   const int b = cfg.micro_batch;
   const int Tn = cfg.model.seq_len;
   const int accum = cfg.accum_steps(W);
+  const int64_t first_step = ckpt.resume ? ckpt.resume->meta.step + 1 : 1;
 
+  // [Sample order]: the batches of step k depend on (seed, k) alone, so a resumed run reads on
+  // from its step with no replay, whatever its number of ranks.
   datasets::BatchGeometry geo{cfg.global_batch, W, comm.rank(), b};
   datasets::SampleOrder order(cfg.seed, data.train.samples_per_shard(), cfg.shuffle_config());
-  datasets::BatchStream batches(data.train, std::move(order), geo, /*first_step=*/0, cfg.prefetch);
+  datasets::BatchStream batches(data.train, std::move(order), geo, first_step - 1, cfg.prefetch);
   std::optional<Validator> validator;
   if (data.val) validator.emplace(*data.val, cfg.val_samples, W, comm.rank(), b);
 
   Gpt<float> model(cfg.model, b);
-  if (comm.rank() == 0) model.init_params(cfg.seed);
-  comm.broadcast(model.params(), 0);
-  ParamSyncCheck sync(comm);
-  sync.check(model.params().data(), model.params().size(), "after broadcast");
-
   OptimizerConfig opt = cfg.opt;
   opt.total_steps = cfg.steps;
   AdamW adamw(opt, model.layout());
+  if (ckpt.resume) {
+    // Every rank received the whole state from the checkpoint's files ([Checkpoint layout]).
+    std::copy(ckpt.resume->params.begin(), ckpt.resume->params.end(), model.params().begin());
+    adamw.load_moments(ckpt.resume->m, ckpt.resume->v);
+  } else {
+    if (comm.rank() == 0) model.init_params(cfg.seed);
+    comm.broadcast(model.params(), 0);
+  }
+  ParamSyncCheck sync(comm);
+  sync.check(model.params().data(), model.params().size(),
+             ckpt.resume ? "after loading the checkpoint" : "after broadcast");
 
   const int64_t tokens_per_step = cfg.global_batch * Tn;
   TrainResult result;
-  result.steps.reserve(static_cast<size_t>(cfg.steps));
+  result.steps.reserve(static_cast<size_t>(std::max<int64_t>(0, cfg.steps - first_step + 1)));
+  int64_t skipped_total = ckpt.resume ? ckpt.resume->meta.nonfinite_skipped : 0;
+  int skipped_in_a_row = 0;
 
-  for (int64_t step = 1; step <= cfg.steps; ++step) {
+  const int64_t last_step = cfg.last_step();
+  for (int64_t step = first_step; step <= last_step; ++step) {
     const auto t0 = Clock::now();
     model.zero_grads();
     double loss_sum = 0.0, wait_ms = 0.0;
@@ -117,14 +132,31 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
       // averages the ranks: together the gradient of the mean over the global batch.
       model.backward(1.0 / accum);
     }
+    if (step == cfg.fault_nan_step && comm.rank() == W - 1)
+      model.grads()[0] = std::numeric_limits<float>::quiet_NaN();
     // [Gradient averaging] once per optimizer step, one flat tensor, same order on all ranks.
     comm.all_reduce(model.grads(), comm::ReduceOp::avg);
     double loss = loss_sum / accum;
     comm.all_reduce(std::span<double>(&loss, 1), comm::ReduceOp::avg);
-    // The step waited as long as its slowest rank's data.
-    comm.all_reduce(std::span<double>(&wait_ms, 1), comm::ReduceOp::max);
+    // The step waited as long as its slowest rank's data; a checkpoint write is done when no
+    // rank is still writing ([Async save]).
+    double maxed[2] = {wait_ms, ckpt.saver ? ckpt.saver->writing_flag() : 0.0};
+    comm.all_reduce(std::span<double>(maxed, 2), comm::ReduceOp::max);
+    wait_ms = maxed[0];
 
-    const StepStats s = adamw.step(model.params(), model.grads(), step);
+    // [Non-finite guard]: loss and gradient are identical on every rank after the all-reduces,
+    // so every rank takes the same decision.
+    StepStats s;
+    if (std::isfinite(loss)) {
+      s = adamw.step(model.params(), model.grads(), step);
+    } else {
+      s.lr = learning_rate(opt, step);
+      s.grad_norm = std::numeric_limits<double>::quiet_NaN();
+      s.skipped = true;
+    }
+    skipped_in_a_row = s.skipped ? skipped_in_a_row + 1 : 0;
+    skipped_total += s.skipped ? 1 : 0;
+    if (ckpt.saver && ckpt.saver->pending() && maxed[1] == 0.0) ckpt.saver->publish();
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (cfg.check_sync_every > 0 && step % cfg.check_sync_every == 0) {
       sync.check(model.params().data(), model.params().size(), "after step", step);
@@ -136,19 +168,47 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
     rec.loss = loss;
     rec.lr = s.lr;
     rec.grad_norm = s.grad_norm;
+    rec.skipped = s.skipped;
     rec.tokens = step * tokens_per_step;
     rec.step_ms = ms;
     rec.tokens_per_s = ms > 0 ? tokens_per_step / (ms / 1000.0) : 0.0;
     rec.data_wait_ms = wait_ms;
     const auto io = batches.stats();
     rec.io_tokens_per_s = io.read_seconds > 0 ? io.tokens_read / io.read_seconds : 0.0;
-    if (validator && ((cfg.val_every > 0 && step % cfg.val_every == 0) || step == cfg.steps)) {
+    const bool stop = s.skipped && (cfg.nonfinite == "stop" ||
+                                    skipped_in_a_row >= cfg.nonfinite_max_skips);
+    if (!stop && validator &&
+        ((cfg.val_every > 0 && step % cfg.val_every == 0) || step == cfg.steps)) {
       rec.has_val = true;
       rec.val_loss = validator->evaluate(model, comm);
     }
+    if (!stop && ckpt.saver &&
+        ((cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0) || step == last_step)) {
+      rec.saved = true;
+      rec.ckpt_stall_ms =
+          ckpt.saver->save(step, model.params(), adamw.m(), adamw.v(), skipped_total);
+    }
     result.steps.push_back(rec);
     if (on_step) on_step(rec);
+    if (stop) {
+      if (ckpt.saver) ckpt.saver->finish();  // what was saved before stays published
+      char what[160];
+      std::snprintf(what, sizeof(what), "step %lld: the loss is %.9g and the gradient norm %.9g",
+                    static_cast<long long>(step), loss, s.grad_norm);
+      std::string how =
+          cfg.nonfinite == "stop"
+              ? " (--nonfinite stop): the run stops with the parameters of step " +
+                    std::to_string(step - 1) +
+                    " untouched. Resume from the newest checkpoint with a lower --lr or "
+                    "--warmup-steps, or pass --nonfinite skip to step over such batches"
+              : " and " + std::to_string(skipped_in_a_row) +
+                    " steps in a row were skipped (--nonfinite-max-skips " +
+                    std::to_string(cfg.nonfinite_max_skips) +
+                    "): the run diverged. Resume from the newest checkpoint with a lower --lr";
+      throw AgreedFailure(what + how, 1, 0);
+    }
   }
+  if (ckpt.saver) ckpt.saver->finish();
   result.final_param_hash = sync.check(model.params().data(), model.params().size(), "at the end");
   result.final_params.assign(model.params().begin(), model.params().end());
   return result;

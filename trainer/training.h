@@ -9,6 +9,7 @@
 
 #include "comm/communicator.h"
 #include "datasets/token_dataset.h"
+#include "trainer/checkpointer.h"
 #include "trainer/train_config.h"
 
 namespace dpt::trainer {
@@ -26,6 +27,9 @@ struct StepRecord {
   double io_tokens_per_s = 0;  // rank 0's reader: tokens read per second of I/O thread time
   bool has_val = false;        // the validation loss was evaluated after this step
   double val_loss = 0;         // mean over the fixed held-out samples, all ranks
+  bool skipped = false;        // non-finite loss or gradient norm: no update ([Non-finite guard])
+  bool saved = false;          // a checkpoint of this step was started
+  double ckpt_stall_ms = 0;    // time this step spent starting it ([Async save])
 };
 
 // The data of a run: the training shards and, optionally, held-out shards.
@@ -42,10 +46,18 @@ struct TrainResult {
 
 using StepCallback = std::function<void(const StepRecord&)>;
 
-// Trains per cfg on the ranks of comm (cfg must already be validated for comm.world_size()).
-// on_step runs on every rank after each optimizer step.
+// Checkpoints of a run: where to save (null: nowhere) and what to continue from (null: step 0).
+struct TrainCheckpoints {
+  Checkpointer* saver = nullptr;
+  const ResumeState* resume = nullptr;
+};
+
+// Trains per cfg on the ranks of comm (cfg must already be validated for comm.world_size())
+// from step resume->meta.step + 1 (or 1) up to cfg.steps. on_step runs on every rank after
+// each optimizer step. A non-finite loss or gradient norm that stops the run throws
+// AgreedFailure (exit code 1) on every rank after on_step has seen the step.
 TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData data,
-                  const StepCallback& on_step = {});
+                  const StepCallback& on_step = {}, TrainCheckpoints ckpt = {});
 
 // Proves every rank holds the same parameters: the FNV-1a hashes of all ranks' parameters
 // must agree (throws RuntimeFailure naming the ranks that differ). Allocates only at
