@@ -188,15 +188,14 @@ struct MetaReader {
 std::string canonical_text(const CheckpointMeta& m) {
   std::ostringstream s;
   s << "format_version=" << m.format_version << "\nstep=" << m.step
-    << "\nworld_size=" << m.world_size << "\ntotal_steps=" << m.total_steps
-    << "\nseed=" << m.seed << "\nnonfinite_skipped=" << m.nonfinite_skipped
-    << "\nvocab_size=" << m.vocab_size << "\nseq_len=" << m.seq_len << "\nd_model=" << m.d_model
-    << "\nn_layer=" << m.n_layer << "\nn_head=" << m.n_head
-    << "\nglobal_batch=" << m.global_batch << "\nshuffle=" << m.shuffle
+    << "\nworld_size=" << m.world_size << "\ntotal_steps=" << m.total_steps << "\nseed=" << m.seed
+    << "\nnonfinite_skipped=" << m.nonfinite_skipped << "\nvocab_size=" << m.vocab_size
+    << "\nseq_len=" << m.seq_len << "\nd_model=" << m.d_model << "\nn_layer=" << m.n_layer
+    << "\nn_head=" << m.n_head << "\nglobal_batch=" << m.global_batch << "\nshuffle=" << m.shuffle
     << "\nshuffle_window=" << m.shuffle_window << "\ndata_fingerprint=" << m.data_fingerprint
     << "\ndata_shards=" << m.data_shards << "\ndata_tokens=" << m.data_tokens
-    << "\nsamples_seen=" << m.samples_seen
-    << "\nparam_count=" << m.param_count << "\nconfig=" << m.config << "\n";
+    << "\nsamples_seen=" << m.samples_seen << "\nparam_count=" << m.param_count
+    << "\nconfig=" << m.config << "\n";
   for (const auto& t : m.tensors) {
     s << "tensor " << t.name << " " << t.offset;
     for (size_t d : t.shape)
@@ -275,9 +274,8 @@ void fill_rank_file(const std::string& path, const std::array<const float*, kSta
     if (s.tensor < 0) {
       // HDF5's bytes, already on disk (zeros past the skeleton's end).
       gap.assign(s.bytes, 0);
-      const uint64_t have =
-          std::min<uint64_t>(s.bytes, static_cast<uint64_t>(st.st_size) - std::min<uint64_t>(
-                                                                     s.offset, st.st_size));
+      const uint64_t have = std::min<uint64_t>(
+          s.bytes, static_cast<uint64_t>(st.st_size) - std::min<uint64_t>(s.offset, st.st_size));
       if (have > 0 && !pread_all(fd.get(), gap.data(), have, s.offset))
         throw RuntimeFailure("reading back " + path + " failed: " + errno_string(errno));
       crc = crc32c(gap.data(), gap.size(), crc);
@@ -323,7 +321,7 @@ void read_rank_file(const std::string& path, const RankFileRecord& rec,
   for (const Segment& s : segs) {
     // Tensor data straight into place; HDF5's bytes through a bounded scratch buffer.
     char* out = nullptr;
-    if (s.tensor >= 0) {
+    if (s.tensor >= 0 && dst[s.tensor] != nullptr) {
       out = reinterpret_cast<char*>(dst[s.tensor] + rec.lo);
     } else {
       gap.resize(static_cast<size_t>(std::min<uint64_t>(kIoPiece, s.bytes)));
@@ -339,8 +337,8 @@ void read_rank_file(const std::string& path, const RankFileRecord& rec,
   }
   if (crc != rec.crc32c) {
     char buf[96];
-    std::snprintf(buf, sizeof(buf), "fails its checksum (CRC-32C %08x, meta.h5 records %08x)",
-                  crc, rec.crc32c);
+    std::snprintf(buf, sizeof(buf), "fails its checksum (CRC-32C %08x, meta.h5 records %08x)", crc,
+                  rec.crc32c);
     damaged(path, buf);
   }
 }
@@ -392,8 +390,7 @@ void write_meta(const std::string& path, const CheckpointMeta& m) {
       const hid_t g = H5Gcreate2(tensors, t.name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
       DPT_CHECK_H5(g);
       put_attr<uint64_t>(g, "offset", t.offset);
-      put_attr<uint64_t>(g, "shape", std::vector<uint64_t>(t.shape.begin(), t.shape.end()),
-                         false);
+      put_attr<uint64_t>(g, "shape", std::vector<uint64_t>(t.shape.begin(), t.shape.end()), false);
       H5Gclose(g);
     }
     H5Gclose(tensors);
@@ -427,8 +424,8 @@ std::vector<std::string> members(const MetaReader& r, hid_t group) {
   if (H5Gget_info(group, &info) < 0) r.fail("a group is unreadable");
   std::vector<std::string> out;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    const ssize_t n = H5Lget_name_by_idx(group, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i,
-                                         nullptr, 0, H5P_DEFAULT);
+    const ssize_t n =
+        H5Lget_name_by_idx(group, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
     if (n < 0) r.fail("a member name is unreadable");
     std::string name(static_cast<size_t>(n) + 1, '\0');
     H5Lget_name_by_idx(group, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, name.data(), name.size(),
@@ -545,8 +542,7 @@ std::vector<CheckpointEntry> list_checkpoints(const std::string& ckpt_dir) {
     const std::string name = e.path().filename().string();
     if (name.size() < 13 || name.rfind("step_", 0) != 0) continue;
     const std::string digits = name.substr(5);
-    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 18)
-      continue;
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 18) continue;
     if (!fs::is_regular_file(e.path() / kMetaFileName, ec)) continue;
     out.push_back({std::stoll(digits), e.path().string()});
   }

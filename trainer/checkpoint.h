@@ -39,23 +39,23 @@ inline constexpr std::array<const char*, kStateTensors> kStateTensorNames = {"pa
                                                                              "adam_v"};
 
 struct RankFileRecord {
-  std::string name;                                // "rank_00003.h5"
-  uint64_t bytes = 0;                              // file size
-  uint32_t crc32c = 0;                             // of all its bytes
-  uint64_t lo = 0, hi = 0;                         // elements [lo, hi) of each state tensor
-  std::array<uint64_t, kStateTensors> offsets{};   // file offset of each tensor's data
+  std::string name;                               // "rank_00003.h5"
+  uint64_t bytes = 0;                             // file size
+  uint32_t crc32c = 0;                            // of all its bytes
+  uint64_t lo = 0, hi = 0;                        // elements [lo, hi) of each state tensor
+  std::array<uint64_t, kStateTensors> offsets{};  // file offset of each tensor's data
 };
 
 // What is saved besides the tensors, and what a resumed run is checked against.
 struct CheckpointMeta {
   int format_version = kCheckpointFormatVersion;
-  int64_t step = 0;        // optimizer steps done; the resumed run continues at step + 1
-  int world_size = 0;      // ranks that saved it
-  int64_t total_steps = 0;  // --steps of the run that saved it
-  uint64_t seed = 0;       // the only random state: init and sample order are counter-based
-                           // functions of (seed, step), see [Sample order]
+  int64_t step = 0;               // optimizer steps done; the resumed run continues at step + 1
+  int world_size = 0;             // ranks that saved it
+  int64_t total_steps = 0;        // --steps of the run that saved it
+  uint64_t seed = 0;              // the only random state: init and sample order are counter-based
+                                  // functions of (seed, step), see [Sample order]
   int64_t nonfinite_skipped = 0;  // steps skipped so far for a non-finite loss or gradient
-  std::string config;      // the run's options as an INI file (train --config reads it)
+  std::string config;             // the run's options as an INI file (train --config reads it)
   // Must match on resume (the data fingerprint covers every shard's length and checksum).
   int vocab_size = 0, seq_len = 0, d_model = 0, n_layer = 0, n_head = 0;
   int64_t global_batch = 0;
@@ -93,8 +93,8 @@ void fill_rank_file(const std::string& path, const std::array<const float*, kSta
                     RankFileRecord* rec);
 
 // Reads a rank file in one sequential pass, checking its size and CRC-32C against rec, and
-// puts tensor t's data at dst[t] + rec.lo. No HDF5 calls. Throws UsageError naming the file
-// and what is wrong (missing, truncated, checksum mismatch).
+// puts tensor t's data at dst[t] + rec.lo (a null dst[t]: checked, not kept). No HDF5 calls. Throws
+// UsageError naming the file and what is wrong (missing, truncated, checksum mismatch).
 void read_rank_file(const std::string& path, const RankFileRecord& rec,
                     const std::array<float*, kStateTensors>& dst);
 

@@ -47,8 +47,8 @@ std::string hex16(uint64_t v) {
 
 }  // namespace
 
-Checkpointer::Checkpointer(comm::Communicator& comm, datasets::IoThread& io,
-                           std::string ckpt_dir, int keep, bool async, CheckpointMeta base,
+Checkpointer::Checkpointer(comm::Communicator& comm, datasets::IoThread& io, std::string ckpt_dir,
+                           int keep, bool async, CheckpointMeta base,
                            std::function<void(const SaveReport&)> on_published)
     : comm_(comm),
       io_(io),
@@ -221,8 +221,7 @@ CheckpointMeta checkpoint_base(const TrainConfig& cfg, int world_size,
 }
 
 void check_resume_compatible(const CheckpointMeta& saved, const CheckpointMeta& expect) {
-  auto same = [&](bool equal, const char* option, const std::string& was,
-                  const std::string& now) {
+  auto same = [&](bool equal, const char* option, const std::string& was, const std::string& now) {
     if (equal) return;
     throw UsageError(std::string(option) + " " + now + " contradicts the checkpoint, which was " +
                      "trained with " + option + " " + was + ": pass " + option + " " + was +
@@ -239,8 +238,8 @@ void check_resume_compatible(const CheckpointMeta& saved, const CheckpointMeta& 
        num(expect.global_batch));
   same(saved.seed == expect.seed, "--seed", num(saved.seed), num(expect.seed));
   same(saved.shuffle == expect.shuffle, "--shuffle", saved.shuffle, expect.shuffle);
-  same(saved.shuffle_window == expect.shuffle_window, "--shuffle-window",
-       num(saved.shuffle_window), num(expect.shuffle_window));
+  same(saved.shuffle_window == expect.shuffle_window, "--shuffle-window", num(saved.shuffle_window),
+       num(expect.shuffle_window));
   if (saved.data_fingerprint != expect.data_fingerprint) {
     throw UsageError("--data holds " + num(expect.data_shards) + " shard(s), " +
                      num(expect.data_tokens) +
@@ -251,15 +250,16 @@ void check_resume_compatible(const CheckpointMeta& saved, const CheckpointMeta& 
                      "a new run in another --ckpt-dir");
   }
   // The layout itself, in case a future model differs in more than its shape.
-  bool layout = saved.tensors.size() == expect.tensors.size() &&
-                saved.param_count == expect.param_count;
+  bool layout =
+      saved.tensors.size() == expect.tensors.size() && saved.param_count == expect.param_count;
   for (size_t i = 0; layout && i < saved.tensors.size(); ++i)
     layout = saved.tensors[i].name == expect.tensors[i].name &&
              saved.tensors[i].offset == expect.tensors[i].offset &&
              saved.tensors[i].shape == expect.tensors[i].shape;
   if (!layout)
-    throw UsageError("the checkpoint's parameter tensors differ from this model's: resume it "
-                     "with the build and model options that saved it");
+    throw UsageError(
+        "the checkpoint's parameter tensors differ from this model's: resume it "
+        "with the build and model options that saved it");
 }
 
 namespace {
@@ -291,7 +291,8 @@ ResumeState load_one(comm::Communicator& comm, datasets::IoThread& io, const std
   ResumeState st;
   st.path = path;
   *damaged = true;
-  run_agreed(comm, [&] { st.meta = io.call([&] { return read_meta(path + "/" + kMetaFileName); }); });
+  run_agreed(comm,
+             [&] { st.meta = io.call([&] { return read_meta(path + "/" + kMetaFileName); }); });
   *damaged = false;
   run_agreed(comm, [&] { check_resume_compatible(st.meta, expect); });
   const size_t n = static_cast<size_t>(st.meta.param_count);
@@ -332,8 +333,8 @@ std::optional<ResumeState> resume_from(comm::Communicator& comm, datasets::IoThr
     }
   }
   if (resume == "never") {
-    const auto list = ckpt_dir.empty() ? std::vector<CheckpointEntry>{}
-                                       : agreed_listing(comm, ckpt_dir);
+    const auto list =
+        ckpt_dir.empty() ? std::vector<CheckpointEntry>{} : agreed_listing(comm, ckpt_dir);
     run_agreed(comm, [&] {
       if (!list.empty())
         throw UsageError("--resume never, but --ckpt-dir " + ckpt_dir +
@@ -351,7 +352,8 @@ std::optional<ResumeState> resume_from(comm::Communicator& comm, datasets::IoThr
       if (!fs::is_regular_file(fs::path(resume) / kMetaFileName, ec)) {
         std::string hint = fs::is_directory(resume, ec) && !list_checkpoints(resume).empty()
                                ? ": it holds checkpoints; name one of its step_* directories, "
-                                 "or pass --resume auto --ckpt-dir " + resume
+                                 "or pass --resume auto --ckpt-dir " +
+                                     resume
                                : ": name a step_* directory of a --ckpt-dir";
         throw UsageError("--resume " + resume + " is not a checkpoint (no " + kMetaFileName +
                          " in it)" + hint);
@@ -386,8 +388,7 @@ std::optional<ResumeState> resume_from(comm::Communicator& comm, datasets::IoThr
           (std::next(it) != list.rend() ? "; trying the previous checkpoint" : ""));
     }
   }
-  throw AgreedFailure("every checkpoint in --ckpt-dir " + ckpt_dir + " (" +
-                          std::to_string(bad) +
+  throw AgreedFailure("every checkpoint in --ckpt-dir " + ckpt_dir + " (" + std::to_string(bad) +
                           ") is damaged, see above: move them away to start afresh there, or "
                           "restore one",
                       2, 0);

@@ -32,18 +32,18 @@ namespace dpt::trainer {
 struct SaveReport {
   int64_t step = 0;
   std::string path;
-  uint64_t bytes = 0;       // all files of the checkpoint
-  double stall_ms = 0;      // time the saving step spent in save() (snapshot, skeleton)
-  double write_s = 0;       // slowest rank's background write (pwrite + fsync + checksum)
-  double publish_ms = 0;    // meta.h5, renames and `latest`, on rank 0
+  uint64_t bytes = 0;     // all files of the checkpoint
+  double stall_ms = 0;    // time the saving step spent in save() (snapshot, skeleton)
+  double write_s = 0;     // slowest rank's background write (pwrite + fsync + checksum)
+  double publish_ms = 0;  // meta.h5, renames and `latest`, on rank 0
   std::vector<std::string> pruned;
 };
 
 class Checkpointer {
  public:
   // base: the fields of every checkpoint of this run (all but step, files and counters).
-  Checkpointer(comm::Communicator& comm, datasets::IoThread& io, std::string ckpt_dir,
-               int keep, bool async, CheckpointMeta base,
+  Checkpointer(comm::Communicator& comm, datasets::IoThread& io, std::string ckpt_dir, int keep,
+               bool async, CheckpointMeta base,
                std::function<void(const SaveReport&)> on_published);
   ~Checkpointer();  // waits for a write in flight; publishes nothing
   Checkpointer(const Checkpointer&) = delete;
@@ -77,7 +77,7 @@ class Checkpointer {
   bool async_;
   CheckpointMeta base_;
   std::function<void(const SaveReport&)> on_published_;
-  uint64_t lo_ = 0, hi_ = 0;                   // this rank's slice
+  uint64_t lo_ = 0, hi_ = 0;                    // this rank's slice
   std::vector<float> snapshot_[kStateTensors];  // allocated once
   uint64_t run_token_ = 0;                      // names the partial directories of this run
 

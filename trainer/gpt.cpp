@@ -97,7 +97,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
 template <typename T>
 typename Gpt<T>::ModelViews Gpt<T>::views(T* base) const {
   auto at = [&](const std::string& n) { return base + layout_.get(n).offset; };
-  ModelViews v{at("wte"), at("wpe"), at("ln_f.weight"), at("ln_f.bias"), {}};
+  ModelViews v{at("wte.weight"), at("wpe.weight"), at("ln_f.weight"), at("ln_f.bias"), {}};
   for (int l = 0; l < cfg_.n_layer; ++l) {
     const std::string p = "blocks." + std::to_string(l) + ".";
     v.layers.push_back({at(p + "ln1.weight"), at(p + "ln1.bias"), at(p + "attn.qkv.weight"),

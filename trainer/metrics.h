@@ -13,8 +13,9 @@ namespace dpt::trainer {
 // One JSON object per line: per step {"step", "loss", "lr", "grad_norm", "tokens",
 // "tokens_per_s", "step_ms", "data_wait_ms", "io_tokens_per_s"} (plus "skipped": true for a
 // step with a non-finite loss or gradient, whose values print as null, and "ckpt_stall_ms" on
-// a step that saved), {"step", "val_loss"} after each validation, and event lines. Floating values use 9 significant digits (%.9g), so the same float
-// always prints the same text and two runs compare exactly as strings.
+// a step that saved), {"step", "val_loss"} after each validation, and event lines. Floating values
+// use 9 significant digits (%.9g), so the same float always prints the same text and two runs
+// compare exactly as strings.
 class MetricsWriter {
  public:
   // Opens (truncates) path; throws UsageError naming the path if it cannot. A run resumed

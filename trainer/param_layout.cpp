@@ -14,8 +14,8 @@ size_t TensorView::numel() const {
 
 ParamLayout::ParamLayout(const ModelConfig& cfg) {
   const size_t V = cfg.vocab_size, T = cfg.seq_len, C = cfg.d_model;
-  add("wte", {V, C});
-  add("wpe", {T, C});
+  add("wte.weight", {V, C});
+  add("wpe.weight", {T, C});
   for (int l = 0; l < cfg.n_layer; ++l) {
     const std::string p = "blocks." + std::to_string(l) + ".";
     add(p + "ln1.weight", {C});

@@ -1,7 +1,8 @@
 // [Parameter layout] All parameters live in one flat buffer and all gradients in another of the
 // same size and layout; named views (offset, shape) into them serve the model, the optimizer,
 // communication (one tensor) and checkpoints alike. The order is fixed and identical on every
-// rank: wte, wpe, then per block ln1, attn.qkv, attn.proj, ln2, mlp.fc, mlp.proj, then ln_f.
+// rank: wte.weight, wpe.weight, then per block ln1, attn.qkv, attn.proj, ln2, mlp.fc, mlp.proj,
+// then ln_f.
 //
 // [Weight decay rule] AdamW decays every tensor with two or more dimensions (the linear
 // layers' weight matrices and both embeddings, as GPT-2/nanoGPT); biases and LayerNorm

@@ -34,17 +34,17 @@ struct TrainConfig {
   int check_sync_every = 100;  // compare parameter hashes across ranks every N steps (0 = only
                                // at start and end)
   // Checkpoints ([Checkpoint layout]) and resume.
-  std::string ckpt_dir;             // "" = no checkpoints
-  int64_t ckpt_every = 0;           // save every N steps (0: only after the last step)
-  int ckpt_keep = 3;                // newest checkpoints kept (0: all)
-  bool ckpt_async = true;           // write in the background while training goes on
-  std::string resume = "auto";      // auto | never | PATH of a checkpoint
-  std::string nonfinite = "stop";   // stop | skip: a non-finite loss or gradient norm
-  int nonfinite_max_skips = 8;      // consecutive skipped steps that stop the run anyway
-  int64_t fault_nan_step = 0;       // testing: the last rank's gradient turns NaN at this step
-  int64_t fault_kill_in_save = 0;   // testing: the last rank dies halfway through this save
-  int64_t stop_at_step = 0;         // end this process after that step, with a checkpoint; the
-                                    // schedule still runs to --steps (0: run to --steps)
+  std::string ckpt_dir;            // "" = no checkpoints
+  int64_t ckpt_every = 0;          // save every N steps (0: only after the last step)
+  int ckpt_keep = 3;               // newest checkpoints kept (0: all)
+  bool ckpt_async = true;          // write in the background while training goes on
+  std::string resume = "auto";     // auto | never | PATH of a checkpoint
+  std::string nonfinite = "stop";  // stop | skip: a non-finite loss or gradient norm
+  int nonfinite_max_skips = 8;     // consecutive skipped steps that stop the run anyway
+  int64_t fault_nan_step = 0;      // testing: the last rank's gradient turns NaN at this step
+  int64_t fault_kill_in_save = 0;  // testing: the last rank dies halfway through this save
+  int64_t stop_at_step = 0;        // end this process after that step, with a checkpoint; the
+                                   // schedule still runs to --steps (0: run to --steps)
   // The last step this process trains.
   int64_t last_step() const { return stop_at_step > 0 ? std::min(steps, stop_at_step) : steps; }
 

@@ -139,10 +139,9 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     });
     if (metrics && resumed) {
       metrics->write_event("\"event\": \"resume\", \"step\": " +
-                           std::to_string(resumed->meta.step) + ", \"from\": \"" +
-                           resumed->path + "\", \"saved_by_ranks\": " +
-                           std::to_string(resumed->meta.world_size) + ", \"ranks\": " +
-                           std::to_string(W));
+                           std::to_string(resumed->meta.step) + ", \"from\": \"" + resumed->path +
+                           "\", \"saved_by_ranks\": " + std::to_string(resumed->meta.world_size) +
+                           ", \"ranks\": " + std::to_string(W));
     }
     std::optional<Checkpointer> saver;
     if (!cfg.ckpt_dir.empty()) {
@@ -163,8 +162,8 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
                                     "\"%s\", \"bytes\": %llu, \"stall_ms\": %.6g, "
                                     "\"write_s\": %.6g, \"publish_ms\": %.6g",
                                     static_cast<long long>(r.step), r.path.c_str(),
-                                    static_cast<unsigned long long>(r.bytes), r.stall_ms,
-                                    r.write_s, r.publish_ms);
+                                    static_cast<unsigned long long>(r.bytes), r.stall_ms, r.write_s,
+                                    r.publish_ms);
                       metrics->write_event(line);
                     });
       saver->set_fault_kill_in_save(cfg.fault_kill_in_save);

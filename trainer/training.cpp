@@ -175,8 +175,8 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
     rec.data_wait_ms = wait_ms;
     const auto io = batches.stats();
     rec.io_tokens_per_s = io.read_seconds > 0 ? io.tokens_read / io.read_seconds : 0.0;
-    const bool stop = s.skipped && (cfg.nonfinite == "stop" ||
-                                    skipped_in_a_row >= cfg.nonfinite_max_skips);
+    const bool stop =
+        s.skipped && (cfg.nonfinite == "stop" || skipped_in_a_row >= cfg.nonfinite_max_skips);
     if (!stop && validator &&
         ((cfg.val_every > 0 && step % cfg.val_every == 0) || step == cfg.steps)) {
       rec.has_val = true;

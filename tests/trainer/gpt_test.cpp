@@ -165,8 +165,8 @@ TEST(ParamLayout, DecayRuleCoversMatricesAndEmbeddingsOnly) {
         t.name.find(".bias") != std::string::npos || t.name.find("ln") != std::string::npos;
     EXPECT_EQ(t.decays(), !one_dim) << t.name;
   }
-  EXPECT_TRUE(layout.get("wte").decays());
-  EXPECT_TRUE(layout.get("wpe").decays());
+  EXPECT_TRUE(layout.get("wte.weight").decays());
+  EXPECT_TRUE(layout.get("wpe.weight").decays());
   EXPECT_FALSE(layout.get("ln_f.weight").decays());
 }
 
