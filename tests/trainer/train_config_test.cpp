@@ -46,6 +46,43 @@ TEST(TrainOptions, CommandLineWinsOverConfigFile) {
   std::remove(path.c_str());
 }
 
+// What a checkpoint records as its config: every option, and --config reads it back to the
+// same configuration (values of every kind: paths, doubles, 64-bit seeds, booleans).
+TEST(TrainOptions, ConfigFileOfARunReadsBackToTheSameRun) {
+  const ParsedOptions o =
+      parse({"--data", "/d/train", "--val-data", "/d/val", "--vocab-size", "300", "--lr",
+             "0.000123456789012345", "--seed", "18446744073709551557", "--ckpt-dir", "/ck",
+             "--ckpt-every", "50", "--ckpt-async", "false", "--shuffle", "local",
+             "--nonfinite", "skip", "--min-lr-ratio", "0.05", "--steps", "77"});
+  const std::string text = o.config.to_config_file();
+  const std::string path = ::testing::TempDir() + "/train_options_roundtrip.ini";
+  {
+    std::ofstream f(path);
+    f << text;
+  }
+  const ParsedOptions back = parse({"--config", path});
+  EXPECT_EQ(back.config.to_config_file(), text);
+  EXPECT_EQ(back.config.seed, 18446744073709551557ull);
+  EXPECT_EQ(back.config.opt.lr, 0.000123456789012345);
+  EXPECT_FALSE(back.config.ckpt_async);
+  EXPECT_EQ(back.config.ckpt_dir, "/ck");
+  std::remove(path.c_str());
+}
+
+TEST(TrainConfig, CheckpointAndNonFiniteOptionsAreChecked) {
+  auto bad = [](std::vector<std::string> args, const std::string& needle) {
+    args.insert(args.end(), {"--data", "x"});
+    const std::string msg = usage_message([&] { parse(args).config.validate(1); });
+    EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+  };
+  bad({"--ckpt-every", "-1"}, "--ckpt-every");
+  bad({"--ckpt-keep", "-2"}, "--ckpt-keep");
+  bad({"--nonfinite", "ignore"}, "--nonfinite must be 'stop' or 'skip'");
+  bad({"--nonfinite-max-skips", "0"}, "--nonfinite-max-skips");
+  bad({"--stop-at-step", "-3"}, "--stop-at-step");
+  bad({"--ckpt-async", "maybe"}, "ckpt-async");
+}
+
 TEST(TrainOptions, VocabSizeGivenTurnsOffTheDataDefault) {
   const ParsedOptions o = parse({"--vocab-size", "300"});
   EXPECT_FALSE(o.config.vocab_from_data);
