@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "common/aligned.h"
 #include "datasets/io_thread.h"
 #include "datasets/shard_format.h"
 #include "trainer/checkpoint.h"
@@ -77,9 +79,10 @@ class Checkpointer {
   bool async_;
   CheckpointMeta base_;
   std::function<void(const SaveReport&)> on_published_;
-  uint64_t lo_ = 0, hi_ = 0;                    // this rank's slice
-  std::vector<float> snapshot_[kStateTensors];  // allocated once
-  uint64_t run_token_ = 0;                      // names the partial directories of this run
+  uint64_t lo_ = 0, hi_ = 0;  // this rank's slice
+  // Allocated once; page-aligned so that the write goes from them straight to disk.
+  PageAlignedVector<float> snapshot_[kStateTensors];
+  uint64_t run_token_ = 0;  // names the partial directories of this run
 
   bool pending_ = false;
   std::atomic<bool> written_{false};
@@ -89,6 +92,7 @@ class Checkpointer {
   RankFileRecord rec_;
   CheckpointMeta meta_;  // of the pending save
   double stall_ms_ = 0, write_s_ = 0;
+  std::chrono::steady_clock::time_point save_t0_;
   int64_t last_saved_step_ = -1;
   int64_t fault_kill_step_ = 0;
 };
@@ -104,6 +108,8 @@ struct ResumeState {
   CheckpointMeta meta;
   std::string path;
   std::vector<float> params, m, v;  // full tensors, identical on every rank
+  uint64_t bytes = 0;               // of all rank files
+  double load_s = 0;                // reading, checking and broadcasting them
 };
 
 // Checks that a run configured like `expect` may continue from `saved`: throws UsageError

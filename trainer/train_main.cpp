@@ -138,10 +138,13 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
         metrics.emplace(cfg.metrics, resumed ? resumed->meta.step : -1);
     });
     if (metrics && resumed) {
+      char load[96];
+      std::snprintf(load, sizeof(load), ", \"bytes\": %llu, \"load_s\": %.6g",
+                    static_cast<unsigned long long>(resumed->bytes), resumed->load_s);
       metrics->write_event("\"event\": \"resume\", \"step\": " +
                            std::to_string(resumed->meta.step) + ", \"from\": \"" + resumed->path +
                            "\", \"saved_by_ranks\": " + std::to_string(resumed->meta.world_size) +
-                           ", \"ranks\": " + std::to_string(W));
+                           ", \"ranks\": " + std::to_string(W) + load);
     }
     std::optional<Checkpointer> saver;
     if (!cfg.ckpt_dir.empty()) {

@@ -1,15 +1,21 @@
 // Checkpoint files without a training run: rank files round-trip any size and are real HDF5,
 // their streamed CRC-32C is the CRC of the bytes on disk, every kind of damage is caught, meta.h5
 // round-trips and never reads back altered, and the directory operations publish atomically.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "common/aligned.h"
 #include "common/crc32c.h"
 #include "common/errors.h"
 #include "common/rng.h"
@@ -69,6 +75,36 @@ class CheckpointFiles : public ::testing::Test {
     }
   }
 
+  // Whether O_DIRECT on p's file system bypasses a page cache: it takes an O_DIRECT read and
+  // is not tmpfs (whose files live in the page cache).
+  static bool bypasses_page_cache(const std::string& p) {
+    struct statfs sf {};
+    if (::statfs(p.c_str(), &sf) != 0 || sf.f_type == TMPFS_MAGIC) return false;
+    const int fd = ::open(p.c_str(), O_RDONLY | O_DIRECT);
+    if (fd < 0) return false;
+    PageAlignedVector<char> page(kPageAlign);
+    const bool ok = ::pread(fd, page.data(), kPageAlign, 0) >= 0;
+    ::close(fd);
+    return ok;
+  }
+  // The fraction of the pages of [off, off + len) of p held in the page cache (mincore).
+  static double resident_fraction(const std::string& p, uint64_t off, uint64_t len) {
+    const int fd = ::open(p.c_str(), O_RDONLY);
+    EXPECT_GE(fd, 0) << p;
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t lo = off / page * page, n = (off + len - lo + page - 1) / page;
+    void* map = ::mmap(nullptr, n * page, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(lo));
+    ::close(fd);
+    EXPECT_NE(map, MAP_FAILED) << p;
+    std::vector<unsigned char> in(n);
+    EXPECT_EQ(::mincore(map, n * page, in.data()), 0) << p;
+    ::munmap(map, n * page);
+    size_t resident = 0;
+    for (unsigned char c : in)
+      resident += c & 1;
+    return static_cast<double>(resident) / static_cast<double>(n);
+  }
+
   std::string dir_;
 };
 
@@ -95,6 +131,57 @@ TEST_F(CheckpointFiles, RankFilesRoundTripOddSizesAndCrcIsTheCrcOfTheBytesOnDisk
       }
     }
   }
+}
+
+// [Direct I/O]: tensor data starts on a page in the file, so page-aligned sources (the
+// snapshot buffers) go to disk without a copy and unaligned ones through the bounce buffer; the
+// bytes and CRC are the same either way, in /tmp and wherever else O_DIRECT may differ (/dev/shm).
+TEST_F(CheckpointFiles, TensorDataIsPageAlignedAndAlignedAndUnalignedSourcesRoundTrip) {
+  const uint64_t n = 1000003;  // 4 MB a tensor: whole pages through O_DIRECT plus a tail
+  PageAlignedVector<float> full[kStateTensors];
+  for (int t = 0; t < kStateTensors; ++t) {
+    full[t].resize(n + 1);
+    for (uint64_t i = 0; i < n + 1; ++i)
+      full[t][i] = static_cast<float>(random_normal(99 + t, n, i));
+  }
+  std::vector<std::string> dirs = {dir_};
+  std::string shm = "/dev/shm/dpt-ckpt-XXXXXX";
+  if (fs::is_directory("/dev/shm") && ::mkdtemp(shm.data()) != nullptr) dirs.push_back(shm);
+  for (const std::string& d : dirs) {
+    for (const int shift : {0, 1}) {  // 0: page-aligned sources; 1: one float past a page
+      const std::string p = d + "/aligned" + std::to_string(shift) + ".h5";
+      RankFileRecord rec = create_rank_file(p, 0, 0, n, 7);
+      for (int t = 0; t < kStateTensors; ++t)
+        EXPECT_EQ(rec.offsets[t] % kPageAlign, 0u) << p << " tensor " << t;
+      fill_rank_file(p, {full[0].data() + shift, full[1].data() + shift, full[2].data() + shift},
+                     &rec);
+      if (bypasses_page_cache(p)) {
+        // Written past the page cache: (almost) none of the tensor pages are resident.
+        EXPECT_LT(resident_fraction(p, rec.offsets[1], n * 4), 0.05) << p;
+      }
+      const auto disk = bytes_of(p);
+      ASSERT_EQ(disk.size(), rec.bytes) << p;
+      EXPECT_EQ(crc32c(disk.data(), disk.size()), rec.crc32c) << p;
+      for (int t = 0; t < kStateTensors; ++t)
+        ASSERT_EQ(std::memcmp(disk.data() + rec.offsets[t], full[t].data() + shift, n * 4), 0)
+            << p << " tensor " << t;
+      // Read back into an unaligned and into an aligned destination.
+      std::vector<float> got[kStateTensors];
+      PageAlignedVector<float> got_aligned[kStateTensors];
+      for (int t = 0; t < kStateTensors; ++t) {
+        got[t].assign(n, -1.0f);
+        got_aligned[t].assign(n, -1.0f);
+      }
+      read_rank_file(p, rec, {got[0].data(), got[1].data(), got[2].data()});
+      read_rank_file(p, rec, {got_aligned[0].data(), got_aligned[1].data(), got_aligned[2].data()});
+      for (int t = 0; t < kStateTensors; ++t) {
+        ASSERT_EQ(std::memcmp(got[t].data(), full[t].data() + shift, n * 4), 0) << p;
+        ASSERT_EQ(std::memcmp(got_aligned[t].data(), full[t].data() + shift, n * 4), 0) << p;
+      }
+      verify_file(p, rec.bytes, rec.crc32c);
+    }
+  }
+  if (dirs.size() > 1) fs::remove_all(dirs[1]);
 }
 
 TEST_F(CheckpointFiles, RankFilesAreHdf5ThatTheCApiReads) {
