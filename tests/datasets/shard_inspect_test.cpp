@@ -613,22 +613,17 @@ TEST_F(InspectShard, DirectReadsEqualHdf5ReadsForEveryTypeAndLayout) {
     spec.gzip = c.gzip;
     spec.vocab_size = 1000000;
     const std::string base = path(c.name);
-    spec.file_type = c.big_endian ? H5T_STD_U8BE : H5T_STD_U8LE;
-    const auto u8 = random_tokens<uint8_t>(4001, 0, 255, 1);
-    write_shard(base + "_u8.h5", u8, spec);
-    expect_reads_exact(base + "_u8.h5", u8, c.direct);
-    spec.file_type = c.big_endian ? H5T_STD_U16BE : H5T_STD_U16LE;
-    const auto u16 = random_tokens<uint16_t>(4001, 0, 999, 2);
-    write_shard(base + "_u16.h5", u16, spec);
-    expect_reads_exact(base + "_u16.h5", u16, c.direct);
-    spec.file_type = c.big_endian ? H5T_STD_I32BE : H5T_STD_I32LE;
-    const auto i32 = random_tokens<int32_t>(4001, 0, 999999, 3);
-    write_shard(base + "_i32.h5", i32, spec);
-    expect_reads_exact(base + "_i32.h5", i32, c.direct);
-    spec.file_type = c.big_endian ? H5T_STD_U32BE : H5T_STD_U32LE;
-    const auto u32 = random_tokens<uint32_t>(4001, 0, 999999, 4);
-    write_shard(base + "_u32.h5", u32, spec);
-    expect_reads_exact(base + "_u32.h5", u32, c.direct);
+    // One token type: its file type in the case's byte order, ids in [0, hi], a seed.
+    auto one = [&]<typename T>(T, const char* suffix, hid_t le, hid_t be, T hi, int seed) {
+      spec.file_type = c.big_endian ? be : le;
+      const auto tokens = random_tokens<T>(4001, 0, hi, seed);
+      write_shard(base + suffix, tokens, spec);
+      expect_reads_exact(base + suffix, tokens, c.direct);
+    };
+    one(uint8_t{}, "_u8.h5", H5T_STD_U8LE, H5T_STD_U8BE, uint8_t{255}, 1);
+    one(uint16_t{}, "_u16.h5", H5T_STD_U16LE, H5T_STD_U16BE, uint16_t{999}, 2);
+    one(int32_t{}, "_i32.h5", H5T_STD_I32LE, H5T_STD_I32BE, int32_t{999999}, 3);
+    one(uint32_t{}, "_u32.h5", H5T_STD_U32LE, H5T_STD_U32BE, uint32_t{999999}, 4);
   }
 }
 

@@ -12,15 +12,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-"$py" -c "
-import random
-r = random.Random(5)
-words = ['the', 'cat', 'sat', 'on', 'a', 'mat', 'and', 'dog', 'ran', 'far', 'away', 'home']
-for i in range(2):
-    with open(f'$work/text{i}.jsonl', 'w') as f:
-        for d in range(80):
-            f.write('{\"text\": \"' + ' '.join(r.choice(words) for _ in range(60)) + '\"}\n')
-"
+"$py" "$(dirname "$0")/words_corpus.py" "$work" --files 2 --docs 80 --seed 5
 "$bin/prepare-data" --out "$work/data" --val-fraction 0 --shard-tokens 8000 --threads 2 \
   "$work"/text*.jsonl > "$work/prepare.log"
 args=(--data "$work/data/train" --seq-len 32 --n-layer 2 --n-head 4 --lr 3e-3 --warmup-steps 3 --threads 1 --log-every 100)

@@ -8,15 +8,7 @@ bin="${DPT_BIN:?set by ctest}"
 mpiexec="${MPIEXEC:-mpiexec}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-python3 -c "
-import random
-r = random.Random(3)
-words = ['the', 'cat', 'sat', 'on', 'a', 'mat', 'and', 'dog', 'ran', 'far', 'away', 'home']
-for i in range(3):
-    with open(f'$work/text{i}.jsonl', 'w') as f:
-        for d in range(60):
-            f.write('{\"text\": \"' + ' '.join(r.choice(words) for _ in range(60)) + '\"}\n')
-"
+python3 "$(dirname "$0")/words_corpus.py" "$work" --files 3 --docs 60 --seed 3
 "$bin/prepare-data" --out "$work/data" --val-fraction 0.1 --shard-tokens 8000 --threads 2 \
   "$work"/text*.jsonl > "$work/prepare.log"
 [[ $(ls "$work/data/train" | wc -l) -ge 3 ]] || { echo "expected several shards"; exit 1; }
