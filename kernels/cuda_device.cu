@@ -32,4 +32,16 @@ std::string cuda_device_name(int index) {
   return buf;
 }
 
+std::string cuda_device_uuid(int index) {
+  cudaDeviceProp prop{};
+  DPT_CHECK_CUDA(cudaGetDeviceProperties(&prop, index));
+  const auto* u = reinterpret_cast<const unsigned char*>(prop.uuid.bytes);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf),
+                "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+                u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+                u[14], u[15]);
+  return buf;
+}
+
 }  // namespace dpt::kernels

@@ -15,4 +15,8 @@ int cuda_device_count();
 // "NVIDIA H100 80GB HBM3 (sm_90, 79.2 GiB)" for device `index`.
 std::string cuda_device_name(int index);
 
+// "GPU-8c1f5e2a-..." as nvidia-smi prints it: the same physical GPU has the same UUID in
+// every process, whatever CUDA_VISIBLE_DEVICES renumbers.
+std::string cuda_device_uuid(int index);
+
 }  // namespace dpt::kernels

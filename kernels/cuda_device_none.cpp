@@ -16,4 +16,8 @@ std::string cuda_device_name(int index) {
                        "): this build has no CUDA path (configured with DPT_CUDA=OFF or no nvcc)");
 }
 
+std::string cuda_device_uuid(int index) {
+  return cuda_device_name(index);  // throws the same explanation
+}
+
 }  // namespace dpt::kernels

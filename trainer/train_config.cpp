@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/errors.h"
+#include "trainer/stop_request.h"
 
 namespace dpt::trainer {
 
@@ -45,7 +46,10 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
        "else the node's cores / ranks on the node)")
       ("log-every", val(&c.log_every), "print a progress line every N steps")
       ("check-sync-every", val(&c.check_sync_every),
-       "compare parameter hashes across ranks every N steps (0: at start and end only)");
+       "compare parameter hashes across ranks every N steps (0: at start and end only)")
+      ("device", val(&c.device),
+       "'cpu', 'cuda' or 'auto' (cuda when this build has the CUDA replica and a GPU is "
+       "visible, else cpu)");
 
   po::options_description data("Data");
   data.add_options()
@@ -115,11 +119,22 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
        "testing: the last rank kills itself halfway through writing the checkpoint of this "
        "step (0: never)");
 
+  po::options_description job("Cluster jobs (docs/slurm.md)");
+  job.add_options()
+      ("preempt-signal", val(&c.preempt_signal),
+       "signal that asks for a checkpoint and a stop, e.g. from '#SBATCH --signal=USR2@120' "
+       "(USR1, USR2, INT, HUP, ALRM, or 'none'); SIGTERM always does the same, without requeue")
+      ("requeue-on-preempt", val(&c.requeue_on_preempt),
+       "after a stop by --preempt-signal or --stop-before-limit, requeue the Slurm job "
+       "(scontrol requeue); it continues with --resume auto")
+      ("stop-before-limit", val(&c.stop_before_limit),
+       "stop with a checkpoint this many seconds before the Slurm job's time limit (0: off)");
+
   // clang-format on
   po::options_description all(
       "train: data-parallel training of a GPT-style model\n\n"
       "Usage: mpiexec -n RANKS train --data SHARDS [options]");
-  all.add(general).add(data).add(model).add(train).add(ckpt);
+  all.add(general).add(data).add(model).add(train).add(ckpt).add(job);
 
   po::variables_map vm;
   try {
@@ -213,6 +228,10 @@ void TrainConfig::validate(int world_size) const {
   require(fault_nan_step >= 0 && fault_kill_in_save >= 0,
           "--fault-nan-step and --fault-kill-in-save must be >= 0.");
   require(stop_at_step >= 0, "--stop-at-step must be >= 0 (0: run to --steps).");
+  require(device == "cpu" || device == "cuda" || device == "auto",
+          "--device must be 'cpu', 'cuda' or 'auto', got '" + device + "'.");
+  (void)signal_number(preempt_signal);  // throws UsageError naming the accepted names
+  require(stop_before_limit >= 0, "--stop-before-limit must be >= 0 seconds (0: off).");
 }
 
 std::string TrainConfig::to_config_file() const {
@@ -260,6 +279,10 @@ std::string TrainConfig::to_config_file() const {
   line("resume", resume);
   line("nonfinite", nonfinite);
   line("nonfinite-max-skips", nonfinite_max_skips);
+  line("device", device);
+  line("preempt-signal", preempt_signal);
+  line("requeue-on-preempt", requeue_on_preempt ? "true" : "false");
+  line("stop-before-limit", stop_before_limit);
   return s.str();
 }
 

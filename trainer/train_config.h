@@ -45,6 +45,11 @@ struct TrainConfig {
   int64_t fault_kill_in_save = 0;  // testing: the last rank dies halfway through this save
   int64_t stop_at_step = 0;        // end this process after that step, with a checkpoint; the
                                    // schedule still runs to --steps (0: run to --steps)
+  // Cluster jobs ([Stop requests], docs/slurm.md).
+  std::string device = "auto";          // cpu | cuda | auto
+  std::string preempt_signal = "USR2";  // the signal that means "checkpoint, stop, requeue"
+  bool requeue_on_preempt = false;      // requeue the Slurm job after a preemption stop
+  int64_t stop_before_limit = 0;        // stop this many seconds before the job's time limit
   // The last step this process trains.
   int64_t last_step() const { return stop_at_step > 0 ? std::min(steps, stop_at_step) : steps; }
 

@@ -10,8 +10,10 @@
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_session.h"
 #include "comm/nccl_info.h"
+#include "comm/slurm_env.h"
 #include "common/errors.h"
 #include "common/hash.h"
+#include "common/subprocess.h"
 #include "datasets/io_thread.h"
 #include "datasets/shard_reader.h"
 #include "datasets/shard_set.h"
@@ -21,6 +23,7 @@
 #include "trainer/agreement.h"
 #include "trainer/checkpointer.h"
 #include "trainer/data_setup.h"
+#include "trainer/device_choice.h"
 #include "trainer/metrics.h"
 #include "trainer/param_layout.h"
 #include "trainer/train_config.h"
@@ -74,6 +77,54 @@ int fail_alone(comm::MpiSession& session) {
   return code;
 }
 
+// Exit code of a run stopped by a stop request with its state saved: EX_TEMPFAIL, "try
+// again": the work is not done, and running the same command continues it.
+constexpr int kExitStoppedEarly = 75;
+
+// [Stop requests]: the end of a run that a signal or the time limit stopped after an agreed
+// step: says so, records it, and requeues the Slurm job when asked and allowed (rank 0, once
+// every rank is done with the checkpoint). Returns the exit code.
+int stopped_early(const TrainConfig& cfg, comm::Communicator& world, const TrainResult& result,
+                  int64_t saved_step, const comm::SlurmEnv& slurm, MetricsWriter* metrics) {
+  const int64_t step = result.steps.back().step;
+  const std::string why =
+      describe_stop(result.stopped_by, signal_number(cfg.preempt_signal), cfg.stop_before_limit);
+  const bool saved = saved_step == step;
+  const bool requeue =
+      cfg.requeue_on_preempt && stop_allows_requeue(result.stopped_by) && slurm.in_job() && saved;
+  world.barrier();  // every rank has finished its part of the checkpoint
+  if (world.rank() != 0) return kExitStoppedEarly;
+  std::string requeued = "no";
+  std::string line = "stopped after step " + std::to_string(step) + " of " +
+                     std::to_string(cfg.steps) + ": " + why + "; ";
+  line += saved ? "checkpoint step " + std::to_string(step) + " saved in " + cfg.ckpt_dir
+                : "no checkpoint saved (no --ckpt-dir): a rerun starts over";
+  if (requeue) {
+    const CommandResult r = run_command({"scontrol", "requeue", slurm.requeue_id()}, 60);
+    if (r.exit_code == 0) {
+      requeued = "yes";
+      line += "; job " + slurm.requeue_id() +
+              " requeued (--requeue-on-preempt): it continues "
+              "with --resume auto";
+    } else {
+      requeued = "failed";
+      line += "; requeue of job " + slurm.requeue_id() +
+              " FAILED (scontrol requeue: " + (r.error.empty() ? r.output : r.error) +
+              "): submit the job again to continue";
+    }
+  } else if (saved) {
+    line += "; run the same command (with --resume auto) to continue";
+  }
+  std::printf("train: %s\n", line.c_str());
+  std::fflush(stdout);
+  if (metrics) {
+    metrics->write_event("\"event\": \"stop\", \"step\": " + std::to_string(step) +
+                         ", \"reason\": \"" + why + "\", \"saved\": " + (saved ? "true" : "false") +
+                         ", \"requeued\": \"" + requeued + "\"");
+  }
+  return kExitStoppedEarly;
+}
+
 int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** argv) {
   const int rank = world.rank();
   const int W = world.world_size();
@@ -86,6 +137,37 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     }
     TrainConfig cfg = opts.config;
     run_agreed(world, [&] { cfg.validate(W); });
+    auto say = [&](const std::string& line) {
+      if (rank != 0) return;
+      std::printf("train: %s\n", line.c_str());
+      std::fflush(stdout);
+    };
+    // [Stop requests]: handlers first, so that a signal during the start is not lost.
+    StopRequests stop(signal_number(cfg.preempt_signal));
+    // Where the ranks run: Slurm's view checked against MPI's, then the device and GPU mapping.
+    const comm::SlurmEnv slurm = comm::SlurmEnv::from_environment();
+    std::string local_how, nodes;
+    DeviceChoice device;
+    run_agreed(world, [&] {
+      local_how = comm::check_slurm_placement(world, session.placement(), slurm);
+      nodes = comm::describe_nodes(world, session.placement());
+      device = choose_device(cfg.device, world, session.placement());
+    });
+    if (slurm.in_job()) {
+      say("slurm: job " + slurm.job_id +
+          (slurm.array_job_id.empty() ? "" : " (array task " + slurm.requeue_id() + ")") +
+          ", restart " + std::to_string(slurm.restart_count) + ", nodes " + slurm.nodelist);
+    }
+    say("placement: " + nodes + " | local rank: " + local_how);
+    say(device.summary);
+    if (cfg.stop_before_limit > 0 && rank == 0) {
+      if (slurm.in_job()) {
+        stop.watch_time_limit(slurm.job_id, cfg.stop_before_limit, say);
+      } else {
+        say("warning: --stop-before-limit: not in a Slurm job (no SLURM_JOB_ID), so there is "
+            "no time limit to watch");
+      }
+    }
 
     // [I/O thread] declared before the datasets, which close their files on it.
     datasets::IoThread io;
@@ -114,11 +196,6 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
                        datasets::plan_reader(val_idx->shards, datasets::ShuffleConfig{}, 64 << 20,
                                              cfg.model.vocab_size, cfg.model.seq_len));
     }
-    auto say = [&](const std::string& line) {
-      if (rank != 0) return;
-      std::printf("train: %s\n", line.c_str());
-      std::fflush(stdout);
-    };
     // [Checkpoint layout]: the newest valid checkpoint (or the one named), checked against
     // these options and loaded on every rank, before anything is written.
     const CheckpointMeta ckpt_base = checkpoint_base(cfg, W, train_idx.shards);
@@ -221,7 +298,10 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     };
     const TrainResult result =
         train(cfg, world, TrainData{train_data, val_data ? &*val_data : nullptr}, on_step,
-              TrainCheckpoints{saver ? &*saver : nullptr, resumed ? &*resumed : nullptr});
+              TrainControl{saver ? &*saver : nullptr, resumed ? &*resumed : nullptr, &stop});
+    if (result.stopped_by != 0)
+      return stopped_early(cfg, world, result, saver ? saver->last_saved_step() : -1, slurm,
+                           metrics ? &*metrics : nullptr);
     if (rank == 0) {
       const StepRecord& last = result.steps.back();
       if (last.step < cfg.steps) {

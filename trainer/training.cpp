@@ -80,7 +80,7 @@ class Validator {
 }  // namespace
 
 TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData data,
-                  const StepCallback& on_step, TrainCheckpoints ckpt) {
+                  const StepCallback& on_step, TrainControl ckpt) {
   using Clock = std::chrono::steady_clock;
   const int W = comm.world_size();
   const int b = cfg.micro_batch;
@@ -139,10 +139,18 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
     double loss = loss_sum / accum;
     comm.all_reduce(std::span<double>(&loss, 1), comm::ReduceOp::avg);
     // The step waited as long as its slowest rank's data; a checkpoint write is done when no
-    // rank is still writing ([Async save]).
-    double maxed[2] = {wait_ms, ckpt.saver ? ckpt.saver->writing_flag() : 0.0};
-    comm.all_reduce(std::span<double>(maxed, 2), comm::ReduceOp::max);
+    // rank is still writing ([Async save]); a stop request of any rank stops all after this
+    // step ([Stop requests]).
+    const unsigned asked = ckpt.stop ? ckpt.stop->poll() : 0u;
+    double maxed[5] = {wait_ms, ckpt.saver ? ckpt.saver->writing_flag() : 0.0,
+                       (asked & kStopTerm) ? 1.0 : 0.0, (asked & kStopPreempt) ? 1.0 : 0.0,
+                       (asked & kStopTimeLimit) ? 1.0 : 0.0};
+    comm.all_reduce(std::span<double>(maxed, 5), comm::ReduceOp::max);
     wait_ms = maxed[0];
+    const unsigned stop_requested = (maxed[2] > 0 ? kStopTerm : 0u) |
+                                    (maxed[3] > 0 ? kStopPreempt : 0u) |
+                                    (maxed[4] > 0 ? kStopTimeLimit : 0u);
+    const bool final_step = step == last_step || stop_requested != 0;
 
     // [Non-finite guard]: loss and gradient are identical on every rank after the all-reduces,
     // so every rank takes the same decision.
@@ -182,8 +190,7 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
       rec.has_val = true;
       rec.val_loss = validator->evaluate(model, comm);
     }
-    if (!stop && ckpt.saver &&
-        ((cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0) || step == last_step)) {
+    if (!stop && ckpt.saver && ((cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0) || final_step)) {
       rec.saved = true;
       rec.ckpt_stall_ms =
           ckpt.saver->save(step, model.params(), adamw.m(), adamw.v(), skipped_total);
@@ -206,6 +213,10 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
                     std::to_string(cfg.nonfinite_max_skips) +
                     "): the run diverged. Resume from the newest checkpoint with a lower --lr";
       throw AgreedFailure(what + how, 1, 0);
+    }
+    if (stop_requested != 0 && step < last_step) {
+      result.stopped_by = stop_requested;
+      break;
     }
   }
   if (ckpt.saver) ckpt.saver->finish();

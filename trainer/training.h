@@ -10,6 +10,7 @@
 #include "comm/communicator.h"
 #include "datasets/token_dataset.h"
 #include "trainer/checkpointer.h"
+#include "trainer/stop_request.h"
 #include "trainer/train_config.h"
 
 namespace dpt::trainer {
@@ -40,16 +41,19 @@ struct TrainData {
 
 struct TrainResult {
   std::vector<StepRecord> steps;
+  unsigned stopped_by = 0;  // StopReason bits when a stop request ended the run early
   std::vector<float> final_params;
   uint64_t final_param_hash = 0;
 };
 
 using StepCallback = std::function<void(const StepRecord&)>;
 
-// Checkpoints of a run: where to save (null: nowhere) and what to continue from (null: step 0).
-struct TrainCheckpoints {
+// Checkpoints of a run, where to save (null: nowhere) and what to continue from (null: step
+// 0), and what may stop it early ([Stop requests]; null: nothing).
+struct TrainControl {
   Checkpointer* saver = nullptr;
   const ResumeState* resume = nullptr;
+  StopRequests* stop = nullptr;
 };
 
 // Trains per cfg on the ranks of comm (cfg must already be validated for comm.world_size())
@@ -57,7 +61,7 @@ struct TrainCheckpoints {
 // each optimizer step. A non-finite loss or gradient norm that stops the run throws
 // AgreedFailure (exit code 1) on every rank after on_step has seen the step.
 TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData data,
-                  const StepCallback& on_step = {}, TrainCheckpoints ckpt = {});
+                  const StepCallback& on_step = {}, TrainControl ckpt = {});
 
 // Proves every rank holds the same parameters: the FNV-1a hashes of all ranks' parameters
 // must agree (throws RuntimeFailure naming the ranks that differ). Allocates only at

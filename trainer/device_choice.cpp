@@ -1,0 +1,103 @@
+// [GPU mapping] and the --device decision.
+#include "trainer/device_choice.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+#include "common/errors.h"
+#include "common/hash.h"
+#include "kernels/cuda_device.h"
+
+namespace dpt::trainer {
+
+DeviceChoice choose_device(const std::string& wanted, comm::Communicator& comm,
+                           const comm::Placement& place) {
+  DeviceChoice c;
+  int visible = 0;
+  std::string query_error;
+  try {
+    visible = kernels::cuda_device_count();
+  } catch (const std::exception& e) {
+    query_error = e.what();
+  }
+  if (visible >= place.local_size) {
+    c.gpu = place.local_rank;
+  } else if (visible == 1) {
+    c.gpu = 0;
+  }
+  std::string uuid;
+  if (c.gpu >= 0) {
+    try {
+      uuid = kernels::cuda_device_uuid(c.gpu);
+    } catch (const std::exception& e) {
+      query_error = e.what();
+      c.gpu = -1;
+    }
+  }
+  // Every rank's (host, GPU) as hashes: two ranks with both equal would share one GPU.
+  const uint64_t mine[3] = {fnv1a64(place.host.data(), place.host.size()),
+                            c.gpu >= 0 ? fnv1a64(uuid.data(), uuid.size()) : 0,
+                            static_cast<uint64_t>(visible)};
+  const int W = comm.world_size();
+  std::vector<uint64_t> all(3 * static_cast<size_t>(W));
+  comm.all_gather(std::span<const uint64_t>(mine, 3), std::span<uint64_t>(all));
+  int shared_a = -1, shared_b = -1, unmapped = -1;
+  uint64_t max_visible = 0;
+  for (int a = 0; a < W; ++a)
+    max_visible = std::max(max_visible, all[3 * a + 2]);
+  for (int a = 0; a < W && shared_a < 0; ++a) {
+    if (all[3 * a + 1] == 0 && unmapped < 0) unmapped = a;
+    for (int b = a + 1; b < W; ++b)
+      if (all[3 * a + 1] != 0 && all[3 * a] == all[3 * b] && all[3 * a + 1] == all[3 * b + 1]) {
+        shared_a = a;
+        shared_b = b;
+        break;
+      }
+  }
+  const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES");
+  const std::string cvd_text =
+      cvd ? std::string("CUDA_VISIBLE_DEVICES=") + cvd : std::string("CUDA_VISIBLE_DEVICES unset");
+  std::string mapping;
+  if (!kernels::cuda_built()) {
+    mapping = "no GPU mapping (this build has no CUDA)";
+  } else if (max_visible == 0) {
+    mapping = "no GPU visible to rank 0 (" + cvd_text + ")" +
+              (query_error.empty() ? "" : ": " + query_error);
+  } else if (unmapped >= 0) {
+    mapping = "rank " + std::to_string(unmapped) + " has no GPU of its own (it sees " +
+              std::to_string(all[3 * unmapped + 2]) + " for " + std::to_string(place.local_size) +
+              " rank(s) on its node)";
+  } else if (shared_a >= 0) {
+    mapping =
+        "ranks " + std::to_string(shared_a) + " and " + std::to_string(shared_b) + " share one GPU";
+  } else {
+    mapping = "one GPU per rank: local rank i -> CUDA device " +
+              std::string(visible >= place.local_size ? "i" : "0 of its own") + " (" + cvd_text +
+              " on rank 0; rank 0 has " + uuid + ")";
+  }
+
+  if (wanted == "cuda") {
+    if (!kernels::cuda_built())
+      throw UsageError(
+          "--device cuda, but this build has no CUDA (CMake found no nvcc, or "
+          "DPT_CUDA=OFF): rebuild with CUDA, or pass --device cpu");
+    if (unmapped >= 0 || shared_a >= 0)
+      throw UsageError("--device cuda: " + mapping +
+                       ". Give each task its own GPU: 'srun --gpus-per-task=1', or '--gres=gpu:N' "
+                       "with N tasks per node, or fewer ranks per node");
+    throw UsageError(
+        "--device cuda: the CUDA model replica is not part of this build yet; "
+        "pass --device cpu (or auto) to train on the CPU path");
+  }
+  c.device = "cpu";
+  c.summary = "device: cpu (--device " + wanted + ")" +
+              (wanted == "auto" && visible > 0
+                   ? "; GPUs are visible but this build trains on the CPU path only"
+                   : "") +
+              " | GPUs: " + mapping;
+  if (comm.rank() != 0) c.summary.clear();
+  return c;
+}
+
+}  // namespace dpt::trainer
