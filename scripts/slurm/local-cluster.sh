@@ -15,17 +15,31 @@
 #   site's own config is never overwritten (exit 2 instead).
 # Exit codes: 0 fine, 1 a daemon or job failed at run time, 2 a configuration problem.
 #
-# Facts that matter to tests (Slurm 22.05, see docs/ or the report that came with this script):
+# Facts that matter to tests (measured on Debian 12's Slurm 22.05.8 and Open MPI 4.1.4):
 # - One node named `hostname -s`, at 127.0.0.1, with the machine's CPUs; one partition `debug`
 #   (default, no time limit). SelectTypeParameters=CR_CPU: memory is not a consumable, so jobs
 #   without --mem do not take the whole node; CPUs are, and OverSubscribe=YES shares them only
 #   with jobs that ask for --oversubscribe.
-# - No accounting daemon: `sacct` does not work. `scontrol show job` and `squeue` know a job for
-#   MinJobAge (300 s) after it ends; finished jobs are also logged to $DPT_SLURM_DIR/jobcomp.log.
-# - `scontrol requeue N` puts a job back to PENDING with BeginTime = now + cred_expire (120 s);
-#   `scontrol update JobId=N StartTime=now` makes it eligible at once. SLURM_RESTART_COUNT counts
-#   the requeues.
-# - srun --mpi=pmix works (Slurm's PMIx v4 plugin with Debian's Open MPI 4.1).
+# - No accounting daemon: `sacct` does not work. `squeue -t all -j N` and `scontrol show job N`
+#   know a job for MinJobAge (300 s) after it ends (plain `squeue -j N` shows only live jobs);
+#   finished jobs are also logged to $DPT_SLURM_DIR/jobcomp.log. Job ids restart at 1 after
+#   `down`, which removes the state.
+# - `scontrol requeue N` puts a running batch job back to PENDING (Reason=BeginTime) for
+#   cred_expire, 120 s; `scontrol update JobId=N StartTime=now` makes it eligible at once. The
+#   rerun sees SLURM_RESTART_COUNT=1 (unset before any requeue), in srun tasks too, and its
+#   output file is truncated unless it was submitted with --open-mode=append.
+# - Signals: `scancel --signal=USR2 N` reaches every process of the job's srun steps, not the
+#   batch shell; processes that mpirun starts inside the batch script are in no step (mpirun on
+#   one node forks them), so nothing reaches them. `--batch` signals the batch shell alone;
+#   `--full` also its process group (so a foreground/background mpirun, which forwards USR1/USR2
+#   to its ranks). `#SBATCH --signal=USR2@N` goes to the steps like scancel, `B:USR2@N` to the
+#   batch shell only, and may come up to 60 s earlier than N seconds before the limit.
+# - `squeue -h -j N -o %e` prints local time as 2026-11-25T11:02:18 (start + time limit while
+#   running), NONE when running without a limit, N/A while pending; SLURM_TIME_FORMAT=%s makes
+#   it epoch seconds. SLURM_JOB_END_TIME is not set in this version.
+# - srun --mpi=pmix works (Slurm's PMIx v4 plugin); tasks get SLURM_PROCID/LOCALID/STEP_ID.
+#   Ranks started by mpirun inside sbatch all inherit the batch shell's SLURM_PROCID=0 and
+#   SLURM_LOCALID=0: use OMPI_COMM_WORLD_RANK / _LOCAL_RANK there.
 set -euo pipefail
 
 readonly marker="# Written by dptrain scripts/slurm/local-cluster.sh; safe to overwrite or remove."
@@ -52,7 +66,7 @@ pid_alive() {
   [[ -s $1 ]] || return 1
   pid=$(<"$1")
   [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$2"
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$2"* ]]
 }
 
 # stop_pidfile PIDFILE NAME: TERM, then KILL after 15 s.
@@ -126,9 +140,8 @@ render_conf() {
   mem=$(sed -n 's/.*\bRealMemory=\([0-9]*\).*/\1/p' <<<"$line")
   [[ -n $cpus ]] || cpus=$(nproc)
   [[ -n $mem ]] || mem=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024))
-  if [[ $line =~ (Boards=[0-9]+\ SocketsPerBoard=[0-9]+\ CoresPerSocket=[0-9]+\ ThreadsPerCore=[0-9]+) ]]; then
-    topo=" ${BASH_REMATCH[1]}"
-  fi
+  local re='(Boards=[0-9]+ SocketsPerBoard=[0-9]+ CoresPerSocket=[0-9]+ ThreadsPerCore=[0-9]+)'
+  if [[ $line =~ $re ]]; then topo=" ${BASH_REMATCH[1]}"; fi
   cat <<EOF
 $marker
 # A one-node test cluster; state, logs and pid files under $dir.
@@ -179,12 +192,13 @@ write_conf() {
   return 0
 }
 
-ctld_answers() { scontrol -o ping 2>/dev/null | grep -q 'is UP'; }
+# Bounded: a client talking to something that accepts but never answers would wait for minutes.
+ctld_answers() { [[ $(timeout 5 scontrol -o ping 2>/dev/null) == *"is UP"* ]]; }
 
-node_state() { sinfo -h -n "$(node_name)" -o %T 2>/dev/null | head -n 1; }
+node_state() { timeout 5 sinfo -h -n "$(node_name)" -o %T 2>/dev/null | head -n 1; }
 
 start_daemons() {
-  local i
+  local t0
   mkdir -p "$dir/state" "$dir/spool"
   if ! pid_alive "$dir/slurmctld.pid" slurmctld; then
     say "starting slurmctld (log $dir/slurmctld.log)"
@@ -194,13 +208,13 @@ start_daemons() {
     slurmctld -f "$conf" "${flags[@]}" </dev/null >>"$dir/slurmctld.out" 2>&1 ||
       die 1 "slurmctld failed to start; read $dir/slurmctld.out and $dir/slurmctld.log"
   fi
-  for ((i = 0; i < 10 * 30; i++)); do
-    ctld_answers && break
-    pid_alive "$dir/slurmctld.pid" slurmctld || ((i < 20)) ||
+  t0=$SECONDS
+  until ctld_answers; do
+    pid_alive "$dir/slurmctld.pid" slurmctld || ((SECONDS - t0 < 3)) ||
       die 1 "slurmctld exited; read $dir/slurmctld.log"
-    sleep 0.1
+    ((SECONDS - t0 < 30)) || die 1 "slurmctld does not answer after 30 s; read $dir/slurmctld.log"
+    sleep 0.2
   done
-  ctld_answers || die 1 "slurmctld does not answer after 30 s; read $dir/slurmctld.log"
   if ! pid_alive "$dir/slurmd.pid" slurmd; then
     say "starting slurmd (log $dir/slurmd.log)"
     slurmd -f "$conf" </dev/null >>"$dir/slurmd.out" 2>&1 ||
@@ -229,7 +243,8 @@ wait_node_idle() {
       die 1 "slurmd exited; read $dir/slurmd.log (and $dir/slurmd.out)"
     sleep 0.5
   done
-  die 1 "node $node not idle after ${wait_s}s (state '${state:-unknown}'); read $dir/slurmd.log and $dir/slurmctld.log"
+  die 1 "node $node not idle after ${wait_s}s (state '${state:-unknown}');" \
+    "read $dir/slurmd.log and $dir/slurmctld.log"
 }
 
 cmd_up() {
@@ -246,6 +261,9 @@ cmd_up() {
   export SLURM_CONF="$conf"
   start_daemons
   wait_node_idle
+  [[ $(srun --mpi=list 2>&1) == *pmix* ]] ||
+    say "warning: srun --mpi=list lists no pmix (package slurm-wlm-basic-plugins);" \
+      "srun --mpi=pmix will fail"
   say "up: partition $partition on $(node_name); SLURM_CONF=$conf, logs in $dir"
 }
 
@@ -253,12 +271,12 @@ cmd_down() {
   local i jobs=()
   export SLURM_CONF="$conf"
   if [[ -e $conf ]] && ctld_answers; then
-    mapfile -t jobs < <(squeue -h -o %i 2>/dev/null)
+    mapfile -t jobs < <(timeout 10 squeue -h -o %i 2>/dev/null)
     if ((${#jobs[@]} > 0)); then
       say "cancelling jobs ${jobs[*]}"
-      scancel "${jobs[@]}" 2>/dev/null || true
+      timeout 10 scancel "${jobs[@]}" 2>/dev/null || true
       for ((i = 0; i < 100; i++)); do
-        [[ -z $(squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null) ]] && break
+        [[ -z $(timeout 5 squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null) ]] && break
         sleep 0.1
       done
     fi

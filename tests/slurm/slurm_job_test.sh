@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# A training job through scripts/slurm/train.sbatch on a real Slurm cluster (the one-node
+# cluster of scripts/slurm/local-cluster.sh in CI), 2 tasks launched by srun --mpi=pmix:
+#  1. preemption: SIGUSR2 (scancel --signal=USR2) mid-run; the job checkpoints, requeues itself
+#     (--requeue-on-preempt), runs again with --resume auto and finishes; its per-step losses
+#     are identical, as text, to an uninterrupted mpiexec run of the same steps;
+#  2. SIGTERM (scancel --signal=TERM) mid-run without requeue: the job checkpoints and ends
+#     with exit code 75 and stays ended; submitting it again completes it, again identical;
+#  3. the time limit: a 1-minute job with --stop-before-limit 57 stops itself after a few
+#     seconds of every run, checkpoints and requeues, until the steps are done; identical.
+#  4. LAUNCH=mpirun: Open MPI's mpirun inside the job instead of srun; the preemption signal
+#     goes to the batch shell (scancel --batch), whose trap hands it to mpirun and mpirun to
+#     the ranks: a checkpoint, exit code 75, and the resubmission finishes identical.
+# Exit 77 (skipped) when no Slurm controller answers.
+set -euo pipefail
+bin="${DPT_BIN:?set by ctest}"
+src="${DPT_SOURCE:?set by ctest}"
+mpiexec="${MPIEXEC:-mpiexec}"
+py="${PYTHON:-/usr/bin/python3}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+
+if ! command -v sbatch > /dev/null || ! scontrol ping > /dev/null 2>&1; then
+  echo "SKIP: no Slurm controller answers (start one with scripts/slurm/local-cluster.sh up)"
+  exit 77
+fi
+if ! srun --mpi=list 2>&1 | grep -q pmix; then
+  echo "SKIP: this Slurm has no PMIx plugin (srun --mpi=list)"
+  exit 77
+fi
+# Jobs run as this user on this machine; a directory they can reach.
+work="$(mktemp -d "${TMPDIR:-/tmp}/dpt-slurm-XXXXXX")"
+jobs_started=()
+cleanup() {
+  for j in "${jobs_started[@]}"; do scancel "$j" 2> /dev/null || true; done
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$py" "$src/tests/trainer/words_corpus.py" "$work" --files 2 --docs 80 --seed 11
+"$bin/prepare-data" --out "$work/data" --val-fraction 0 --shard-tokens 8000 --threads 2 \
+  "$work"/text*.jsonl > "$work/prepare.log"
+steps=2000
+args=(--data "$work/data/train" --seq-len 32 --d-model 32 --n-layer 2 --n-head 4 --steps "$steps"
+      --global-batch 8 --micro-batch 4 --threads 1 --log-every 500 --ckpt-every 500)
+
+losses() { grep -o '"step": [0-9]*, "loss": [^,]*' "$1"; }
+state() { scontrol show job "$1" 2> /dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
+field() { scontrol show job "$1" | grep -o "$2=[^ ]*" | head -n 1 | cut -d= -f2; }
+wait_state() {  # wait_state JOB SECONDS STATE...: until the job is in one of the states
+  local job="$1" secs="$2" s
+  shift 2
+  for _ in $(seq $((secs * 5))); do
+    s=$(state "$job")
+    for want in "$@"; do [[ $s == "$want" ]] && return 0; done
+    sleep 0.2
+  done
+  echo "FAIL: job $job is $s after ${secs} s, expected one of: $*"
+  scontrol show job "$job"; cat "$work"/*.out 2> /dev/null; exit 1
+}
+wait_steps() {  # wait_steps FILE N
+  for _ in $(seq 600); do
+    [[ -f $1 ]] && (( $(grep -c '"loss"' "$1") >= $2 )) && return
+    sleep 0.1
+  done
+  echo "FAIL: $1 did not reach step $2"; cat "$work"/*.out 2> /dev/null; exit 1
+}
+submit() {  # submit NAME [TRAIN ARGS...]: prints the job id (env MINUTES: time limit,
+  local name="$1"; shift  # SIGNAL: replaces the template's --signal; LAUNCH: srun | mpirun)
+  LAUNCH="${LAUNCH:-srun}" TRAIN="$bin/train" sbatch ${SIGNAL:+--signal="$SIGNAL"} --parsable --job-name="dpt-$name" --nodes=1 --ntasks-per-node=2 \
+    --cpus-per-task=1 --time="${MINUTES:-15}" --output="$work/$name.out" --chdir="$work" \
+    "$src/scripts/slurm/train.sbatch" "${args[@]}" --metrics "$work/$name.jsonl" "$@"
+}
+expect_in() {
+  local f="$1"; shift
+  for t in "$@"; do grep -qF -- "$t" "$f" || { echo "FAIL: '$t' not in $f:"; cat "$f"; exit 1; }; done
+}
+
+# The reference: the same steps, uninterrupted, under mpiexec.
+timeout 300 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" "${args[@]}" \
+  --metrics "$work/straight.jsonl" > "$work/straight.log" 2>&1 ||
+  { cat "$work/straight.log"; exit 1; }
+[[ $(losses "$work/straight.jsonl" | wc -l) == "$steps" ]]
+
+# --- 1. Preemption signal, requeue, resume.
+job=$(submit preempt --ckpt-dir "$work/ck-preempt" --requeue-on-preempt true)
+jobs_started+=("$job")
+wait_steps "$work/preempt.jsonl" 20
+scancel --signal=USR2 "$job"
+# Requeued: back to pending (held about 120 s by Slurm), then released at once.
+wait_state "$job" 120 PENDING
+[[ $(field "$job" Restarts) == 1 ]] || { echo "FAIL: restart count"; scontrol show job "$job"; exit 1; }
+scontrol update JobId="$job" StartTime=now
+wait_state "$job" 300 COMPLETED
+out="$work/preempt.out"
+k=$(sed -n 's/.*stopped after step \([0-9]*\) of.*/\1/p' "$out" | head -n 1)
+[[ -n $k ]] || { echo "FAIL: no stop line"; cat "$out"; exit 1; }
+expect_in "$out" "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); checkpoint step $k saved" \
+  "job $job requeued (--requeue-on-preempt)" "slurm: job $job, restart 1" \
+  "(step $k, saved by 2 rank(s))" "train: done"
+diff <(losses "$work/straight.jsonl") <(losses "$work/preempt.jsonl") > "$work/diff-preempt" ||
+  { echo "FAIL: preempted job's losses differ"; head "$work/diff-preempt"; exit 1; }
+echo "ok: SIGUSR2 at step $k: checkpointed, requeued, resumed, finished with identical losses"
+
+# --- 2. SIGTERM without requeue; a manual resubmission completes it.
+job=$(submit term --ckpt-dir "$work/ck-term")
+jobs_started+=("$job")
+wait_steps "$work/term.jsonl" 20
+scancel --signal=TERM "$job"
+wait_state "$job" 120 FAILED COMPLETED
+[[ $(field "$job" ExitCode) == 75:0 ]] || { echo "FAIL: exit code"; scontrol show job "$job"; cat "$work/term.out"; exit 1; }
+[[ $(field "$job" Restarts) == 0 ]] || { echo "FAIL: requeued after SIGTERM"; exit 1; }
+sleep 2
+[[ $(state "$job") == FAILED ]] || { echo "FAIL: the job did not stay ended"; exit 1; }
+k=$(sed -n 's/.*stopped after step \([0-9]*\) of.*/\1/p' "$work/term.out" | head -n 1)
+expect_in "$work/term.out" "stopped after step $k of $steps: SIGTERM; checkpoint step $k saved"
+job2=$(submit term --ckpt-dir "$work/ck-term")
+jobs_started+=("$job2")
+wait_state "$job2" 300 COMPLETED
+expect_in "$work/term.out" "(step $k, saved by 2 rank(s))" "train: done"
+diff <(losses "$work/straight.jsonl") <(losses "$work/term.jsonl") > "$work/diff-term" ||
+  { echo "FAIL: resubmitted job's losses differ"; head "$work/diff-term"; exit 1; }
+echo "ok: SIGTERM at step $k: checkpointed, ended with 75, resubmission finished with identical losses"
+
+# --- 3. The job's own time limit: every run stops 57 s before its 1-minute limit.
+# The template's USR2@180 would come at once in a 1-minute job: SIGURG (ignored by default)
+# takes its place, so that the time limit alone stops the job.
+job=$(MINUTES=1 SIGNAL=URG@1 submit limit --ckpt-dir "$work/ck-limit" --stop-before-limit 57 \
+  --requeue-on-preempt true)
+jobs_started+=("$job")
+for _ in $(seq 600); do
+  s=$(state "$job")
+  [[ $s == COMPLETED ]] && break
+  [[ $s == FAILED || $s == CANCELLED || $s == TIMEOUT ]] &&
+    { echo "FAIL: job $job is $s"; cat "$work/limit.out"; exit 1; }
+  # Requeued: release it at once rather than after Slurm's 120 s hold.
+  if [[ $s == PENDING ]] && [[ $(field "$job" Restarts) -gt 0 ]]; then
+    scontrol update JobId="$job" StartTime=now 2> /dev/null || true
+  fi
+  sleep 0.5
+done
+[[ $(state "$job") == COMPLETED ]] || { echo "FAIL: job $job never completed"; cat "$work/limit.out"; exit 1; }
+runs=$(( $(field "$job" Restarts) + 1 ))
+(( runs >= 2 )) || { echo "FAIL: the time limit never stopped the job"; cat "$work/limit.out"; exit 1; }
+expect_in "$work/limit.out" "s left; stopping with a checkpoint once 57 s remain (--stop-before-limit)" \
+  "the job's time limit (--stop-before-limit 57); checkpoint step" "train: done"
+diff <(losses "$work/straight.jsonl") <(losses "$work/limit.jsonl") > "$work/diff-limit" ||
+  { echo "FAIL: time-limited job's losses differ"; head "$work/diff-limit"; exit 1; }
+echo "ok: time limit: $runs runs of a 1-minute job, each stopped 57 s early, identical losses"
+
+# --- 4. mpirun instead of srun; the signal reaches the batch shell, which forwards it.
+job=$(LAUNCH=mpirun SIGNAL=B:URG@1 submit mpirun --ckpt-dir "$work/ck-mpirun")
+jobs_started+=("$job")
+wait_steps "$work/mpirun.jsonl" 20
+scancel --batch --signal=USR2 "$job"
+wait_state "$job" 120 FAILED COMPLETED
+[[ $(field "$job" ExitCode) == 75:0 ]] || { echo "FAIL: exit code"; scontrol show job "$job"; cat "$work/mpirun.out"; exit 1; }
+k=$(sed -n 's/.*stopped after step \([0-9]*\) of.*/\1/p' "$work/mpirun.out" | head -n 1)
+expect_in "$work/mpirun.out" "launched by mpirun inside the job" \
+  "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); checkpoint step $k saved"
+job2=$(LAUNCH=mpirun SIGNAL=B:URG@1 submit mpirun --ckpt-dir "$work/ck-mpirun")
+jobs_started+=("$job2")
+wait_state "$job2" 300 COMPLETED
+diff <(losses "$work/straight.jsonl") <(losses "$work/mpirun.jsonl") > "$work/diff-mpirun" ||
+  { echo "FAIL: mpirun job's losses differ"; head "$work/diff-mpirun"; exit 1; }
+echo "ok: LAUNCH=mpirun: SIGUSR2 through the batch shell at step $k, exit 75, resubmission identical"
