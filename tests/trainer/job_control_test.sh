@@ -5,17 +5,9 @@
 # uninterrupted run; a bad --preempt-signal exits 2; Slurm variables that contradict MPI's
 # placement (SLURM_LOCALID against the shared-memory split, SLURM_NTASKS against the world
 # size) exit 2, and inherited ones (mpirun inside a job) are recognised as such.
-set -euo pipefail
-bin="${DPT_BIN:?set by ctest}"
-mpiexec="${MPIEXEC:-mpiexec}"
-py="${PYTHON:-/usr/bin/python3}"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-"$py" "$(dirname "$0")/words_corpus.py" "$work" --files 2 --docs 80 --seed 7
-"$bin/prepare-data" --out "$work/data" --val-fraction 0 --shard-tokens 8000 --threads 2 \
-  "$work"/text*.jsonl > "$work/prepare.log"
+# shellcheck source-path=SCRIPTDIR source=script_test_lib.sh
+source "$(dirname "$0")/script_test_lib.sh"
+words_shards 7
 steps=1500
 args=(--data "$work/data/train" --seq-len 32 --d-model 32 --n-layer 2 --n-head 4
       --global-batch 8 --micro-batch 4 --threads 1 --log-every 1000 --ckpt-every 500)
