@@ -34,13 +34,19 @@ CommandResult run_command(const std::vector<std::string>& argv, double timeout_s
   posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO);
   posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  // The child starts with default handlers and nothing blocked, whatever this process set.
+  // The child starts with default handlers, and with the signals that end a job's tasks
+  // (SIGTERM, SIGUSR1, SIGUSR2) blocked: Slurm signals every process of a step, and a requeue
+  // in flight must finish rather than die of the termination it causes. The time limit below
+  // still bounds it.
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
+  sigset_t stop, all;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGUSR1);
+  sigaddset(&stop, SIGUSR2);
   sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigmask(&attr, &stop);
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::vector<char*> args;

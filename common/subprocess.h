@@ -1,6 +1,7 @@
 // Running a short external command (scontrol, squeue) from a training process: posix_spawn
 // rather than fork, so that a process holding MPI and large pinned buffers is never
-// duplicated; stdout and stderr captured together; a time limit after which it is killed.
+// duplicated; stdout and stderr captured together; a time limit after which it is killed; the
+// child starts with SIGTERM, SIGUSR1 and SIGUSR2 blocked (see run_command).
 #pragma once
 
 #include <string>

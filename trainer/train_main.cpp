@@ -1,6 +1,7 @@
 // The train executable: one process per rank under mpiexec/srun.
 #include <sched.h>
 
+#include <cctype>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -93,7 +94,12 @@ int stopped_early(const TrainConfig& cfg, comm::Communicator& world, const Train
   const bool requeue =
       cfg.requeue_on_preempt && stop_allows_requeue(result.stopped_by) && slurm.in_job() && saved;
   world.barrier();  // every rank has finished its part of the checkpoint
-  if (world.rank() != 0) return kExitStoppedEarly;
+  // Rank 0 alone speaks and requeues; the others wait for it (the second barrier below): a
+  // rank that ended first would make srun --kill-on-bad-exit end the step under the requeue.
+  if (world.rank() != 0) {
+    world.barrier();
+    return kExitStoppedEarly;
+  }
   std::string requeued = "no";
   std::string line = "stopped after step " + std::to_string(step) + " of " +
                      std::to_string(cfg.steps) + ": " + why + "; ";
@@ -107,9 +113,11 @@ int stopped_early(const TrainConfig& cfg, comm::Communicator& world, const Train
               " requeued (--requeue-on-preempt): it continues "
               "with --resume auto";
     } else {
+      std::string why_not = r.error.empty() ? r.output : r.error;
+      while (!why_not.empty() && std::isspace(static_cast<unsigned char>(why_not.back())))
+        why_not.pop_back();
       requeued = "failed";
-      line += "; requeue of job " + slurm.requeue_id() +
-              " FAILED (scontrol requeue: " + (r.error.empty() ? r.output : r.error) +
+      line += "; requeue of job " + slurm.requeue_id() + " FAILED (scontrol requeue: " + why_not +
               "): submit the job again to continue";
     }
   } else if (saved) {
@@ -122,6 +130,7 @@ int stopped_early(const TrainConfig& cfg, comm::Communicator& world, const Train
                          ", \"reason\": \"" + why + "\", \"saved\": " + (saved ? "true" : "false") +
                          ", \"requeued\": \"" + requeued + "\"");
   }
+  world.barrier();
   return kExitStoppedEarly;
 }
 
