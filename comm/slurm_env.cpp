@@ -34,6 +34,7 @@ SlurmEnv SlurmEnv::from_environment() {
   e.procid = env_int("SLURM_PROCID", -1);
   e.localid = env_int("SLURM_LOCALID", -1);
   e.ntasks = env_int("SLURM_NTASKS", -1);
+  e.in_step = !env_text("SLURM_STEP_ID").empty() || !env_text("SLURM_STEPID").empty();
   return e;
 }
 
@@ -44,14 +45,29 @@ std::string SlurmEnv::requeue_id() const {
 
 std::string check_slurm_placement(Communicator& comm, const Placement& place, const SlurmEnv& env) {
   // Per-rank variables only when srun started every rank; under mpirun inside a job every
-  // rank inherits the batch step's SLURM_PROCID=0 and SLURM_LOCALID=0.
-  // Decided on the agreed minimum, so that every rank takes the same path.
-  int32_t flags[2] = {env.in_job() ? 1 : 0, env.procid == place.rank ? 1 : 0};
-  comm.all_reduce(std::span<int32_t>(flags, 2), ReduceOp::min);
-  if (flags[0] == 0) return "MPI shared-memory split (not in a Slurm job)";
-  if (flags[1] == 0)
+  // rank inherits the batch shell's SLURM_PROCID=0 and SLURM_LOCALID=0, and no SLURM_STEP_ID.
+  // Decided on agreed minima and maxima, so that every rank takes the same path.
+  const int W = comm.world_size();
+  const int32_t srun_task = env.in_job() && env.in_step ? 1 : 0;
+  int32_t lo[3] = {env.in_job() ? 1 : 0, srun_task && env.procid == place.rank ? 1 : 0,
+                   env.ntasks == W || env.ntasks < 0 ? 1 : 0};
+  int32_t hi[2] = {srun_task, env.ntasks};
+  comm.all_reduce(std::span<int32_t>(lo, 3), ReduceOp::min);
+  comm.all_reduce(std::span<int32_t>(hi, 2), ReduceOp::max);
+  const std::string rewire =
+      ": srun did not wire the tasks into one MPI job. Use 'srun --mpi=pmix' (srun --mpi=list "
+      "shows what this Slurm supports)";
+  if (lo[0] == 0) return "MPI shared-memory split (not in a Slurm job)";
+  if (lo[1] == 0) {
+    if (hi[0] == 1 && W == 1 && hi[1] > 1)
+      throw UsageError("srun started " + std::to_string(hi[1]) +
+                       " tasks but MPI sees this one as a world of 1 rank" + rewire);
     return "MPI shared-memory split (SLURM_PROCID is not per rank: launched by mpirun inside "
            "the job, not by srun)";
+  }
+  if (lo[2] == 0)
+    throw UsageError("SLURM_NTASKS=" + std::to_string(hi[1]) + " but MPI has " + std::to_string(W) +
+                     " ranks" + rewire);
   // Every rank's (local rank, SLURM_LOCALID); the first that differ is reported by all.
   int32_t mine[2] = {place.local_rank, env.localid};
   std::vector<int32_t> all(2 * static_cast<size_t>(comm.world_size()));
@@ -66,11 +82,6 @@ std::string check_slurm_placement(Communicator& comm, const Placement& place, co
                        "assigned wrongly. Launch with 'srun --mpi=pmix' and leave the task "
                        "layout to Slurm");
   }
-  if (env.ntasks >= 0 && env.ntasks != comm.world_size())
-    throw UsageError("SLURM_NTASKS=" + std::to_string(env.ntasks) + " but MPI has " +
-                     std::to_string(comm.world_size()) +
-                     " ranks: srun did not wire the tasks into one MPI job. Use 'srun "
-                     "--mpi=pmix' (srun --mpi=list shows what this Slurm supports)");
   return "MPI shared-memory split, matches SLURM_LOCALID";
 }
 

@@ -18,6 +18,7 @@ struct SlurmEnv {
   int procid = -1;        // SLURM_PROCID, SLURM_LOCALID, SLURM_NTASKS (-1: absent)
   int localid = -1;
   int ntasks = -1;
+  bool in_step = false;  // SLURM_STEP_ID set: started by srun, not inherited from the batch shell
 
   static SlurmEnv from_environment();
   bool in_job() const { return !job_id.empty(); }
@@ -25,13 +26,15 @@ struct SlurmEnv {
   std::string requeue_id() const;
 };
 
-// Collective. Where srun started the ranks (SLURM_PROCID is each rank's world rank), checks
-// that SLURM_LOCALID is the local rank MPI found and SLURM_NTASKS the world size: throws
-// UsageError naming the first rank that differs. Returns how the local rank was established
-// (for the log), e.g. "MPI shared-memory split, matches SLURM_LOCALID".
+// Collective; decides on values agreed by all ranks, so every rank takes the same path and
+// throws the same UsageError. Where srun started the ranks (every rank in an srun step with
+// SLURM_PROCID equal to its world rank), checks that SLURM_LOCALID is the local rank MPI found
+// and SLURM_NTASKS the world size. Tasks of an srun step that MPI did not join into one job
+// (each a world of its own) are refused too. Returns how the local rank was established (for
+// the log), e.g. "MPI shared-memory split, matches SLURM_LOCALID".
 std::string check_slurm_placement(Communicator& comm, const Placement& place, const SlurmEnv& env);
 
-// Collective. "2 node(s): n1 ranks 0-1, n2 ranks 2-3" (host names from every rank); rank 0's
+// Collective. "2 node(s): n1 ranks 0-1; n2 ranks 2-3" (host names from every rank); rank 0's
 // result is the whole list, others get "".
 std::string describe_nodes(Communicator& comm, const Placement& place);
 

@@ -84,9 +84,22 @@ CommandResult run_command(const std::vector<std::string>& argv, double timeout_s
     if (r.output.size() < (64u << 10)) r.output.append(buf, static_cast<size_t>(got));
   }
   ::close(fds[0]);
-  if (timed_out) ::kill(pid, SIGKILL);
+  // The output ended (or the time ran out); the exit itself is awaited under the same deadline.
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  for (;;) {
+    if (timed_out) ::kill(pid, SIGKILL);
+    const pid_t w = ::waitpid(pid, &status, timed_out ? 0 : WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      r.error = "waiting for " + argv[0] + " failed: " + errno_string(errno);
+      return r;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      timed_out = true;
+      continue;
+    }
+    ::usleep(10000);
   }
   if (timed_out) {
     r.error =

@@ -189,7 +189,7 @@ class RankFileIo {
     return direct_.get() >= 0 && off % kA == 0 && len % kA == 0;
   }
   char* scratch(uint64_t len) {
-    if (bounce_.size() < len) bounce_.resize(kIoPiece);
+    if (bounce_.size() < len) bounce_.resize(len);  // at most kIoPiece; grows to what is used
     return bounce_.data();
   }
   static void advance(uint64_t& off, uint64_t& n, char*& mem, uint64_t len) {
@@ -418,7 +418,8 @@ void read_rank_file(const std::string& path, const RankFileRecord& rec,
   if (end_of(segs) != rec.bytes) damaged(path, "does not match the layout meta.h5 records");
   uint32_t crc = 0;
   for (const Segment& s : segs) {
-    // Tensor data straight into place; HDF5's bytes through a bounded scratch buffer.
+    // Tensor data into place (through the aligned bounce buffer where the destination is not
+    // page-aligned); HDF5's bytes through scratch, for the CRC only.
     char* out = s.tensor >= 0 && dst[s.tensor] != nullptr
                     ? reinterpret_cast<char*>(dst[s.tensor] + rec.lo)
                     : nullptr;

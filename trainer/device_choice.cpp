@@ -62,19 +62,18 @@ DeviceChoice choose_device(const std::string& wanted, comm::Communicator& comm,
   if (!kernels::cuda_built()) {
     mapping = "no GPU mapping (this build has no CUDA)";
   } else if (max_visible == 0) {
-    mapping = "no GPU visible to rank 0 (" + cvd_text + ")" +
+    mapping = "no GPU visible to any rank (" + cvd_text + " on rank 0)" +
               (query_error.empty() ? "" : ": " + query_error);
   } else if (unmapped >= 0) {
     mapping = "rank " + std::to_string(unmapped) + " has no GPU of its own (it sees " +
-              std::to_string(all[3 * unmapped + 2]) + " for " + std::to_string(place.local_size) +
-              " rank(s) on its node)";
+              std::to_string(all[3 * unmapped + 2]) + ", fewer than the ranks on its node)";
   } else if (shared_a >= 0) {
     mapping =
         "ranks " + std::to_string(shared_a) + " and " + std::to_string(shared_b) + " share one GPU";
   } else {
-    mapping = "one GPU per rank: local rank i -> CUDA device " +
-              std::string(visible >= place.local_size ? "i" : "0 of its own") + " (" + cvd_text +
-              " on rank 0; rank 0 has " + uuid + ")";
+    mapping = "one GPU per rank, no two alike (rank 0: local rank " +
+              std::to_string(place.local_rank) + " -> CUDA device " + std::to_string(c.gpu) +
+              " of " + std::to_string(visible) + ", " + cvd_text + ", " + uuid + ")";
   }
 
   if (wanted == "cuda") {

@@ -23,7 +23,17 @@ struct sigaction g_old_preempt {
 }, g_old_term{};
 
 extern "C" void on_stop_signal(int sig) {
-  g_requests.fetch_or(sig == SIGTERM ? kStopTerm : kStopPreempt, std::memory_order_relaxed);
+  const unsigned bit = sig == SIGTERM ? kStopTerm : kStopPreempt;
+  const unsigned before = g_requests.fetch_or(bit, std::memory_order_relaxed);
+  if (sig == SIGTERM && (before & kStopTerm)) {
+    // A second SIGTERM: whoever sends it wants the process gone (a rank stuck where the stop
+    // cannot reach it, e.g. in a collective with a dead peer). Default action, at once.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    ::sigaction(SIGTERM, &dfl, nullptr);
+    ::raise(SIGTERM);
+  }
 }
 
 struct Named {
@@ -91,7 +101,7 @@ std::optional<int64_t> parse_slurm_time_left(const std::string& raw) {
     days = std::atoll(t.substr(0, dash).c_str());
     t = t.substr(dash + 1);
   }
-  // [[HH:]MM:]SS; with days, HH alone is allowed ("2-03").
+  // [[HH:]MM:]SS; with days, D-HH, D-HH:MM and D-HH:MM:SS (Slurm's time forms).
   int64_t parts[3] = {0, 0, 0};
   int n = 0;
   size_t at = 0;
@@ -107,6 +117,9 @@ std::optional<int64_t> parse_slurm_time_left(const std::string& raw) {
   int64_t h = 0, m = 0, sec = 0;
   if (dash != std::string::npos && n == 1) {
     h = parts[0];
+  } else if (dash != std::string::npos && n == 2) {  // D-HH:MM
+    h = parts[0];
+    m = parts[1];
   } else if (n == 1) {
     sec = parts[0];
   } else if (n == 2) {
@@ -133,6 +146,14 @@ StopRequests::StopRequests(int preempt_signal) : preempt_signal_(preempt_signal)
 }
 
 StopRequests::~StopRequests() {
+  if (refresher_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    refresher_.join();
+  }
   ::sigaction(SIGTERM, &g_old_term, nullptr);
   if (g_preempt_signal != 0) ::sigaction(g_preempt_signal, &g_old_preempt, nullptr);
   g_preempt_signal = 0;
@@ -142,42 +163,61 @@ void StopRequests::watch_time_limit(const std::string& job_id, int64_t margin_s,
                                     const std::function<void(const std::string&)>& say) {
   job_id_ = job_id;
   margin_s_ = margin_s;
-  say_ = say;
-  refresh_deadline();
+  std::string text;
+  const auto end = query_end(&text);
+  if (!end) {
+    say("warning: --stop-before-limit: the time left of job " + job_id_ + " is unknown (" + text +
+        "); asking again every 5 minutes");
+  } else if (*end == 0) {
+    say("job " + job_id_ + " has no time limit: --stop-before-limit has no effect");
+    return;
+  } else {
+    const int64_t left_s =
+        (*end - std::chrono::steady_clock::now().time_since_epoch().count()) / 1000000000;
+    if (left_s <= margin_s_) {
+      say("warning: --stop-before-limit " + std::to_string(margin_s_) + " is not less than the " +
+          std::to_string(left_s) + " s job " + job_id_ +
+          " has left: ignored (each run would stop after one step); give the job a longer "
+          "--time or a smaller margin");
+      return;
+    }
+    say("job " + job_id_ + ": " + std::to_string(left_s) + " s left; stopping with a " +
+        "checkpoint once " + std::to_string(margin_s_) + " s remain (--stop-before-limit)");
+    end_ns_.store(*end);
+  }
+  refresher_ = std::thread([this] { refresh_loop(); });
 }
 
-void StopRequests::refresh_deadline() {
-  using Clock = std::chrono::steady_clock;
-  const auto now = Clock::now();
-  next_refresh_ = now + kRefresh;
+std::optional<int64_t> StopRequests::query_end(std::string* text) const {
+  const auto now = std::chrono::steady_clock::now();
   const CommandResult r = run_command({"squeue", "-h", "-j", job_id_, "-o", "%L"}, 30);
-  const auto left = r.exit_code == 0 ? parse_slurm_time_left(r.output) : std::nullopt;
-  const bool first = !deadline_.has_value();
-  if (left) {
-    deadline_ = now + std::chrono::seconds(*left);
-    if (first)
-      say_("job " + job_id_ + ": " + std::to_string(*left) + " s left; stopping with a " +
-           "checkpoint once " + std::to_string(margin_s_) + " s remain (--stop-before-limit)");
-    return;
-  }
   std::string out = r.error.empty() ? r.output : r.error;
   while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back())))
     out.pop_back();
-  if (r.exit_code == 0 && out == "UNLIMITED") {
-    if (first) say_("job " + job_id_ + " has no time limit: --stop-before-limit has no effect");
-    return;
+  *text = "squeue -o %L: " + (out.empty() ? std::string("no output") : out);
+  if (r.exit_code != 0) return std::nullopt;
+  if (out == "UNLIMITED") return 0;
+  const auto left = parse_slurm_time_left(out);
+  if (!left) return std::nullopt;
+  return (now + std::chrono::seconds(*left)).time_since_epoch().count();
+}
+
+void StopRequests::refresh_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, kRefresh, [this] { return stopping_; })) {
+    lock.unlock();
+    std::string text;
+    const auto end = query_end(&text);
+    if (end) end_ns_.store(*end);  // a failed query keeps the last known end
+    lock.lock();
   }
-  if (first)
-    say_("warning: --stop-before-limit: the time left of job " + job_id_ +
-         " is unknown (squeue -o %L: " + (out.empty() ? "no output" : out) +
-         "); asking again every 5 minutes");
 }
 
 unsigned StopRequests::poll() {
-  if (!job_id_.empty()) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= next_refresh_) refresh_deadline();
-    if (deadline_ && *deadline_ - now <= std::chrono::seconds(margin_s_))
+  const int64_t end = end_ns_.load(std::memory_order_relaxed);
+  if (end != 0) {
+    const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (end - now <= margin_s_ * 1000000000)
       g_requests.fetch_or(kStopTimeLimit, std::memory_order_relaxed);
   }
   return g_requests.load(std::memory_order_relaxed);

@@ -1,7 +1,7 @@
 // [Stop requests] A run ends early, after a step every rank agrees on and with a checkpoint of
 // that step, when it is asked to:
 // - the preemption signal (--preempt-signal, SIGUSR2 by default: NCCL has caught SIGUSR1 before,
-//   NVIDIA/nccl#704). Slurm sends it ahead of the time limit with '#SBATCH --signal=USR2@120',
+//   NVIDIA/nccl#704). Slurm sends it ahead of the time limit with '#SBATCH --signal=USR2@180',
 //   and a user or a tool with 'scancel --signal=USR2'. With --requeue-on-preempt rank 0 then
 //   requeues the job, which continues with --resume auto;
 // - SIGTERM (scancel, the end of the time limit, a preemption with GraceTime, kill): the same
@@ -18,10 +18,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 namespace dpt::trainer {
 
@@ -45,12 +48,13 @@ inline bool stop_allows_requeue(unsigned reasons) {
   return (reasons & kStopTerm) == 0 && (reasons & (kStopPreempt | kStopTimeLimit)) != 0;
 }
 
-// Slurm's time-left text ("UNLIMITED", "45", "12:34", "1:02:03", "2-03:04:05") in seconds;
+// Slurm's time-left text ("45", "12:34", "1:02:03", "2-03", "2-03:04", "2-03:04:05") in seconds;
 // nullopt for no limit or text it cannot read.
 std::optional<int64_t> parse_slurm_time_left(const std::string& text);
 
 // One per process. Installs handlers for the preemption signal (0: none) and SIGTERM, and
-// restores the previous handlers when destroyed.
+// restores the previous handlers when destroyed. A second SIGTERM ends the process at once
+// (the default action): a rank stuck where the stop cannot reach it still goes on request.
 class StopRequests {
  public:
   explicit StopRequests(int preempt_signal);
@@ -58,23 +62,31 @@ class StopRequests {
   StopRequests(const StopRequests&) = delete;
   StopRequests& operator=(const StopRequests&) = delete;
 
-  // Rank 0 of a Slurm job: ask once at most margin_s seconds of the job are left. `say`
-  // reports what was found (the time left, or why it is unknown).
+  // Rank 0 of a Slurm job: ask once at most margin_s seconds of the job are left. Reads the
+  // time left now (reported through `say`), then again every 5 minutes on a thread of its own
+  // (an administrator may extend the limit), so a slow squeue never holds up a step. A limit
+  // that leaves no more than margin_s at the start is reported and not watched: every run
+  // would stop after one step.
   void watch_time_limit(const std::string& job_id, int64_t margin_s,
                         const std::function<void(const std::string&)>& say);
 
-  // This process's requests so far (StopReason bits); checks the time limit.
+  // This process's requests so far (StopReason bits), the time limit included.
   unsigned poll();
 
  private:
-  void refresh_deadline();
+  // The job's end on the steady clock, in ns since its epoch (0: unknown or none); nullopt
+  // when squeue did not answer. `text` says what was found.
+  std::optional<int64_t> query_end(std::string* text) const;
+  void refresh_loop();
 
   int preempt_signal_;
   std::string job_id_;
   int64_t margin_s_ = 0;
-  std::optional<std::chrono::steady_clock::time_point> deadline_;  // the job's end
-  std::chrono::steady_clock::time_point next_refresh_;
-  std::function<void(const std::string&)> say_;
+  std::atomic<int64_t> end_ns_{0};
+  std::thread refresher_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
 };
 
 }  // namespace dpt::trainer

@@ -100,26 +100,16 @@ int stopped_early(const TrainConfig& cfg, comm::Communicator& world, const Train
     world.barrier();
     return kExitStoppedEarly;
   }
-  std::string requeued = "no";
   std::string line = "stopped after step " + std::to_string(step) + " of " +
                      std::to_string(cfg.steps) + ": " + why + "; ";
   line += saved ? "checkpoint step " + std::to_string(step) + " saved in " + cfg.ckpt_dir
                 : "no checkpoint saved (no --ckpt-dir): a rerun starts over";
+  // Said and recorded before the requeue: the requeue ends this job, and what comes after it
+  // may be cut short.
   if (requeue) {
-    const CommandResult r = run_command({"scontrol", "requeue", slurm.requeue_id()}, 60);
-    if (r.exit_code == 0) {
-      requeued = "yes";
-      line += "; job " + slurm.requeue_id() +
-              " requeued (--requeue-on-preempt): it continues "
-              "with --resume auto";
-    } else {
-      std::string why_not = r.error.empty() ? r.output : r.error;
-      while (!why_not.empty() && std::isspace(static_cast<unsigned char>(why_not.back())))
-        why_not.pop_back();
-      requeued = "failed";
-      line += "; requeue of job " + slurm.requeue_id() + " FAILED (scontrol requeue: " + why_not +
-              "): submit the job again to continue";
-    }
+    line += "; requeueing job " + slurm.requeue_id() +
+            " (--requeue-on-preempt): it continues "
+            "with --resume auto";
   } else if (saved) {
     line += "; run the same command (with --resume auto) to continue";
   }
@@ -128,7 +118,22 @@ int stopped_early(const TrainConfig& cfg, comm::Communicator& world, const Train
   if (metrics) {
     metrics->write_event("\"event\": \"stop\", \"step\": " + std::to_string(step) +
                          ", \"reason\": \"" + why + "\", \"saved\": " + (saved ? "true" : "false") +
-                         ", \"requeued\": \"" + requeued + "\"");
+                         ", \"requeue\": " + (requeue ? "true" : "false"));
+  }
+  if (requeue) {
+    const CommandResult r = run_command({"scontrol", "requeue", slurm.requeue_id()}, 60);
+    if (r.exit_code == 0) {
+      std::printf("train: job %s requeued\n", slurm.requeue_id().c_str());
+    } else {
+      std::string why_not = r.error.empty() ? r.output : r.error;
+      while (!why_not.empty() && std::isspace(static_cast<unsigned char>(why_not.back())))
+        why_not.pop_back();
+      std::fprintf(stderr,
+                   "train: error: requeue of job %s failed (scontrol requeue: %s): submit the "
+                   "job again to continue from the checkpoint\n",
+                   slurm.requeue_id().c_str(), why_not.c_str());
+    }
+    std::fflush(stdout);
   }
   world.barrier();
   return kExitStoppedEarly;

@@ -66,7 +66,7 @@ for sig in USR2 TERM; do
   what=$([[ $sig == USR2 ]] && echo "SIGUSR2 (--preempt-signal)" || echo "SIGTERM")
   expect_in "$work/$name.log" "stopped after step $k of $steps: $what; checkpoint step $k saved"
   # Outside Slurm nothing is requeued, whatever --requeue-on-preempt says.
-  if grep -q requeued "$work/$name.log"; then echo "FAIL: requeued outside Slurm"; exit 1; fi
+  if grep -q requeue "$work/$name.log"; then echo "FAIL: requeued outside Slurm"; exit 1; fi
   [[ -d $work/ck-$sig/$(printf 'step_%08d' "$k") ]] || { echo "FAIL: no checkpoint of step $k"; exit 1; }
   expect_in "$work/$name.jsonl" "\"event\": \"stop\", \"step\": $k"
   # The same command again: continues from step k and ends at --steps.
@@ -95,15 +95,20 @@ slurm_run() {  # slurm_run NAME "ENV OF RANK 0" "ENV OF RANK 1"
     -n 1 env SLURM_JOB_ID=77 SLURM_JOB_NODELIST=here $3 "$bin/train" "${args[@]}" --steps 2 \
     > "$work/$name.log" 2>&1 || echo "rc=$?" >> "$work/$name.log"
 }
-slurm_run srun-ok "SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NTASKS=2" \
-  "SLURM_PROCID=1 SLURM_LOCALID=1 SLURM_NTASKS=2"
+step="SLURM_STEP_ID=0"  # srun sets it for its tasks; the batch shell (and mpirun's ranks) lack it
+slurm_run srun-ok "$step SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NTASKS=2" \
+  "$step SLURM_PROCID=1 SLURM_LOCALID=1 SLURM_NTASKS=2"
 expect_in "$work/srun-ok.log" "slurm: job 77, restart 0, nodes here" \
   "local rank: MPI shared-memory split, matches SLURM_LOCALID" "train: done"
-slurm_run localid "SLURM_PROCID=0 SLURM_LOCALID=0" "SLURM_PROCID=1 SLURM_LOCALID=0"
+slurm_run localid "$step SLURM_PROCID=0 SLURM_LOCALID=0" "$step SLURM_PROCID=1 SLURM_LOCALID=0"
 expect_in "$work/localid.log" "rank 1 is local rank 1 of its node by MPI's shared-memory split but SLURM_LOCALID=0" "rc=2"
-slurm_run ntasks "SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NTASKS=4" \
-  "SLURM_PROCID=1 SLURM_LOCALID=1 SLURM_NTASKS=4"
+slurm_run ntasks "$step SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NTASKS=4" \
+  "$step SLURM_PROCID=1 SLURM_LOCALID=1 SLURM_NTASKS=4"
 expect_in "$work/ntasks.log" "SLURM_NTASKS=4 but MPI has 2 ranks" "rc=2"
-slurm_run mpirun "SLURM_PROCID=0 SLURM_LOCALID=0" "SLURM_PROCID=0 SLURM_LOCALID=0"
+slurm_run mpirun "SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NTASKS=4" "SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NTASKS=4"
 expect_in "$work/mpirun.log" "SLURM_PROCID is not per rank" "train: done"
+# srun without MPI wiring: every task a world of one (the second task of two here).
+timeout 120 "$mpiexec" -n 1 env SLURM_JOB_ID=77 $step SLURM_PROCID=1 SLURM_LOCALID=1 SLURM_NTASKS=2 \
+  "$bin/train" "${args[@]}" --steps 2 > "$work/singleton.log" 2>&1 || echo "rc=$?" >> "$work/singleton.log"
+expect_in "$work/singleton.log" "srun started 2 tasks but MPI sees this one as a world of 1 rank" "rc=2"
 echo "ok: Slurm's placement variables checked against MPI's"

@@ -6,6 +6,8 @@ bin="${DPT_BIN:?set by ctest}"
 mpiexec="${MPIEXEC:-mpiexec}"
 py="${PYTHON:-/usr/bin/python3}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+# Run inside a Slurm job (salloc, sbatch), a test must not act on that job (a requeue).
+for v in "${!SLURM_@}"; do unset "$v"; done
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$work"' EXIT
 

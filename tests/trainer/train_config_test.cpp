@@ -168,6 +168,7 @@ TEST(StopRequests, SlurmTimeLeftInEveryFormSqueuePrints) {
   EXPECT_EQ(parse_slurm_time_left("1:02:03"), 3600 + 2 * 60 + 3);
   EXPECT_EQ(parse_slurm_time_left("2-03:04:05\n"), ((2 * 24 + 3) * 60 + 4) * 60 + 5);
   EXPECT_EQ(parse_slurm_time_left("2-03"), (2 * 24 + 3) * 3600);
+  EXPECT_EQ(parse_slurm_time_left("2-03:04"), ((2 * 24 + 3) * 60 + 4) * 60);
   EXPECT_EQ(parse_slurm_time_left("0:00"), 0);
   for (const char* bad :
        {"UNLIMITED", "NOT_SET", "INVALID", "", "1:2:3:4", "1:61", "-5", "1--2", "a:b", "1::2"})
