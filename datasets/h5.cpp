@@ -1,6 +1,7 @@
 // HDF5 error handling shared by the reader and the writer.
 #include "datasets/h5.h"
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -22,13 +23,13 @@ herr_t collect(unsigned, const H5E_error2_t* e, void* out) {
 hid_t h5_native_type(TokenType t) {
   switch (t) {
     case TokenType::u8:
-      return H5T_NATIVE_UINT8;
+      return h5_native<uint8_t>();
     case TokenType::u16:
-      return H5T_NATIVE_UINT16;
+      return h5_native<uint16_t>();
     case TokenType::i32:
-      return H5T_NATIVE_INT32;
+      return h5_native<int32_t>();
     case TokenType::u32:
-      return H5T_NATIVE_UINT32;
+      return h5_native<uint32_t>();
   }
   return H5I_INVALID_HID;
 }
@@ -36,15 +37,27 @@ hid_t h5_native_type(TokenType t) {
 hid_t h5_file_type(TokenType t) {
   switch (t) {
     case TokenType::u8:
-      return H5T_STD_U8LE;
+      return h5_little_endian<uint8_t>();
     case TokenType::u16:
-      return H5T_STD_U16LE;
+      return h5_little_endian<uint16_t>();
     case TokenType::i32:
-      return H5T_STD_I32LE;
+      return h5_little_endian<int32_t>();
     case TokenType::u32:
-      return H5T_STD_U32LE;
+      return h5_little_endian<uint32_t>();
   }
   return H5I_INVALID_HID;
+}
+
+void h5_put_string_attr(hid_t loc, const char* name, const std::string& value) {
+  H5Type t(H5Tcopy(H5T_C_S1));
+  DPT_CHECK_H5(t.get());
+  DPT_CHECK_H5(H5Tset_size(t.get(), std::max<size_t>(1, value.size())));
+  H5Space space(H5Screate(H5S_SCALAR));
+  DPT_CHECK_H5(space.get());
+  H5Attr a(H5Acreate2(loc, name, t.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  DPT_CHECK_H5(a.get());
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  DPT_CHECK_H5(H5Awrite(a.get(), t.get(), padded.data()));
 }
 
 std::string h5_error_text() {

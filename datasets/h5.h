@@ -8,11 +8,18 @@
 
 #include <hdf5.h>
 
+#include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "common/errors.h"
 #include "datasets/shard_format.h"
+
+// An HDF5 call that returns a negative herr_t or hid_t on failure.
+#define DPT_CHECK_H5(call) \
+  DPT_CHECK_GEN("HDF5", call, _dpt_rc >= 0, ::dpt::datasets::h5_error_text())
 
 namespace dpt::datasets {
 
@@ -65,8 +72,50 @@ hid_t h5_file_type(TokenType t);
 // into one line ("" when the stack is empty).
 std::string h5_error_text();
 
-}  // namespace dpt::datasets
+// The HDF5 types of a C++ integer or float type: in memory (native) and in a file
+// (little-endian, as every file of ours stores numbers).
+template <typename T>
+hid_t h5_native() {
+  if constexpr (std::is_same_v<T, uint8_t>) return H5T_NATIVE_UINT8;
+  if constexpr (std::is_same_v<T, int8_t>) return H5T_NATIVE_INT8;
+  if constexpr (std::is_same_v<T, uint16_t>) return H5T_NATIVE_UINT16;
+  if constexpr (std::is_same_v<T, int16_t>) return H5T_NATIVE_INT16;
+  if constexpr (std::is_same_v<T, uint32_t>) return H5T_NATIVE_UINT32;
+  if constexpr (std::is_same_v<T, int32_t>) return H5T_NATIVE_INT32;
+  if constexpr (std::is_same_v<T, uint64_t>) return H5T_NATIVE_UINT64;
+  if constexpr (std::is_same_v<T, int64_t>) return H5T_NATIVE_INT64;
+  if constexpr (std::is_same_v<T, float>) return H5T_NATIVE_FLOAT;
+  if constexpr (std::is_same_v<T, double>) return H5T_NATIVE_DOUBLE;
+}
+template <typename T>
+hid_t h5_little_endian() {
+  if constexpr (std::is_same_v<T, uint8_t>) return H5T_STD_U8LE;
+  if constexpr (std::is_same_v<T, int8_t>) return H5T_STD_I8LE;
+  if constexpr (std::is_same_v<T, uint16_t>) return H5T_STD_U16LE;
+  if constexpr (std::is_same_v<T, int16_t>) return H5T_STD_I16LE;
+  if constexpr (std::is_same_v<T, uint32_t>) return H5T_STD_U32LE;
+  if constexpr (std::is_same_v<T, int32_t>) return H5T_STD_I32LE;
+  if constexpr (std::is_same_v<T, uint64_t>) return H5T_STD_U64LE;
+  if constexpr (std::is_same_v<T, int64_t>) return H5T_STD_I64LE;
+  if constexpr (std::is_same_v<T, float>) return H5T_IEEE_F32LE;
+  if constexpr (std::is_same_v<T, double>) return H5T_IEEE_F64LE;
+}
 
-// An HDF5 call that returns a negative herr_t or hid_t on failure.
-#define DPT_CHECK_H5(call) \
-  DPT_CHECK_GEN("HDF5", call, _dpt_rc >= 0, ::dpt::datasets::h5_error_text())
+// Creates attribute `name` on `loc`: a 1-D array of v, or its single element as a scalar.
+template <typename T>
+void h5_put_attr(hid_t loc, const char* name, const std::vector<T>& v, bool scalar) {
+  const hsize_t n[1] = {v.size()};
+  H5Space space(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, n, nullptr));
+  DPT_CHECK_H5(space.get());
+  H5Attr a(H5Acreate2(loc, name, h5_little_endian<T>(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  DPT_CHECK_H5(a.get());
+  if (!v.empty()) DPT_CHECK_H5(H5Awrite(a.get(), h5_native<T>(), v.data()));
+}
+template <typename T>
+void h5_put_attr(hid_t loc, const char* name, T value) {
+  h5_put_attr<T>(loc, name, std::vector<T>{value}, true);
+}
+// A scalar fixed-length string attribute (h5py reads it as bytes).
+void h5_put_string_attr(hid_t loc, const char* name, const std::string& value);
+
+}  // namespace dpt::datasets

@@ -52,7 +52,6 @@ bool is_path_problem(int err) {
          err == EISDIR || err == ENAMETOOLONG || err == ELOOP;
 }
 
-
 // A 1-D dataset with unlimited max length, written a chunk at a time from a buffer of one
 // chunk: the memory bound of the writer.
 struct GrowingColumn {
@@ -114,16 +113,6 @@ struct GrowingColumn {
     fill = 0;
   }
 };
-
-void write_scalar_attr(hid_t obj, const char* name, hid_t file_type, hid_t mem_type,
-                       const void* value) {
-  hid_t id;
-  DPT_CHECK_H5(id = H5Screate(H5S_SCALAR));
-  H5Space space(id);
-  DPT_CHECK_H5(id = H5Acreate2(obj, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  H5Attr attr(id);
-  DPT_CHECK_H5(H5Awrite(attr.get(), mem_type, value));
-}
 
 }  // namespace
 
@@ -331,8 +320,8 @@ void ShardWriter::finish() {
     if (s.opt.write_doc_offsets) s.docs.flush();
     const int64_t vocab = s.opt.vocab_size;
     const int32_t version = kShardFormatVersion;
-    write_scalar_attr(s.file.get(), kVocabSizeAttr, H5T_STD_I64LE, H5T_NATIVE_INT64, &vocab);
-    write_scalar_attr(s.file.get(), kFormatVersionAttr, H5T_STD_I32LE, H5T_NATIVE_INT32, &version);
+    h5_put_attr(s.file.get(), kVocabSizeAttr, vocab);
+    h5_put_attr(s.file.get(), kFormatVersionAttr, version);
     // Flushing reports write errors (a full disk) that a close would swallow.
     DPT_CHECK_H5(H5Fflush(s.file.get(), H5F_SCOPE_LOCAL));
     s.docs.ds.reset();

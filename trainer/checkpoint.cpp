@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <type_traits>
 
 #include "common/aligned.h"
 #include "common/crc32c.h"
@@ -210,45 +211,6 @@ class RankFileIo {
 
 // ---- HDF5 attribute and dataset helpers for meta.h5 -------------------------------------------
 
-template <typename T>
-hid_t mem_type() {
-  if constexpr (std::is_same_v<T, int32_t>) return H5T_NATIVE_INT32;
-  if constexpr (std::is_same_v<T, int64_t>) return H5T_NATIVE_INT64;
-  if constexpr (std::is_same_v<T, uint32_t>) return H5T_NATIVE_UINT32;
-  if constexpr (std::is_same_v<T, uint64_t>) return H5T_NATIVE_UINT64;
-}
-template <typename T>
-hid_t file_type() {
-  if constexpr (std::is_same_v<T, int32_t>) return H5T_STD_I32LE;
-  if constexpr (std::is_same_v<T, int64_t>) return H5T_STD_I64LE;
-  if constexpr (std::is_same_v<T, uint32_t>) return H5T_STD_U32LE;
-  if constexpr (std::is_same_v<T, uint64_t>) return H5T_STD_U64LE;
-}
-
-template <typename T>
-void put_attr(hid_t loc, const char* name, const std::vector<T>& v, bool scalar) {
-  const hsize_t n[1] = {v.size()};
-  H5Space space(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, n, nullptr));
-  H5Attr a(H5Acreate2(loc, name, file_type<T>(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  DPT_CHECK_H5(a.get());
-  if (!v.empty()) DPT_CHECK_H5(H5Awrite(a.get(), mem_type<T>(), v.data()));
-}
-template <typename T>
-void put_attr(hid_t loc, const char* name, T value) {
-  put_attr<T>(loc, name, std::vector<T>{value}, true);
-}
-
-void put_string_attr(hid_t loc, const char* name, const std::string& value) {
-  H5Type t(H5Tcopy(H5T_C_S1));
-  DPT_CHECK_H5(H5Tset_size(t.get(), std::max<size_t>(1, value.size())));
-  H5Space space(H5Screate(H5S_SCALAR));
-  H5Attr a(H5Acreate2(loc, name, t.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  DPT_CHECK_H5(a.get());
-  std::string padded = value.empty() ? std::string(1, '\0') : value;
-  DPT_CHECK_H5(H5Awrite(a.get(), t.get(), padded.data()));
-}
-
-// Reading throws UsageError through `fail`, naming the attribute.
 struct MetaReader {
   std::string path;
 
@@ -267,7 +229,7 @@ struct MetaReader {
     const hssize_t n = H5Sget_simple_extent_npoints(s.get());
     if (n < 0) fail(std::string("attribute '") + name + "' unreadable");
     std::vector<T> v(static_cast<size_t>(n));
-    if (n > 0 && H5Aread(a.get(), mem_type<T>(), v.data()) < 0)
+    if (n > 0 && H5Aread(a.get(), datasets::h5_native<T>(), v.data()) < 0)
       fail(std::string("attribute '") + name + "' unreadable");
     return v;
   }
@@ -291,19 +253,38 @@ struct MetaReader {
   }
 };
 
+// [Meta fields] The root attributes of meta.h5, each once: write_meta, read_meta and
+// canonical_text all walk this list. The order is that of canonical_text, which the stored
+// meta_crc32c covers: changing it changes every checkpoint's checksum.
+template <typename Meta, typename F>
+void for_each_root_field(Meta& m, F&& f) {
+  f("format_version", m.format_version);
+  f("step", m.step);
+  f("world_size", m.world_size);
+  f("total_steps", m.total_steps);
+  f("seed", m.seed);
+  f("nonfinite_skipped", m.nonfinite_skipped);
+  f("vocab_size", m.vocab_size);
+  f("seq_len", m.seq_len);
+  f("d_model", m.d_model);
+  f("n_layer", m.n_layer);
+  f("n_head", m.n_head);
+  f("global_batch", m.global_batch);
+  f("shuffle", m.shuffle);
+  f("shuffle_window", m.shuffle_window);
+  f("data_fingerprint", m.data_fingerprint);
+  f("data_shards", m.data_shards);
+  f("data_tokens", m.data_tokens);
+  f("samples_seen", m.samples_seen);
+  f("param_count", m.param_count);
+  f("config", m.config);
+}
+
 // Every field of the metadata as text, one per line: what meta_crc32c covers, so that a flipped
 // bit anywhere in what we read is caught whatever HDF5 itself checksums.
 std::string canonical_text(const CheckpointMeta& m) {
   std::ostringstream s;
-  s << "format_version=" << m.format_version << "\nstep=" << m.step
-    << "\nworld_size=" << m.world_size << "\ntotal_steps=" << m.total_steps << "\nseed=" << m.seed
-    << "\nnonfinite_skipped=" << m.nonfinite_skipped << "\nvocab_size=" << m.vocab_size
-    << "\nseq_len=" << m.seq_len << "\nd_model=" << m.d_model << "\nn_layer=" << m.n_layer
-    << "\nn_head=" << m.n_head << "\nglobal_batch=" << m.global_batch << "\nshuffle=" << m.shuffle
-    << "\nshuffle_window=" << m.shuffle_window << "\ndata_fingerprint=" << m.data_fingerprint
-    << "\ndata_shards=" << m.data_shards << "\ndata_tokens=" << m.data_tokens
-    << "\nsamples_seen=" << m.samples_seen << "\nparam_count=" << m.param_count
-    << "\nconfig=" << m.config << "\n";
+  for_each_root_field(m, [&](const char* name, const auto& v) { s << name << "=" << v << "\n"; });
   for (const auto& t : m.tensors) {
     s << "tensor " << t.name << " " << t.offset;
     for (size_t d : t.shape)
@@ -346,10 +327,10 @@ RankFileRecord create_rank_file(const std::string& path, int rank, uint64_t lo, 
     if (!f.valid())
       throw RuntimeFailure("cannot create checkpoint file " + path + " (" +
                            datasets::h5_error_text() + "): check that --ckpt-dir is writable");
-    put_attr<int32_t>(f.get(), "rank", rank);
-    put_attr<int64_t>(f.get(), "step", step);
-    put_attr<uint64_t>(f.get(), "lo", lo);
-    put_attr<uint64_t>(f.get(), "hi", hi);
+    datasets::h5_put_attr<int32_t>(f.get(), "rank", rank);
+    datasets::h5_put_attr<int64_t>(f.get(), "step", step);
+    datasets::h5_put_attr<uint64_t>(f.get(), "lo", lo);
+    datasets::h5_put_attr<uint64_t>(f.get(), "hi", hi);
     const hsize_t n[1] = {hi - lo};
     H5Space space(H5Screate_simple(1, n, nullptr));
     H5Plist dcpl(H5Pcreate(H5P_DATASET_CREATE));
@@ -451,26 +432,14 @@ void write_meta(const std::string& path, const CheckpointMeta& m) {
     if (!f.valid())
       throw RuntimeFailure("cannot create " + path + " (" + datasets::h5_error_text() + ")");
     const hid_t root = f.get();
-    put_attr<int32_t>(root, "format_version", m.format_version);
-    put_attr<int64_t>(root, "step", m.step);
-    put_attr<int32_t>(root, "world_size", m.world_size);
-    put_attr<int64_t>(root, "total_steps", m.total_steps);
-    put_attr<uint64_t>(root, "seed", m.seed);
-    put_attr<int64_t>(root, "nonfinite_skipped", m.nonfinite_skipped);
-    put_string_attr(root, "config", m.config);
-    put_attr<int32_t>(root, "vocab_size", m.vocab_size);
-    put_attr<int32_t>(root, "seq_len", m.seq_len);
-    put_attr<int32_t>(root, "d_model", m.d_model);
-    put_attr<int32_t>(root, "n_layer", m.n_layer);
-    put_attr<int32_t>(root, "n_head", m.n_head);
-    put_attr<int64_t>(root, "global_batch", m.global_batch);
-    put_string_attr(root, "shuffle", m.shuffle);
-    put_attr<int32_t>(root, "shuffle_window", m.shuffle_window);
-    put_attr<uint64_t>(root, "data_fingerprint", m.data_fingerprint);
-    put_attr<int64_t>(root, "data_shards", m.data_shards);
-    put_attr<int64_t>(root, "data_tokens", m.data_tokens);
-    put_attr<int64_t>(root, "samples_seen", m.samples_seen);
-    put_attr<int64_t>(root, "param_count", m.param_count);
+    for_each_root_field(m, [&](const char* name, const auto& v) {
+      using T = std::decay_t<decltype(v)>;
+      if constexpr (std::is_same_v<T, std::string>) {
+        datasets::h5_put_string_attr(root, name, v);
+      } else {
+        datasets::h5_put_attr<T>(root, name, v);
+      }
+    });
 
     // /tensors/<name>: offset and shape of each parameter tensor in the flat buffers.
     H5Plist gcpl(H5Pcreate(H5P_GROUP_CREATE));
@@ -480,8 +449,9 @@ void write_meta(const std::string& path, const CheckpointMeta& m) {
     for (const auto& t : m.tensors) {
       const hid_t g = H5Gcreate2(tensors, t.name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
       DPT_CHECK_H5(g);
-      put_attr<uint64_t>(g, "offset", t.offset);
-      put_attr<uint64_t>(g, "shape", std::vector<uint64_t>(t.shape.begin(), t.shape.end()), false);
+      datasets::h5_put_attr<uint64_t>(g, "offset", t.offset);
+      datasets::h5_put_attr<uint64_t>(g, "shape",
+                                      std::vector<uint64_t>(t.shape.begin(), t.shape.end()), false);
       H5Gclose(g);
     }
     H5Gclose(tensors);
@@ -492,17 +462,17 @@ void write_meta(const std::string& path, const CheckpointMeta& m) {
     for (const auto& r : m.files) {
       const hid_t g = H5Gcreate2(files, r.name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
       DPT_CHECK_H5(g);
-      put_attr<uint64_t>(g, "bytes", r.bytes);
-      put_attr<uint32_t>(g, "crc32c", r.crc32c);
-      put_attr<uint64_t>(g, "lo", r.lo);
-      put_attr<uint64_t>(g, "hi", r.hi);
-      put_attr<uint64_t>(g, "offsets", std::vector<uint64_t>(r.offsets.begin(), r.offsets.end()),
-                         false);
+      datasets::h5_put_attr<uint64_t>(g, "bytes", r.bytes);
+      datasets::h5_put_attr<uint32_t>(g, "crc32c", r.crc32c);
+      datasets::h5_put_attr<uint64_t>(g, "lo", r.lo);
+      datasets::h5_put_attr<uint64_t>(g, "hi", r.hi);
+      datasets::h5_put_attr<uint64_t>(
+          g, "offsets", std::vector<uint64_t>(r.offsets.begin(), r.offsets.end()), false);
       H5Gclose(g);
     }
     H5Gclose(files);
     const std::string text = canonical_text(m);
-    put_attr<uint32_t>(root, "meta_crc32c", crc32c(text.data(), text.size()));
+    datasets::h5_put_attr<uint32_t>(root, "meta_crc32c", crc32c(text.data(), text.size()));
     DPT_CHECK_H5(H5Fflush(f.get(), H5F_SCOPE_LOCAL));
   }
   fsync_path(path);
@@ -555,25 +525,14 @@ CheckpointMeta read_meta(const std::string& path) {
                      std::to_string(m.format_version) + "; this build reads version " +
                      std::to_string(kCheckpointFormatVersion) +
                      ": resume with the build that saved it");
-  m.step = r.attr<int64_t>(root, "step");
-  m.world_size = r.attr<int32_t>(root, "world_size");
-  m.total_steps = r.attr<int64_t>(root, "total_steps");
-  m.seed = r.attr<uint64_t>(root, "seed");
-  m.nonfinite_skipped = r.attr<int64_t>(root, "nonfinite_skipped");
-  m.config = r.string_attr(root, "config");
-  m.vocab_size = r.attr<int32_t>(root, "vocab_size");
-  m.seq_len = r.attr<int32_t>(root, "seq_len");
-  m.d_model = r.attr<int32_t>(root, "d_model");
-  m.n_layer = r.attr<int32_t>(root, "n_layer");
-  m.n_head = r.attr<int32_t>(root, "n_head");
-  m.global_batch = r.attr<int64_t>(root, "global_batch");
-  m.shuffle = r.string_attr(root, "shuffle");
-  m.shuffle_window = r.attr<int32_t>(root, "shuffle_window");
-  m.data_fingerprint = r.attr<uint64_t>(root, "data_fingerprint");
-  m.data_shards = r.attr<int64_t>(root, "data_shards");
-  m.data_tokens = r.attr<int64_t>(root, "data_tokens");
-  m.samples_seen = r.attr<int64_t>(root, "samples_seen");
-  m.param_count = r.attr<int64_t>(root, "param_count");
+  for_each_root_field(m, [&](const char* name, auto& v) {
+    using T = std::decay_t<decltype(v)>;
+    if constexpr (std::is_same_v<T, std::string>) {
+      v = r.string_attr(root, name);
+    } else {
+      v = r.attr<T>(root, name);
+    }
+  });
   {
     Group tensors(H5Gopen2(root, "tensors", H5P_DEFAULT));
     if (tensors.id < 0) r.fail("no group 'tensors'");

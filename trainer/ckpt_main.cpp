@@ -193,31 +193,14 @@ int verify_command(const std::vector<std::string>& args) {
 
 // ---- export -------------------------------------------------------------------------------------
 
-void put_int_attr(hid_t loc, const char* name, int64_t value) {
-  datasets::H5Space space(H5Screate(H5S_SCALAR));
-  datasets::H5Attr a(H5Acreate2(loc, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  DPT_CHECK_H5(a.get());
-  DPT_CHECK_H5(H5Awrite(a.get(), H5T_NATIVE_INT64, &value));
-}
-
-void put_string_attr(hid_t loc, const char* name, const std::string& value) {
-  datasets::H5Type t(H5Tcopy(H5T_C_S1));
-  DPT_CHECK_H5(H5Tset_size(t.get(), std::max<size_t>(1, value.size())));
-  datasets::H5Space space(H5Screate(H5S_SCALAR));
-  datasets::H5Attr a(H5Acreate2(loc, name, t.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  DPT_CHECK_H5(a.get());
-  const std::string padded = value.empty() ? std::string(1, '\0') : value;
-  DPT_CHECK_H5(H5Awrite(a.get(), t.get(), padded.data()));
-}
-
 // One dataset per tensor under `loc`, cut from the flat buffer `flat`.
 void write_tensors(hid_t loc, const std::vector<TensorView>& tensors, const float* flat) {
   for (const TensorView& t : tensors) {
     std::vector<hsize_t> dims(t.shape.begin(), t.shape.end());
     datasets::H5Space space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
     DPT_CHECK_H5(space.get());
-    datasets::H5Dataset d(H5Dcreate2(loc, t.name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
-                                     H5P_DEFAULT, H5P_DEFAULT));
+    datasets::H5Dataset d(H5Dcreate2(loc, t.name.c_str(), datasets::h5_little_endian<float>(),
+                                     space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     DPT_CHECK_H5(d.get());
     DPT_CHECK_H5(
         H5Dwrite(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, flat + t.offset));
@@ -314,13 +297,13 @@ int export_command(const std::vector<std::string>& args) {
       throw RuntimeFailure("cannot create " + tmp.path + " (" + datasets::h5_error_text() +
                            "): check that " + out_dir.string() + " is writable");
     const hid_t root = file.id;
-    put_int_attr(root, "step", meta.step);
-    put_string_attr(root, "config", meta.config);
-    put_int_attr(root, "vocab_size", meta.vocab_size);
-    put_int_attr(root, "seq_len", meta.seq_len);
-    put_int_attr(root, "d_model", meta.d_model);
-    put_int_attr(root, "n_layer", meta.n_layer);
-    put_int_attr(root, "n_head", meta.n_head);
+    datasets::h5_put_attr<int64_t>(root, "step", meta.step);
+    datasets::h5_put_string_attr(root, "config", meta.config);
+    datasets::h5_put_attr<int64_t>(root, "vocab_size", meta.vocab_size);
+    datasets::h5_put_attr<int64_t>(root, "seq_len", meta.seq_len);
+    datasets::h5_put_attr<int64_t>(root, "d_model", meta.d_model);
+    datasets::h5_put_attr<int64_t>(root, "n_layer", meta.n_layer);
+    datasets::h5_put_attr<int64_t>(root, "n_head", meta.n_head);
     write_tensors(root, meta.tensors, state[0].data());
     if (what == "all") {
       for (int t = 1; t < kStateTensors; ++t) {

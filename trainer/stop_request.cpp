@@ -18,7 +18,6 @@ namespace {
 // Written by the handlers: lock-free, so async-signal-safe.
 std::atomic<unsigned> g_requests{0};
 static_assert(std::atomic<unsigned>::is_always_lock_free);
-int g_preempt_signal = 0;
 struct sigaction g_old_preempt {
 }, g_old_term{};
 
@@ -136,7 +135,6 @@ std::optional<int64_t> parse_slurm_time_left(const std::string& raw) {
 
 StopRequests::StopRequests(int preempt_signal) : preempt_signal_(preempt_signal) {
   g_requests.store(0);
-  g_preempt_signal = preempt_signal;
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
@@ -155,8 +153,7 @@ StopRequests::~StopRequests() {
     refresher_.join();
   }
   ::sigaction(SIGTERM, &g_old_term, nullptr);
-  if (g_preempt_signal != 0) ::sigaction(g_preempt_signal, &g_old_preempt, nullptr);
-  g_preempt_signal = 0;
+  if (preempt_signal_ != 0) ::sigaction(preempt_signal_, &g_old_preempt, nullptr);
 }
 
 void StopRequests::watch_time_limit(const std::string& job_id, int64_t margin_s,

@@ -43,7 +43,7 @@ std::string cuda_summary() try {
   if (n > 0) s += " (" + kernels::cuda_device_name(0) + ")";
   const std::string nccl = comm::nccl_version();
   if (!nccl.empty()) s += ", NCCL " + nccl;
-  return s + "; this build trains on the CPU path";
+  return s;  // what trains where: the device line (choose_device)
 } catch (const std::exception& e) {
   return std::string("CUDA: error querying devices (") + e.what() + ")";
 }

@@ -29,20 +29,6 @@ namespace fs = std::filesystem;
 
 // ---- writing test shards with the HDF5 C API -------------------------------------------------
 
-template <typename T>
-hid_t native_of() {
-  if constexpr (std::is_same_v<T, uint8_t>) return H5T_NATIVE_UINT8;
-  if constexpr (std::is_same_v<T, int8_t>) return H5T_NATIVE_INT8;
-  if constexpr (std::is_same_v<T, uint16_t>) return H5T_NATIVE_UINT16;
-  if constexpr (std::is_same_v<T, int16_t>) return H5T_NATIVE_INT16;
-  if constexpr (std::is_same_v<T, uint32_t>) return H5T_NATIVE_UINT32;
-  if constexpr (std::is_same_v<T, int32_t>) return H5T_NATIVE_INT32;
-  if constexpr (std::is_same_v<T, uint64_t>) return H5T_NATIVE_UINT64;
-  if constexpr (std::is_same_v<T, int64_t>) return H5T_NATIVE_INT64;
-  if constexpr (std::is_same_v<T, float>) return H5T_NATIVE_FLOAT;
-  if constexpr (std::is_same_v<T, double>) return H5T_NATIVE_DOUBLE;
-}
-
 H5File create_file(const std::string& path) {
   H5File f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
   EXPECT_TRUE(f.valid()) << path;
@@ -73,7 +59,7 @@ void write_array(hid_t loc, const char* name, const std::vector<T>& data, hid_t 
   H5Dataset d(H5Dcreate2(loc, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
   ASSERT_TRUE(d.valid()) << name;
   if (!data.empty()) {
-    ASSERT_GE(H5Dwrite(d.get(), native_of<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), 0);
+    ASSERT_GE(H5Dwrite(d.get(), h5_native<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), 0);
   }
 }
 
@@ -82,7 +68,7 @@ void write_attr(hid_t loc, const char* name, T value, hid_t file_type) {
   H5Space space(H5Screate(H5S_SCALAR));
   H5Attr a(H5Acreate2(loc, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT));
   ASSERT_TRUE(a.valid()) << name;
-  ASSERT_GE(H5Awrite(a.get(), native_of<T>(), &value), 0);
+  ASSERT_GE(H5Awrite(a.get(), h5_native<T>(), &value), 0);
 }
 
 void write_string_attr(hid_t loc, const char* name, const std::string& value) {
