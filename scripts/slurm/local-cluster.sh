@@ -89,6 +89,10 @@ install_missing() {
   command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null ||
     missing+=(slurm-wlm)
   command -v munged >/dev/null || missing+=(munge)
+  # Slurm's mpi/pmix plugin dlopens libpmix at slurmd start-up, and Debian's slurm packages do
+  # not depend on it: without it every `srun --mpi=pmix` step fails to launch.
+  dpkg-query -W -f='${Status}' libpmix2 2>/dev/null | grep -q "install ok installed" ||
+    missing+=(libpmix2)
   ((${#missing[@]} == 0)) && return 0
   [[ $(id -u) -eq 0 ]] || die 2 "missing ${missing[*]}; run as root or apt-get install them"
   say "installing ${missing[*]} (apt-get)"
@@ -247,6 +251,10 @@ wait_node_idle() {
     "read $dir/slurmd.log and $dir/slurmctld.log"
 }
 
+pmix_step_runs() {
+  timeout 60 srun --mpi=pmix -N1 -n1 -t 1 true </dev/null >/dev/null 2>&1
+}
+
 cmd_up() {
   local new
   [[ $(id -u) -eq 0 ]] || die 2 "run as root (SlurmUser=root, munged is started as munge)"
@@ -261,9 +269,16 @@ cmd_up() {
   export SLURM_CONF="$conf"
   start_daemons
   wait_node_idle
-  [[ $(srun --mpi=list 2>&1) == *pmix* ]] ||
-    say "warning: srun --mpi=list lists no pmix (package slurm-wlm-basic-plugins);" \
-      "srun --mpi=pmix will fail"
+  # A slurmd started before libpmix was installed lists pmix but cannot launch a pmix step;
+  # one real step proves it, and a fresh slurmd picks the library up.
+  if ! pmix_step_runs; then
+    say "srun --mpi=pmix cannot launch a step; restarting slurmd"
+    stop_pidfile "$dir/slurmd.pid" slurmd
+    start_daemons
+    wait_node_idle
+    pmix_step_runs || die 1 "srun --mpi=pmix cannot launch a step; read $dir/slurmd.log" \
+      "(package libpmix2 and slurm-wlm-basic-plugins provide the plugin)"
+  fi
   say "up: partition $partition on $(node_name); SLURM_CONF=$conf, logs in $dir"
 }
 
