@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/errors.h"
 
@@ -69,6 +70,24 @@ void adamw_update_cpu(T* param, T* m, T* v, const T* grad, size_t n, const AdamW
     const double w = param[i];
     param[i] = static_cast<T>(w - p.lr * (mhat / (std::sqrt(vhat) + p.eps) + p.weight_decay * w));
   }
+}
+
+// [Fused AdamW] chunk table: each segment is cut at kAdamWChunk elements, segments and chunks
+// in order, so a chunk never straddles two tensors and carries its tensor's weight decay. Empty
+// segments yield no chunk.
+std::vector<AdamWChunk> adamw_chunks(const std::vector<AdamWSegment>& segments) {
+  std::vector<AdamWChunk> chunks;
+  for (const AdamWSegment& s : segments) {
+    DPT_CHECK(s.offset + s.n >= s.offset,
+              "adamw_chunks: segment at offset " + std::to_string(s.offset) + " overflows");
+    for (size_t done = 0; done < s.n;) {
+      const size_t n = std::min<size_t>(s.n - done, kAdamWChunk);
+      chunks.push_back(AdamWChunk{static_cast<uint64_t>(s.offset + done), static_cast<uint32_t>(n),
+                                  s.weight_decay});
+      done += n;
+    }
+  }
+  return chunks;
 }
 
 template double sum_squares_cpu<float>(const float*, size_t);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstddef>
+#include "kernels/cuda_stream.h"
+#include "kernels/gemm.h"
 
 namespace dpt::kernels {
 
@@ -24,5 +26,24 @@ inline size_t attention_backward_scratch_elems(int B, int Tn, int NH) {
 template <typename T>
 void attention_backward_cpu(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
                             int Tn, int C, int NH);
+
+// --- CUDA ([CUDA kernel contract], kernels/README.md) ----------------------------------------
+// Same layouts and meaning as the CPU functions, T float or __nv_bfloat16; the scores and the
+// weighted sums are batched matrix products (GemmCuda::gemm_batched) over B*NH heads, the
+// causal softmax a kernel of our own. att [B,NH,T,T] keeps the probabilities (exact zeros
+// above the diagonal) for the backward pass.
+
+// Elements (of T) of scratch the forward and backward passes need: q, k, v in [B,NH,T,hs]
+// order and one [B,NH,T,T] buffer.
+size_t attention_cuda_scratch_elems(int B, int Tn, int C, int NH);
+
+template <typename T>
+void attention_forward_cuda(T* out, T* att, const T* qkv, T* scratch, int B, int Tn, int C, int NH,
+                            GemmCuda& gemm, CudaStream stream);
+
+// Adds into dqkv [B,T,3C]. scratch as above; overwritten.
+template <typename T>
+void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
+                             int Tn, int C, int NH, GemmCuda& gemm, CudaStream stream);
 
 }  // namespace dpt::kernels

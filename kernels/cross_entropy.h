@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include "kernels/cuda_stream.h"
 
 namespace dpt::kernels {
 
@@ -18,5 +19,24 @@ void softmax_cross_entropy_forward_cpu(T* losses, T* probs, const T* logits, con
 template <typename T>
 void softmax_cross_entropy_backward_cpu(T* dlogits, const T* dlosses, const T* probs,
                                         const int32_t* targets, int N, int V);
+
+// --- CUDA ([CUDA kernel contract], kernels/README.md) ----------------------------------------
+// logits [N,V] (float or __nv_bfloat16); losses [N] and lse [N] fp32: lse[n] is the
+// logsumexp of row n, kept for the backward pass instead of a [N,V] probability tensor.
+template <typename T>
+void softmax_cross_entropy_forward_cuda(float* losses, float* lse, const T* logits,
+                                        const int32_t* targets, int N, int V, CudaStream stream);
+
+// dlogits[n,v] = dloss * (exp(logits[n,v] - lse[n]) - [v == targets[n]]), WRITTEN (not added),
+// and dlogits may alias logits (the model overwrites its logits in place). dloss is the
+// gradient of every position's loss (1/N times the loss scale for a mean).
+template <typename T>
+void softmax_cross_entropy_backward_cuda(T* dlogits, const T* logits, const float* lse,
+                                         const int32_t* targets, float dloss, int N, int V,
+                                         CudaStream stream);
+
+// *sum += sum of losses[0..n) in a fixed order (one block): the micro-batch's loss sum stays
+// on the device until the step's end.
+void loss_sum_accumulate_cuda(float* sum, const float* losses, int n, CudaStream stream);
 
 }  // namespace dpt::kernels

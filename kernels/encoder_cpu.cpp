@@ -5,6 +5,7 @@
 #include <omp.h>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/errors.h"
 
@@ -80,6 +81,48 @@ void encoder_backward_cpu(T* dwte, T* dwpe, const T* dout, const int32_t* tokens
       }
     }
   }
+}
+
+// [Embedding buckets] A stable counting sort of the positions by token. bucket_start serves as
+// the per-token cursor array while sorting and is then compacted to the non-empty buckets, so a
+// caller that keeps `out` across micro-batches allocates nothing after the first call.
+void encoder_buckets(EmbeddingBuckets* out, const int32_t* tokens, int n, int V) {
+  DPT_CHECK(out != nullptr, "encoder_buckets: null output");
+  DPT_CHECK(n >= 0 && V > 0, "encoder_buckets: n=" + std::to_string(n) +
+                                 ", V=" + std::to_string(V) + " (need n >= 0 and V > 0)");
+  for (int i = 0; i < n; ++i) {
+    const int32_t id = tokens[i];
+    DPT_CHECK(id >= 0 && id < V, "token id " + std::to_string(id) + " at position " +
+                                     std::to_string(i) + " is outside the vocabulary [0, " +
+                                     std::to_string(V) + ")");
+  }
+  std::vector<int32_t>& start = out->bucket_start;
+  start.assign(static_cast<size_t>(V) + 1, 0);
+  for (int i = 0; i < n; ++i) {
+    ++start[tokens[i] + 1];
+  }
+  for (int v = 0; v < V; ++v) {
+    start[v + 1] += start[v];  // start[v]: first slot of token v
+  }
+  out->order.resize(n);
+  for (int i = 0; i < n; ++i) {
+    out->order[start[tokens[i]]++] = i;  // ascending i keeps each bucket in position order
+  }
+  // Now start[v] is the end of token v's run (the start of v + 1's). Compact in place: the write
+  // index j never passes the read index v, and start[v] is read before start[j] is written.
+  out->bucket_token.clear();
+  int32_t begin = 0;
+  int j = 0;
+  for (int v = 0; v < V; ++v) {
+    const int32_t end = start[v];
+    if (end > begin) {
+      out->bucket_token.push_back(v);
+      start[j++] = begin;
+    }
+    begin = end;
+  }
+  start[j] = n;
+  start.resize(static_cast<size_t>(j) + 1);
 }
 
 template void encoder_forward_cpu<float>(float*, const int32_t*, const float*, const float*, int,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include "kernels/cuda_stream.h"
 
 namespace dpt::kernels {
 
@@ -11,5 +12,11 @@ void gelu_forward_cpu(T* out, const T* inp, size_t n);
 // dinp[i] += dout[i] * gelu'(inp[i])
 template <typename T>
 void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, size_t n);
+
+// --- CUDA ([CUDA kernel contract], kernels/README.md) ----------------------------------------
+template <typename T>  // float or __nv_bfloat16
+void gelu_forward_cuda(T* out, const T* inp, size_t n, CudaStream stream);
+template <typename T>
+void gelu_backward_cuda(T* dinp, const T* inp, const T* dout, size_t n, CudaStream stream);
 
 }  // namespace dpt::kernels

@@ -1,6 +1,9 @@
 // Layer normalization over the last dimension (eps = 1e-5, biased variance, as torch).
 #pragma once
 
+#include <cstddef>
+#include "kernels/cuda_stream.h"
+
 namespace dpt::kernels {
 
 inline constexpr double kLayerNormEps = 1e-5;
@@ -15,5 +18,21 @@ void layernorm_forward_cpu(T* out, T* mean, T* rstd, const T* inp, const T* weig
 template <typename T>
 void layernorm_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                             const T* weight, const T* mean, const T* rstd, int N, int C);
+
+// --- CUDA ([CUDA kernel contract], kernels/README.md) ----------------------------------------
+// T (float or __nv_bfloat16) for activations and LayerNorm parameters; mean and rstd fp32.
+template <typename T>
+void layernorm_forward_cuda(T* out, float* mean, float* rstd, const T* inp, const T* weight,
+                            const T* bias, int N, int C, CudaStream stream);
+
+// Floats of scratch layernorm_backward_cuda needs (per-slice partial sums of dweight, dbias).
+size_t layernorm_backward_scratch_floats(int N, int C);
+
+// Adds into dinp [N,C] (type T) and dweight, dbias [C] (fp32). Deterministic: the partial sums
+// over fixed row slices are reduced in slice order.
+template <typename T>
+void layernorm_backward_cuda(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp,
+                             const T* weight, const float* mean, const float* rstd, float* scratch,
+                             int N, int C, CudaStream stream);
 
 }  // namespace dpt::kernels

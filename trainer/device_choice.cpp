@@ -76,23 +76,27 @@ DeviceChoice choose_device(const std::string& wanted, comm::Communicator& comm,
               " of " + std::to_string(visible) + ", " + cvd_text + ", " + uuid + ")";
   }
 
+  const bool all_mapped = kernels::cuda_built() && max_visible > 0 && unmapped < 0 && shared_a < 0;
   if (wanted == "cuda") {
     if (!kernels::cuda_built())
       throw UsageError(
           "--device cuda, but this build has no CUDA (CMake found no nvcc, or "
           "DPT_CUDA=OFF): rebuild with CUDA, or pass --device cpu");
-    if (unmapped >= 0 || shared_a >= 0)
+    if (max_visible == 0)
+      throw UsageError("--device cuda: " + mapping +
+                       ". Run on a node with a GPU (Slurm: --gpus-per-task=1 or --gres=gpu:N), "
+                       "or pass --device cpu");
+    if (!all_mapped)
       throw UsageError("--device cuda: " + mapping +
                        ". Give each task its own GPU: 'srun --gpus-per-task=1', or '--gres=gpu:N' "
                        "with N tasks per node, or fewer ranks per node");
-    throw UsageError(
-        "--device cuda: the CUDA model replica is not part of this build yet; "
-        "pass --device cpu (or auto) to train on the CPU path");
   }
-  c.device = "cpu";
-  c.summary = "device: cpu (--device " + wanted + ")" +
-              (wanted == "auto" && visible > 0
-                   ? "; GPUs are visible but this build trains on the CPU path only"
+  // auto takes the GPUs only when every rank has one of its own.
+  c.device = (wanted == "cuda" || (wanted == "auto" && all_mapped)) ? "cuda" : "cpu";
+  if (c.device == "cpu") c.gpu = -1;
+  c.summary = "device: " + c.device + " (--device " + wanted + ")" +
+              (wanted == "auto" && c.device == "cpu" && max_visible > 0
+                   ? "; not every rank has a GPU of its own, so all train on the CPU"
                    : "") +
               " | GPUs: " + mapping;
   if (comm.rank() != 0) c.summary.clear();

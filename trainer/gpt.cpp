@@ -110,13 +110,14 @@ typename Gpt<T>::ModelViews Gpt<T>::views(T* base) const {
 }
 
 template <typename T>
-void Gpt<T>::init_params(uint64_t seed) {
+void init_gpt_params(const ParamLayout& layout, int n_layer, uint64_t seed, std::span<T> params) {
+  DPT_CHECK(params.size() == layout.total(), "parameter buffer does not match the layout");
   const double std_base = 0.02;
-  const double std_resid = 0.02 / std::sqrt(2.0 * cfg_.n_layer);
-  const auto& ts = layout_.tensors();
+  const double std_resid = 0.02 / std::sqrt(2.0 * n_layer);
+  const auto& ts = layout.tensors();
   for (size_t i = 0; i < ts.size(); ++i) {
     const TensorView& t = ts[i];
-    T* p = params_.data() + t.offset;
+    T* p = params.data() + t.offset;
     const bool is_ln = t.name.find("ln") != std::string::npos;
     const bool is_bias = t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0;
     if (is_ln && !is_bias) {
@@ -132,6 +133,13 @@ void Gpt<T>::init_params(uint64_t seed) {
         p[j] = static_cast<T>(std_dev * random_normal(seed, i, j));
     }
   }
+}
+template void init_gpt_params<float>(const ParamLayout&, int, uint64_t, std::span<float>);
+template void init_gpt_params<double>(const ParamLayout&, int, uint64_t, std::span<double>);
+
+template <typename T>
+void Gpt<T>::init_params(uint64_t seed) {
+  init_gpt_params<T>(layout_, cfg_.n_layer, seed, params_);
 }
 
 template <typename T>

@@ -17,6 +17,12 @@
 
 namespace dpt::trainer {
 
+// GPT-2 initialization of a flat parameter buffer laid out by `layout` from counter-based
+// random numbers (depends on seed only): weights N(0, 0.02), residual projections
+// N(0, 0.02 / sqrt(2 L)), biases 0, LayerNorm 1 and 0. Every replica starts from this.
+template <typename T>
+void init_gpt_params(const ParamLayout& layout, int n_layer, uint64_t seed, std::span<T> params);
+
 template <typename T>
 class Gpt {
  public:
@@ -33,8 +39,7 @@ class Gpt {
   std::span<const T> params() const { return params_; }
   std::span<const T> grads() const { return grads_; }
 
-  // GPT-2 initialization from counter-based random numbers (depends on seed only): weights
-  // N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 L)), biases 0, LayerNorm 1 and 0.
+  // init_gpt_params into params().
   void init_params(uint64_t seed);
   void zero_grads();
 

@@ -48,8 +48,12 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
       ("check-sync-every", val(&c.check_sync_every),
        "compare parameter hashes across ranks every N steps (0: at start and end only)")
       ("device", val(&c.device),
-       "'cpu', 'cuda' or 'auto' (cuda when this build has the CUDA replica and a GPU is "
-       "visible, else cpu)");
+       "'cpu', 'cuda' or 'auto' (cuda when this build has CUDA and every rank has a GPU of "
+       "its own, else cpu)")
+      ("dtype", val(&c.dtype),
+       "compute precision: 'fp32', 'bf16' (bf16 activations and matrix products, fp32 master "
+       "weights, gradients and AdamW state; --device cuda only) or 'auto' (bf16 on cuda, fp32 "
+       "on cpu)");
 
   po::options_description data("Data");
   data.add_options()
@@ -230,6 +234,11 @@ void TrainConfig::validate(int world_size) const {
   require(stop_at_step >= 0, "--stop-at-step must be >= 0 (0: run to --steps).");
   require(device == "cpu" || device == "cuda" || device == "auto",
           "--device must be 'cpu', 'cuda' or 'auto', got '" + device + "'.");
+  require(dtype == "fp32" || dtype == "bf16" || dtype == "auto",
+          "--dtype must be 'fp32', 'bf16' or 'auto', got '" + dtype + "'.");
+  require(!(device == "cpu" && dtype == "bf16"),
+          "--dtype bf16 needs --device cuda: the CPU path computes in fp32. Pass --dtype fp32 "
+          "(or auto), or --device cuda.");
   (void)signal_number(preempt_signal);  // throws UsageError naming the accepted names
   require(stop_before_limit >= 0, "--stop-before-limit must be >= 0 seconds (0: off).");
 }
@@ -280,6 +289,7 @@ std::string TrainConfig::to_config_file() const {
   line("nonfinite", nonfinite);
   line("nonfinite-max-skips", nonfinite_max_skips);
   line("device", device);
+  line("dtype", dtype);
   line("preempt-signal", preempt_signal);
   line("requeue-on-preempt", requeue_on_preempt ? "true" : "false");
   line("stop-before-limit", stop_before_limit);

@@ -47,6 +47,7 @@ struct TrainConfig {
                                    // schedule still runs to --steps (0: run to --steps)
   // Cluster jobs ([Stop requests], docs/slurm.md).
   std::string device = "auto";          // cpu | cuda | auto
+  std::string dtype = "auto";           // fp32 | bf16 | auto (bf16 on cuda, fp32 on cpu)
   std::string preempt_signal = "USR2";  // the signal that means "checkpoint, stop, requeue"
   bool requeue_on_preempt = false;      // requeue the Slurm job after a preemption stop
   int64_t stop_before_limit = 0;        // stop this many seconds before the job's time limit

@@ -174,6 +174,17 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     }
     say("placement: " + nodes + " | local rank: " + local_how);
     say(device.summary);
+    // --dtype auto: bf16 on GPUs (fp32 master weights and optimizer state), fp32 on the CPU.
+    const std::string dtype =
+        cfg.dtype != "auto" ? cfg.dtype : (device.device == "cuda" ? "bf16" : "fp32");
+    if (dtype == "bf16" && device.device != "cuda") {
+      run_agreed(world, [&] {
+        throw UsageError("--dtype bf16 needs the GPU path, but --device " + cfg.device +
+                         " chose the CPU (" +
+                         (device.summary.empty() ? "see rank 0" : device.summary) +
+                         "). Pass --dtype fp32 or auto, or run where every rank has a GPU.");
+      });
+    }
     if (cfg.stop_before_limit > 0 && rank == 0) {
       if (slurm.in_job()) {
         stop.watch_time_limit(slurm.job_id, cfg.stop_before_limit, say);
@@ -310,9 +321,12 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
       if (metrics) metrics->write(r);
       progress.on_step(r);
     };
+    TrainControl control{saver ? &*saver : nullptr, resumed ? &*resumed : nullptr, &stop};
+    control.gpu = device.device == "cuda" ? device.gpu : -1;
+    control.dtype = dtype;
+    control.say = say;
     const TrainResult result =
-        train(cfg, world, TrainData{train_data, val_data ? &*val_data : nullptr}, on_step,
-              TrainControl{saver ? &*saver : nullptr, resumed ? &*resumed : nullptr, &stop});
+        train(cfg, world, TrainData{train_data, val_data ? &*val_data : nullptr}, on_step, control);
     if (result.stopped_by != 0)
       return stopped_early(cfg, world, result, saver ? saver->last_saved_step() : -1, slurm,
                            metrics ? &*metrics : nullptr);

@@ -15,6 +15,7 @@
 #include "trainer/agreement.h"
 #include "trainer/gpt.h"
 #include "trainer/optimizer.h"
+#include "trainer/replica.h"
 
 namespace dpt::trainer {
 
@@ -60,11 +61,11 @@ class Validator {
     }
   }
 
-  double evaluate(Gpt<float>& model, comm::Communicator& comm) {
+  double evaluate(Replica& model, comm::Communicator& comm) {
     double acc[2] = {0.0, static_cast<double>(rows_)};  // loss summed over samples, samples
     for (int r0 = 0; r0 < rows_; r0 += b_) {
       const int n = std::min(b_, rows_ - r0);
-      acc[0] += n * model.forward(&inputs_[size_t(r0) * T_], &targets_[size_t(r0) * T_], n);
+      acc[0] += n * model.evaluate(&inputs_[size_t(r0) * T_], &targets_[size_t(r0) * T_], n);
     }
     comm.all_reduce(std::span<double>(acc, 2), comm::ReduceOp::sum);
     return acc[0] / acc[1];
@@ -96,21 +97,26 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
   std::optional<Validator> validator;
   if (data.val) validator.emplace(*data.val, cfg.val_samples, W, comm.rank(), b);
 
-  Gpt<float> model(cfg.model, b);
-  OptimizerConfig opt = cfg.opt;
-  opt.total_steps = cfg.steps;
-  AdamW adamw(opt, model.layout());
+  std::unique_ptr<Replica> model = ckpt.gpu >= 0
+                                       ? make_cuda_replica(cfg, b, ckpt.gpu, ckpt.dtype, comm)
+                                       : make_cpu_replica(cfg, b);
   if (ckpt.resume) {
     // Every rank received the whole state from the checkpoint's files ([Checkpoint layout]).
-    std::copy(ckpt.resume->params.begin(), ckpt.resume->params.end(), model.params().begin());
-    adamw.load_moments(ckpt.resume->m, ckpt.resume->v);
+    model->set_state(ckpt.resume->params, ckpt.resume->m, ckpt.resume->v);
   } else {
-    if (comm.rank() == 0) model.init_params(cfg.seed);
-    comm.broadcast(model.params(), 0);
+    std::vector<float> init(model->layout().total());
+    if (comm.rank() == 0)
+      init_gpt_params<float>(model->layout(), cfg.model.n_layer, cfg.seed, init);
+    comm.broadcast(std::span<float>(init), 0);
+    model->set_state(init, {}, {});
   }
+  if (ckpt.say) ckpt.say("replica: " + model->describe());
   ParamSyncCheck sync(comm);
-  sync.check(model.params().data(), model.params().size(),
-             ckpt.resume ? "after loading the checkpoint" : "after broadcast");
+  auto check_sync = [&](const char* when, int64_t step) {
+    const std::span<const float> p = model->host_params();
+    return sync.check(p.data(), p.size(), when, step);
+  };
+  check_sync(ckpt.resume ? "after loading the checkpoint" : "after broadcast", 0);
 
   const int64_t tokens_per_step = cfg.global_batch * Tn;
   TrainResult result;
@@ -121,23 +127,18 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
   const int64_t last_step = cfg.last_step();
   for (int64_t step = first_step; step <= last_step; ++step) {
     const auto t0 = Clock::now();
-    model.zero_grads();
-    double loss_sum = 0.0, wait_ms = 0.0;
+    model->zero_grads();
+    double wait_ms = 0.0;
     for (int m = 0; m < accum; ++m) {
       const auto mb = batches.next();
       DPT_CHECK(mb.step == step - 1 && mb.micro == m, "the batch stream is out of order");
       wait_ms += mb.wait_ms;
-      loss_sum += model.forward(mb.inputs, mb.targets, b);
-      // Each micro-batch contributes 1/accum of this rank's mean; the all-reduce below
-      // averages the ranks: together the gradient of the mean over the global batch.
-      model.backward(1.0 / accum);
+      // Each micro-batch contributes 1/accum of this rank's mean; the average over ranks in
+      // reduce() makes it the gradient of the mean over the global batch.
+      model->forward_backward(mb.inputs, mb.targets, b, 1.0 / accum);
     }
-    if (step == cfg.fault_nan_step && comm.rank() == W - 1)
-      model.grads()[0] = std::numeric_limits<float>::quiet_NaN();
-    // [Gradient averaging] once per optimizer step, one flat tensor, same order on all ranks.
-    comm.all_reduce(model.grads(), comm::ReduceOp::avg);
-    double loss = loss_sum / accum;
-    comm.all_reduce(std::span<double>(&loss, 1), comm::ReduceOp::avg);
+    if (step == cfg.fault_nan_step && comm.rank() == W - 1) model->poison_grad();
+    model->reduce(comm);
     // The step waited as long as its slowest rank's data; a checkpoint write is done when no
     // rank is still writing ([Async save]); a stop request of any rank stops all after this
     // step ([Stop requests]).
@@ -152,22 +153,16 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
                                     (maxed[4] > 0 ? kStopTimeLimit : 0u);
     const bool final_step = step == last_step || stop_requested != 0;
 
-    // [Non-finite guard]: loss and gradient are identical on every rank after the all-reduces,
-    // so every rank takes the same decision.
-    StepStats s;
-    if (std::isfinite(loss)) {
-      s = adamw.step(model.params(), model.grads(), step);
-    } else {
-      s.lr = learning_rate(opt, step);
-      s.grad_norm = std::numeric_limits<double>::quiet_NaN();
-      s.skipped = true;
-    }
+    // [Non-finite guard] inside update(): the same decision on every rank.
+    const ReplicaStep rs = model->update(step);
+    const StepStats& s = rs.stats;
+    const double loss = rs.loss;
     skipped_in_a_row = s.skipped ? skipped_in_a_row + 1 : 0;
     skipped_total += s.skipped ? 1 : 0;
     if (ckpt.saver && ckpt.saver->pending() && maxed[1] == 0.0) ckpt.saver->publish();
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (cfg.check_sync_every > 0 && step % cfg.check_sync_every == 0) {
-      sync.check(model.params().data(), model.params().size(), "after step", step);
+      check_sync("after step", step);
     }
 
     StepRecord rec;
@@ -188,12 +183,17 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
     if (!stop && validator &&
         ((cfg.val_every > 0 && step % cfg.val_every == 0) || step == cfg.steps)) {
       rec.has_val = true;
-      rec.val_loss = validator->evaluate(model, comm);
+      rec.val_loss = validator->evaluate(*model, comm);
     }
     if (!stop && ckpt.saver && ((cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0) || final_step)) {
       rec.saved = true;
-      rec.ckpt_stall_ms =
-          ckpt.saver->save(step, model.params(), adamw.m(), adamw.v(), skipped_total);
+      // The copies back from a GPU count as stall: the step waits for them.
+      const auto t_save = Clock::now();
+      const std::span<const float> p = model->host_params(), m1 = model->host_m(),
+                                   m2 = model->host_v();
+      const double copy_ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - t_save).count();
+      rec.ckpt_stall_ms = copy_ms + ckpt.saver->save(step, p, m1, m2, skipped_total);
     }
     result.steps.push_back(rec);
     if (on_step) on_step(rec);
@@ -220,8 +220,9 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
     }
   }
   if (ckpt.saver) ckpt.saver->finish();
-  result.final_param_hash = sync.check(model.params().data(), model.params().size(), "at the end");
-  result.final_params.assign(model.params().begin(), model.params().end());
+  result.final_param_hash = check_sync("at the end", 0);
+  const std::span<const float> final_params = model->host_params();
+  result.final_params.assign(final_params.begin(), final_params.end());
   return result;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -50,10 +51,14 @@ using StepCallback = std::function<void(const StepRecord&)>;
 
 // Checkpoints of a run, where to save (null: nowhere) and what to continue from (null: step
 // 0), and what may stop it early ([Stop requests]; null: nothing).
+// gpu >= 0 trains on the CUDA replica on that device in `dtype` (fp32 | bf16), else on the CPU.
 struct TrainControl {
   Checkpointer* saver = nullptr;
   const ResumeState* resume = nullptr;
   StopRequests* stop = nullptr;
+  int gpu = -1;
+  std::string dtype = "fp32";
+  std::function<void(const std::string&)> say;  // rank 0's log line (the replica's description)
 };
 
 // Trains per cfg on the ranks of comm (cfg must already be validated for comm.world_size())

@@ -75,6 +75,19 @@ expect_usage_error no_data "no training data: pass --data SHARDS" "${common[@]}"
 printf 'd-model = 16\nn-head = 5\n' > "$work/bad.ini"
 expect_usage_error config_file_value "--n-head 5 does not divide --d-model 16" \
   --config "$work/bad.ini" --data "$data" --global-batch 4 --micro-batch 2
+# --device cuda where it cannot be had: no CUDA in the build, no GPU, or (on a one-GPU machine)
+# two ranks that would share it.
+if [[ ! -x $bin/gpt_cuda_test ]]; then
+  cuda_msg="--device cuda, but this build has no CUDA"
+elif nvidia-smi -L >/dev/null 2>&1; then
+  cuda_msg="--device cuda: "
+else
+  cuda_msg="--device cuda: no GPU visible to any rank"
+fi
+expect_usage_error device_cuda_without_gpu "$cuda_msg" \
+  --data "$data" "${common[@]}" --global-batch 4 --micro-batch 2 --device cuda
+expect_usage_error bf16_on_cpu "--dtype bf16 needs --device cuda" \
+  --data "$data" "${common[@]}" --global-batch 4 --micro-batch 2 --device cpu --dtype bf16
 expect_usage_error metrics_unwritable "--metrics $work/no/such/dir/m.jsonl: cannot open" \
   --data "$data" "${common[@]}" --global-batch 4 --micro-batch 2 \
   --metrics "$work/no/such/dir/m.jsonl"

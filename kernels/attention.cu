@@ -1,0 +1,269 @@
+// Causal multi-head self-attention on the GPU, unfused: q, k, v copied to per-head order, the
+// scores and weighted sums as batched products over the B*NH heads, a causal softmax kernel.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <string>
+
+#include "common/errors.h"
+#include "kernels/attention.h"
+#include "kernels/cuda_check.h"
+#include "kernels/cuda_common.cuh"
+
+namespace dpt::kernels {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kThreads = 256;
+constexpr int kWarp = 32;
+
+using namespace cuda_detail;
+
+// Butterfly max over a full warp (warp_sum's order): every lane ends with the same bits.
+__device__ __forceinline__ float warp_max(float v) {
+  for (int off = kWarp / 2; off > 0; off /= 2)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+// qkv [B,T,3C] -> q, k, v [B,NH,T,hs]; one thread per element of q (and the same of k and v).
+template <typename T>
+__global__ void permute_qkv_kernel(T* q, T* k, T* v, const T* qkv, int B, int Tn, int C, int NH) {
+  const int hs = C / NH;
+  const size_t total = static_cast<size_t>(B) * Tn * C;
+  const size_t idx = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  if (idx >= total) return;
+  // idx = ((b * NH + h) * T + t) * hs + d
+  const int d = static_cast<int>(idx % hs);
+  size_t rest = idx / hs;
+  const int t = static_cast<int>(rest % Tn);
+  rest /= Tn;
+  const int h = static_cast<int>(rest % NH);
+  const size_t b = rest / NH;
+  const size_t src = (b * Tn + t) * 3 * static_cast<size_t>(C) + static_cast<size_t>(h) * hs + d;
+  q[idx] = qkv[src];
+  k[idx] = qkv[src + C];
+  v[idx] = qkv[src + 2 * static_cast<size_t>(C)];
+}
+
+// [B,NH,T,hs] <-> [B,T,C] (head h at channels [h*hs, (h+1)*hs)). to_heads = true reads [B,T,C]
+// and writes [B,NH,T,hs]; false the reverse. One thread per element, indexed in the written
+// layout so that the writes are coalesced.
+template <typename T, bool to_heads>
+__global__ void heads_layout_kernel(T* dst, const T* src, int B, int Tn, int C, int NH) {
+  const int hs = C / NH;
+  const size_t total = static_cast<size_t>(B) * Tn * C;
+  const size_t idx = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  if (idx >= total) return;
+  size_t heads_idx, btc_idx;
+  if constexpr (to_heads) {  // idx = ((b * NH + h) * T + t) * hs + d
+    const int d = static_cast<int>(idx % hs);
+    size_t rest = idx / hs;
+    const int t = static_cast<int>(rest % Tn);
+    rest /= Tn;
+    const int h = static_cast<int>(rest % NH);
+    const size_t b = rest / NH;
+    heads_idx = idx;
+    btc_idx = (b * Tn + t) * C + static_cast<size_t>(h) * hs + d;
+  } else {  // idx = (b * T + t) * C + h * hs + d
+    const int c = static_cast<int>(idx % C);
+    const size_t bt = idx / C;
+    const int t = static_cast<int>(bt % Tn);
+    const size_t b = bt / Tn;
+    const int h = c / hs, d = c % hs;
+    btc_idx = idx;
+    heads_idx = ((b * NH + h) * Tn + t) * hs + d;
+  }
+  if constexpr (to_heads)
+    dst[heads_idx] = src[btc_idx];
+  else
+    dst[btc_idx] = src[heads_idx];
+}
+
+// dqkv [B,T,3C] += (dq | dk | dv) [B,NH,T,hs], in fp32, rounded once to T.
+template <typename T>
+__global__ void add_qkv_grad_kernel(T* dqkv, const T* dq, const T* dk, const T* dv, int B, int Tn,
+                                    int C, int NH) {
+  const int hs = C / NH;
+  const size_t total = static_cast<size_t>(B) * Tn * 3 * C;
+  const size_t idx = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  if (idx >= total) return;
+  const int r = static_cast<int>(idx % (3 * static_cast<size_t>(C)));
+  const size_t bt = idx / (3 * static_cast<size_t>(C));
+  const int t = static_cast<int>(bt % Tn);
+  const size_t b = bt / Tn;
+  const int part = r / C, c = r % C;
+  const int h = c / hs, d = c % hs;
+  const T* g = part == 0 ? dq : (part == 1 ? dk : dv);
+  const size_t heads_idx = ((b * NH + h) * Tn + t) * hs + d;
+  dqkv[idx] = from_f<T>(to_f(dqkv[idx]) + to_f(g[heads_idx]));
+}
+
+// In place on att [B*NH*T rows, T]: the scaled scores of row t become softmax over columns
+// 0..t (fp32, max subtracted); columns above the diagonal become exact zeros. One warp a row.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) causal_softmax_kernel(T* att, size_t rows, int Tn) {
+  const size_t row = blockIdx.x * static_cast<size_t>(kThreads / kWarp) + threadIdx.x / kWarp;
+  if (row >= rows) return;  // whole warps leave together: the shuffles below see full warps
+  const int lane = threadIdx.x % kWarp;
+  const int t = static_cast<int>(row % Tn);
+  T* p = att + row * Tn;
+  float m = -INFINITY;
+  for (int s = lane; s <= t; s += kWarp)
+    m = fmaxf(m, to_f(p[s]));
+  m = warp_max(m);
+  float sum = 0.0f;
+  for (int s = lane; s <= t; s += kWarp)
+    sum += expf(to_f(p[s]) - m);
+  const float inv = 1.0f / warp_sum(sum);  // >= 1 term equal to exp(0) = 1: never 0
+  for (int s = lane; s < Tn; s += kWarp)
+    p[s] = s <= t ? from_f<T>(expf(to_f(p[s]) - m) * inv) : from_f<T>(0.0f);
+}
+
+// In place on datt: dpreatt[t,s] = scale * att[t,s] (datt[t,s] - sum_s' att[t,s'] datt[t,s'])
+// for s <= t (the softmax backward times the score scale), exact zeros above the diagonal.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    causal_softmax_backward_kernel(T* datt, const T* att, size_t rows, int Tn, float scale) {
+  const size_t row = blockIdx.x * static_cast<size_t>(kThreads / kWarp) + threadIdx.x / kWarp;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % kWarp;
+  const int t = static_cast<int>(row % Tn);
+  T* g = datt + row * Tn;
+  const T* p = att + row * Tn;
+  float dot = 0.0f;
+  for (int s = lane; s <= t; s += kWarp)
+    dot += to_f(p[s]) * to_f(g[s]);
+  dot = warp_sum(dot);
+  for (int s = lane; s < Tn; s += kWarp)
+    g[s] = s <= t ? from_f<T>(scale * to_f(p[s]) * (to_f(g[s]) - dot)) : from_f<T>(0.0f);
+}
+
+unsigned blocks_for(size_t n, size_t per_block) {
+  return static_cast<unsigned>((n + per_block - 1) / per_block);
+}
+
+void check_sizes(int B, int Tn, int C, int NH) {
+  DPT_CHECK(B > 0 && Tn > 0 && C > 0 && NH > 0 && C % NH == 0,
+            "attention: bad sizes B=" + std::to_string(B) + " T=" + std::to_string(Tn) +
+                " C=" + std::to_string(C) + " NH=" + std::to_string(NH) +
+                " (C must split into NH equal heads)");
+}
+
+// [Attention scratch]
+// One T-typed buffer of attention_cuda_scratch_elems elements, carved as (BTC = B*T*C, each
+// [B,NH,T,hs] slot holding BTC elements; BHTT = B*NH*T*T):
+//   [0 BTC, 3 BTC)  q, k, v in per-head order            (forward and backward)
+//   [3 BTC, 4 BTC)  forward: y = att v;  backward: dy (dout in per-head order)
+//   [4 BTC, 7 BTC)  backward: dq, dk, dv
+//   [7 BTC, 7 BTC + BHTT)  backward: datt, turned into dpreatt in place
+// The forward writes the scores straight into att (its output) and applies the softmax there,
+// so it needs no T x T scratch. The backward copies q, k, v again from qkv: between the passes
+// other layers use the same scratch.
+struct Carve {
+  size_t btc;
+  template <typename T>
+  T* slot(T* scratch, int i) const {
+    return scratch + static_cast<size_t>(i) * btc;
+  }
+};
+
+}  // namespace
+
+size_t attention_cuda_scratch_elems(int B, int Tn, int C, int NH) {
+  check_sizes(B, Tn, C, NH);
+  const size_t btc = static_cast<size_t>(B) * Tn * C;
+  return 7 * btc + static_cast<size_t>(B) * NH * Tn * Tn;
+}
+
+template <typename T>
+void attention_forward_cuda(T* out, T* att, const T* qkv, T* scratch, int B, int Tn, int C, int NH,
+                            GemmCuda& gemm, CudaStream stream) {
+  check_sizes(B, Tn, C, NH);
+  const int hs = C / NH;
+  const int heads = B * NH;
+  const Carve carve{static_cast<size_t>(B) * Tn * C};
+  T* q = carve.slot(scratch, 0);
+  T* k = carve.slot(scratch, 1);
+  T* v = carve.slot(scratch, 2);
+  T* y = carve.slot(scratch, 3);
+  const long long head_stride = static_cast<long long>(Tn) * hs;  // one head of q, k, v, y
+  const long long att_stride = static_cast<long long>(Tn) * Tn;   // one head of att
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
+
+  permute_qkv_kernel<T>
+      <<<blocks_for(carve.btc, kThreads), kThreads, 0, stream>>>(q, k, v, qkv, B, Tn, C, NH);
+  DPT_CHECK_LAUNCH();
+  // scores = scale q k^T, written into att: the full T x T square per head (the softmax masks).
+  gemm.gemm_batched<T>(false, true, Tn, Tn, hs, scale, q, hs, head_stride, k, hs, head_stride, 0.0f,
+                       att, Tn, att_stride, heads, stream);
+  const size_t rows = static_cast<size_t>(heads) * Tn;
+  causal_softmax_kernel<T>
+      <<<blocks_for(rows, kThreads / kWarp), kThreads, 0, stream>>>(att, rows, Tn);
+  DPT_CHECK_LAUNCH();
+  // y = att v; zeros above the diagonal leave the future out exactly.
+  gemm.gemm_batched<T>(false, false, Tn, hs, Tn, 1.0f, att, Tn, att_stride, v, hs, head_stride,
+                       0.0f, y, hs, head_stride, heads, stream);
+  heads_layout_kernel<T, false>
+      <<<blocks_for(carve.btc, kThreads), kThreads, 0, stream>>>(out, y, B, Tn, C, NH);
+  DPT_CHECK_LAUNCH();
+}
+
+template <typename T>
+void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
+                             int Tn, int C, int NH, GemmCuda& gemm, CudaStream stream) {
+  check_sizes(B, Tn, C, NH);
+  const int hs = C / NH;
+  const int heads = B * NH;
+  const Carve carve{static_cast<size_t>(B) * Tn * C};
+  T* q = carve.slot(scratch, 0);
+  T* k = carve.slot(scratch, 1);
+  T* v = carve.slot(scratch, 2);
+  T* dy = carve.slot(scratch, 3);
+  T* dq = carve.slot(scratch, 4);
+  T* dk = carve.slot(scratch, 5);
+  T* dv = carve.slot(scratch, 6);
+  T* datt = carve.slot(scratch, 7);
+  const long long head_stride = static_cast<long long>(Tn) * hs;
+  const long long att_stride = static_cast<long long>(Tn) * Tn;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hs)));
+
+  permute_qkv_kernel<T>
+      <<<blocks_for(carve.btc, kThreads), kThreads, 0, stream>>>(q, k, v, qkv, B, Tn, C, NH);
+  DPT_CHECK_LAUNCH();
+  heads_layout_kernel<T, true>
+      <<<blocks_for(carve.btc, kThreads), kThreads, 0, stream>>>(dy, dout, B, Tn, C, NH);
+  DPT_CHECK_LAUNCH();
+  // datt = dy v^T;  dv = att^T dy
+  gemm.gemm_batched<T>(false, true, Tn, Tn, hs, 1.0f, dy, hs, head_stride, v, hs, head_stride, 0.0f,
+                       datt, Tn, att_stride, heads, stream);
+  gemm.gemm_batched<T>(true, false, Tn, hs, Tn, 1.0f, att, Tn, att_stride, dy, hs, head_stride,
+                       0.0f, dv, hs, head_stride, heads, stream);
+  const size_t rows = static_cast<size_t>(heads) * Tn;
+  causal_softmax_backward_kernel<T>
+      <<<blocks_for(rows, kThreads / kWarp), kThreads, 0, stream>>>(datt, att, rows, Tn, scale);
+  DPT_CHECK_LAUNCH();
+  // scores = scale q k^T, the scale already in dpreatt:  dq = dpreatt k;  dk = dpreatt^T q
+  gemm.gemm_batched<T>(false, false, Tn, hs, Tn, 1.0f, datt, Tn, att_stride, k, hs, head_stride,
+                       0.0f, dq, hs, head_stride, heads, stream);
+  gemm.gemm_batched<T>(true, false, Tn, hs, Tn, 1.0f, datt, Tn, att_stride, q, hs, head_stride,
+                       0.0f, dk, hs, head_stride, heads, stream);
+  const size_t total = 3 * carve.btc;
+  add_qkv_grad_kernel<T>
+      <<<blocks_for(total, kThreads), kThreads, 0, stream>>>(dqkv, dq, dk, dv, B, Tn, C, NH);
+  DPT_CHECK_LAUNCH();
+}
+
+template void attention_forward_cuda<float>(float*, float*, const float*, float*, int, int, int,
+                                            int, GemmCuda&, CudaStream);
+template void attention_forward_cuda<bf16>(bf16*, bf16*, const bf16*, bf16*, int, int, int, int,
+                                           GemmCuda&, CudaStream);
+template void attention_backward_cuda<float>(float*, float*, const float*, const float*,
+                                             const float*, int, int, int, int, GemmCuda&,
+                                             CudaStream);
+template void attention_backward_cuda<bf16>(bf16*, bf16*, const bf16*, const bf16*, const bf16*,
+                                            int, int, int, int, GemmCuda&, CudaStream);
+
+}  // namespace dpt::kernels

@@ -1,0 +1,119 @@
+// GELU (tanh approximation, as GPT-2) on the GPU, elementwise, in fp32 whatever the storage
+// type, with the sigmoid form of the CPU reference (kernels/gelu_cpu.cpp).
+#include <cuda_bf16.h>
+
+#include <string>
+
+#include "kernels/cuda_check.h"
+#include "kernels/cuda_common.cuh"
+#include "kernels/gelu.h"
+
+namespace dpt::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr unsigned kMaxBlocks = 4096;  // grid-stride loops cover the rest
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kCubic = 0.044715f;
+
+using namespace cuda_detail;
+
+// 0.5 x (1 + tanh u) = x sigmoid(2u): expf is accurate (no fast-math) and the form has no
+// cancellation in 1 + tanh for large negative x; exp overflowing to inf gives -0, as on the CPU.
+__device__ __forceinline__ float gelu(float x) {
+  const float u = kSqrt2OverPi * (x + kCubic * x * x * x);
+  return x / (1.0f + expf(-2.0f * u));
+}
+
+// d gelu / dx, as the CPU reference: s = sigmoid(2u), 1 - s = 1 / (1 + 1/e) exact near s = 1.
+__device__ __forceinline__ float gelu_grad(float x) {
+  const float u = kSqrt2OverPi * (x + kCubic * x * x * x);
+  const float e = expf(-2.0f * u);
+  const float s = 1.0f / (1.0f + e);
+  const float one_minus_s = 1.0f / (1.0f + 1.0f / e);
+  const float du = kSqrt2OverPi * (1.0f + 3.0f * kCubic * x * x);
+  return s + 2.0f * x * s * one_minus_s * du;
+}
+
+// Packs of VEC elements first; the last n % VEC elements one by one.
+template <typename T, int VEC>
+__global__ void gelu_forward_kernel(T* out, const T* inp, size_t n) {
+  using P = Pack<T, VEC>;
+  const size_t packs = n / VEC;
+  const size_t first = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t k = first; k < packs; k += stride) {
+    const P x = reinterpret_cast<const P*>(inp)[k];
+    P o;
+#pragma unroll
+    for (int j = 0; j < VEC; ++j)
+      o.v[j] = from_f<T>(gelu(to_f(x.v[j])));
+    reinterpret_cast<P*>(out)[k] = o;
+  }
+  for (size_t i = packs * VEC + first; i < n; i += stride)
+    out[i] = from_f<T>(gelu(to_f(inp[i])));
+}
+
+// dinp[i] += gelu'(inp[i]) dout[i]; each element is read and written by one thread.
+template <typename T, int VEC>
+__global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, size_t n) {
+  using P = Pack<T, VEC>;
+  const size_t packs = n / VEC;
+  const size_t first = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t k = first; k < packs; k += stride) {
+    const P x = reinterpret_cast<const P*>(inp)[k];
+    const P g = reinterpret_cast<const P*>(dout)[k];
+    P d = reinterpret_cast<const P*>(dinp)[k];
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      d.v[j] = from_f<T>(to_f(d.v[j]) + gelu_grad(to_f(x.v[j])) * to_f(g.v[j]));
+    }
+    reinterpret_cast<P*>(dinp)[k] = d;
+  }
+  for (size_t i = packs * VEC + first; i < n; i += stride) {
+    dinp[i] = from_f<T>(to_f(dinp[i]) + gelu_grad(to_f(inp[i])) * to_f(dout[i]));
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void gelu_forward_cuda(T* out, const T* inp, size_t n, CudaStream stream) {
+  if (n == 0) return;
+  DPT_CHECK(out && inp, "gelu_forward_cuda: null pointer");
+  constexpr int kVec = 16 / sizeof(T);
+  if (aligned16(out) && aligned16(inp)) {
+    gelu_forward_kernel<T, kVec>
+        <<<grid_stride_blocks(n / kVec, kThreads, kMaxBlocks), kThreads, 0, stream>>>(out, inp, n);
+  } else {
+    gelu_forward_kernel<T, 1>
+        <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(out, inp, n);
+  }
+  DPT_CHECK_LAUNCH();
+}
+
+template <typename T>
+void gelu_backward_cuda(T* dinp, const T* inp, const T* dout, size_t n, CudaStream stream) {
+  if (n == 0) return;
+  DPT_CHECK(dinp && inp && dout, "gelu_backward_cuda: null pointer");
+  constexpr int kVec = 16 / sizeof(T);
+  if (aligned16(dinp) && aligned16(inp) && aligned16(dout)) {
+    gelu_backward_kernel<T, kVec>
+        <<<grid_stride_blocks(n / kVec, kThreads, kMaxBlocks), kThreads, 0, stream>>>(dinp, inp,
+                                                                                      dout, n);
+  } else {
+    gelu_backward_kernel<T, 1>
+        <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(dinp, inp, dout, n);
+  }
+  DPT_CHECK_LAUNCH();
+}
+
+template void gelu_forward_cuda<float>(float*, const float*, size_t, CudaStream);
+template void gelu_forward_cuda<__nv_bfloat16>(__nv_bfloat16*, const __nv_bfloat16*, size_t,
+                                               CudaStream);
+template void gelu_backward_cuda<float>(float*, const float*, const float*, size_t, CudaStream);
+template void gelu_backward_cuda<__nv_bfloat16>(__nv_bfloat16*, const __nv_bfloat16*,
+                                                const __nv_bfloat16*, size_t, CudaStream);
+
+}  // namespace dpt::kernels

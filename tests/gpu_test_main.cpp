@@ -1,0 +1,23 @@
+// The shared main() of GPU test binaries: without a CUDA build or a visible device it prints
+// why and exits 77, which ctest reports as skipped (SKIP_RETURN_CODE); else it runs the tests.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "kernels/cuda_device.h"
+
+int main(int argc, char** argv) {
+  using namespace dpt::kernels;
+  if (!cuda_built()) {
+    std::printf("SKIP: this build has no CUDA path (DPT_CUDA=OFF or no nvcc)\n");
+    return 77;
+  }
+  if (cuda_device_count() == 0) {
+    std::printf(
+        "SKIP: no CUDA device visible (no GPU, no driver, or CUDA_VISIBLE_DEVICES empty)\n");
+    return 77;
+  }
+  std::printf("device 0: %s\n", cuda_device_name(0).c_str());
+  testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

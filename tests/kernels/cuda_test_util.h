@@ -1,0 +1,103 @@
+// Shared helpers of the CUDA kernel tests (label gpu): device copies of host vectors in the
+// kernel's dtype, rounding of reference inputs to that dtype, and the norm-relative error check
+// with tolerances by dtype ([CUDA kernel contract]).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "kernels/device_buffer.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace dpt::kernels::test {
+
+using bf16 = __nv_bfloat16;
+
+template <typename T>
+inline float to_float(T x) {
+  if constexpr (std::is_same_v<T, bf16>)
+    return __bfloat162float(x);
+  else
+    return static_cast<float>(x);
+}
+template <typename T>
+inline T from_float(float x) {
+  if constexpr (std::is_same_v<T, bf16>)
+    return __float2bfloat16(x);  // round to nearest even
+  else
+    return static_cast<T>(x);
+}
+
+// v with every element rounded to T and back: the reference sees exactly the kernel's inputs.
+template <typename T>
+std::vector<double> rounded_to(const std::vector<double>& v) {
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    r[i] = to_float(from_float<T>(static_cast<float>(v[i])));
+  return r;
+}
+
+// A device array of T filled from doubles (converted through float).
+template <typename T>
+DeviceBuffer<T> to_device(const std::vector<double>& v) {
+  std::vector<T> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    h[i] = from_float<T>(static_cast<float>(v[i]));
+  DeviceBuffer<T> d(v.size());
+  DPT_CHECK_CUDA(cudaMemcpy(d.get(), h.data(), d.bytes(), cudaMemcpyHostToDevice));
+  return d;
+}
+inline DeviceBuffer<int32_t> ids_to_device(const std::vector<int32_t>& v) {
+  DeviceBuffer<int32_t> d(v.size());
+  DPT_CHECK_CUDA(cudaMemcpy(d.get(), v.data(), d.bytes(), cudaMemcpyHostToDevice));
+  return d;
+}
+// A device array of n elements that all read as NaN (poison for written outputs).
+template <typename T>
+DeviceBuffer<T> poisoned_device(size_t n) {
+  return to_device<T>(std::vector<double>(n, std::nan("")));
+}
+// Synchronizes, checks for asynchronous errors, and copies back as doubles.
+template <typename T>
+std::vector<double> from_device(const DeviceBuffer<T>& d) {
+  DPT_CHECK_CUDA(cudaDeviceSynchronize());
+  std::vector<T> h(d.size());
+  DPT_CHECK_CUDA(cudaMemcpy(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost));
+  std::vector<double> r(h.size());
+  for (size_t i = 0; i < h.size(); ++i)
+    r[i] = to_float(h[i]);
+  return r;
+}
+
+// Norm-relative tolerance of a result computed in T with fp32 accumulation.
+template <typename T>
+constexpr double tolerance() {
+  return std::is_same_v<T, bf16> ? 1e-2 : 1e-5;
+}
+
+// ||got - want|| / ||want|| <= tol, and every element finite (NaN never passes).
+inline void expect_close(const std::vector<double>& got, const std::vector<double>& want,
+                         double tol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double num = 0.0, den = 0.0;
+  size_t bad = 0, first_bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) {
+      if (bad++ == 0) first_bad = i;
+      continue;
+    }
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  ASSERT_EQ(bad, 0u) << what << ": " << bad << " non-finite elements, first at " << first_bad;
+  const double rel = std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+  EXPECT_LE(rel, tol) << what << ": relative error " << rel << " over " << got.size()
+                      << " elements";
+}
+
+}  // namespace dpt::kernels::test

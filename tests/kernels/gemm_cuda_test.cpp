@@ -1,0 +1,365 @@
+// GemmCuda (cuBLASLt / cuBLAS) against the CPU reference gemm_cpu<double> on inputs rounded to the
+// kernel's dtype: every transpose pair, odd shapes, padded leading dimensions, beta 0 and 1, bias,
+// bf16 operands into fp32, batched products, odd pointer offsets, and run-to-run bits.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "tests/kernels/cuda_test_util.h"
+
+namespace dpt::kernels::test {
+namespace {
+
+// Stored shapes (row-major): A is M x K (K x M when transposed), B is K x N (N x K).
+struct Shape {
+  int M, N, K;
+};
+
+const Shape kShapes[] = {{1, 1, 1},   {3, 5, 7},   {7, 13, 11}, {13, 7, 5},  {67, 97, 13},
+                         {97, 67, 5}, {13, 1, 97}, {1, 67, 3},  {11, 3, 67}, {5, 11, 97}};
+
+std::string describe(const char* what, bool ta, bool tb, const Shape& s, float alpha, float beta,
+                     bool bias, int pad) {
+  return std::string(what) + " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) +
+         " M=" + std::to_string(s.M) + " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K) +
+         " alpha=" + std::to_string(alpha) + " beta=" + std::to_string(beta) +
+         " bias=" + std::to_string(bias) + " pad=" + std::to_string(pad);
+}
+
+// Waits for the uploads: cudaMemcpy from pageable memory may return before its DMA has landed,
+// and the products run on a non-blocking stream that does not wait for the default stream.
+void sync_uploads() {
+  DPT_CHECK_CUDA(cudaDeviceSynchronize());
+}
+
+bool same_bits(double a, double b) {
+  return std::memcmp(&a, &b, sizeof(double)) == 0;
+}
+
+void expect_bit_identical(const std::vector<double>& a, const std::vector<double>& b,
+                          const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  size_t diff = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    diff += !same_bits(a[i], b[i]);
+  EXPECT_EQ(diff, 0u) << what << ": " << diff << " of " << a.size() << " elements differ";
+}
+
+// `v` with `offset` leading NaN elements: its device copy's data starts `offset` elements into
+// the allocation, so that pointer is aligned to sizeof(T) * offset bytes at most.
+std::vector<double> with_offset(const std::vector<double>& v, int offset) {
+  std::vector<double> r(offset, std::nan(""));
+  r.insert(r.end(), v.begin(), v.end());
+  return r;
+}
+
+// The logical rows x cols of a row-major matrix with leading dimension ld.
+std::vector<double> logical(const std::vector<double>& m, int rows, int cols, int ld,
+                            size_t first = 0) {
+  std::vector<double> r;
+  r.reserve(static_cast<size_t>(rows) * cols);
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j)
+      r.push_back(m[first + static_cast<size_t>(i) * ld + j]);
+  return r;
+}
+
+// A stored rows x cols matrix with ld = cols + pad: random values, NaN in the padding (a product
+// that reads the padding turns NaN). `ref` receives the values rounded to T, padding 0.
+template <typename T>
+std::vector<double> operand(int rows, int cols, int pad, uint64_t seed, uint64_t stream,
+                            std::vector<double>* ref) {
+  const int ld = cols + pad;
+  std::vector<double> v(static_cast<size_t>(rows) * ld, std::nan(""));
+  const std::vector<double> r = random_vector(static_cast<size_t>(rows) * cols, seed, stream);
+  ref->assign(v.size(), 0.0);
+  const std::vector<double> rr = rounded_to<T>(r);
+  for (int i = 0; i < rows; ++i) {
+    for (int j = 0; j < cols; ++j) {
+      v[static_cast<size_t>(i) * ld + j] = r[static_cast<size_t>(i) * cols + j];
+      (*ref)[static_cast<size_t>(i) * ld + j] = rr[static_cast<size_t>(i) * cols + j];
+    }
+  }
+  return v;
+}
+
+// One product on the GPU against gemm_cpu<double> (+ bias): C poisoned with NaN when beta = 0,
+// random when beta != 0; the padding of C must keep its bits. `offset` shifts every device
+// pointer by that many elements (misaligned operands).
+template <typename T, typename TC>
+void check_gemm(GemmCuda& gemm, cudaStream_t stream, bool ta, bool tb, const Shape& s, float alpha,
+                float beta, bool with_bias, int pad, int offset, uint64_t seed) {
+  const std::string what = describe("gemm", ta, tb, s, alpha, beta, with_bias, pad) +
+                           " offset=" + std::to_string(offset);
+  const int rows_a = ta ? s.K : s.M, cols_a = ta ? s.M : s.K;
+  const int rows_b = tb ? s.N : s.K, cols_b = tb ? s.K : s.N;
+  const int lda = cols_a + pad, ldb = cols_b + pad, ldc = s.N + pad;
+  std::vector<double> ref_a, ref_b;
+  const std::vector<double> a = operand<T>(rows_a, cols_a, pad, seed, 1, &ref_a);
+  const std::vector<double> b = operand<T>(rows_b, cols_b, pad, seed, 2, &ref_b);
+  const size_t c_elems = static_cast<size_t>(s.M) * ldc;
+  std::vector<double> c0 =
+      beta == 0.0f ? std::vector<double>(c_elems, std::nan("")) : random_vector(c_elems, seed, 3);
+  const std::vector<double> bias = random_vector(s.N, seed, 4);
+
+  // Reference: C0 and bias as the kernel sees them (rounded to TC); beta = 0 ignores C0.
+  std::vector<double> want = beta == 0.0f ? std::vector<double>(c_elems, 0.0) : rounded_to<TC>(c0);
+  gemm_cpu<double>(ta, tb, s.M, s.N, s.K, alpha, ref_a.data(), lda, ref_b.data(), ldb, beta,
+                   want.data(), ldc);
+  if (with_bias) {
+    const std::vector<double> rb = rounded_to<TC>(bias);
+    for (int i = 0; i < s.M; ++i)
+      for (int j = 0; j < s.N; ++j)
+        want[static_cast<size_t>(i) * ldc + j] += rb[j];
+  }
+
+  DeviceBuffer<T> d_a = to_device<T>(with_offset(a, offset));
+  DeviceBuffer<T> d_b = to_device<T>(with_offset(b, offset));
+  DeviceBuffer<TC> d_c = to_device<TC>(with_offset(c0, offset));
+  DeviceBuffer<TC> d_bias = to_device<TC>(with_offset(bias, offset));
+  const std::vector<double> before = from_device(d_c);
+  sync_uploads();
+  gemm.gemm<T, TC>(ta, tb, s.M, s.N, s.K, alpha, d_a.get() + offset, lda, d_b.get() + offset, ldb,
+                   beta, d_c.get() + offset, ldc, with_bias ? d_bias.get() + offset : nullptr,
+                   stream);
+  const std::vector<double> got = from_device(d_c);
+
+  expect_close(logical(got, s.M, s.N, ldc, offset), logical(want, s.M, s.N, ldc), tolerance<TC>(),
+               what);
+  // Nothing outside the M x N result changes (the row padding and the leading offset).
+  size_t touched = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const size_t e = i - std::min<size_t>(i, offset);
+    const bool inside = i >= static_cast<size_t>(offset) && static_cast<int>(e % ldc) < s.N;
+    if (!inside && !same_bits(got[i], before[i])) ++touched;
+  }
+  EXPECT_EQ(touched, 0u) << what << ": elements outside the result were written";
+}
+
+template <typename T, typename TC>
+void check_all_shapes(uint64_t seed) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  for (const Shape& s : kShapes) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (const float beta : {0.0f, 1.0f}) {
+        // alpha != 1 with beta = 1: both scalars reach the product.
+        const float alpha = beta == 0.0f ? 1.0f : 0.75f;
+        for (const bool with_bias : {false, true}) {
+          const int pad = (s.M + s.N + t) % 3;  // padded leading dimensions on most cases
+          check_gemm<T, TC>(gemm, stream.get(), ta, tb, s, alpha, beta, with_bias, pad, 0, seed++);
+          if (testing::Test::HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(GemmCuda, Fp32MatchesDoubleReferenceForOddShapesEveryTransposeBetaAndBias) {
+  check_all_shapes<float, float>(100);
+}
+
+TEST(GemmCuda, Bf16MatchesDoubleReferenceForOddShapesEveryTransposeBetaAndBias) {
+  check_all_shapes<bf16, bf16>(200);
+}
+
+// bf16 operands accumulate straight into fp32 (weight gradients). Both sides see the same bf16
+// inputs and bf16 x bf16 products are exact in fp32, so the fp32 bound applies.
+TEST(GemmCuda, Bf16OperandsIntoFp32MatchDoubleReferenceAtFp32Tolerance) {
+  check_all_shapes<bf16, float>(300);
+}
+
+// Operands that start 1 or 3 elements into an allocation (2- to 12-byte alignment) still get a
+// working algorithm and the right result: the plan's alignments come from the pointers.
+TEST(GemmCuda, OperandsAtOddElementOffsetsMatchDoubleReference) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  uint64_t seed = 400;
+  for (const int offset : {1, 3}) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (const Shape& s : {Shape{67, 97, 13}, Shape{13, 7, 5}, Shape{64, 64, 64}}) {
+        check_gemm<float, float>(gemm, stream.get(), ta, tb, s, 0.75f, 1.0f, true, 1, offset,
+                                 seed++);
+        check_gemm<bf16, bf16>(gemm, stream.get(), ta, tb, s, 1.0f, 0.0f, true, 0, offset, seed++);
+        check_gemm<bf16, float>(gemm, stream.get(), ta, tb, s, 1.0f, 1.0f, true, 2, offset, seed++);
+      }
+    }
+  }
+}
+
+// K = 0: the product is empty, C = beta C + bias (and beta = 0 does not read the NaN in C).
+// A is M x 0 and B (transposed) N x 0: with padded rows their buffers are not empty.
+TEST(GemmCuda, EmptyInnerDimensionGivesBetaTimesCPlusBias) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  for (const float beta : {0.0f, 1.0f}) {
+    check_gemm<float, float>(gemm, stream.get(), false, true, Shape{5, 7, 0}, 1.0f, beta, true, 1,
+                             0, 500);
+    check_gemm<bf16, bf16>(gemm, stream.get(), false, true, Shape{3, 13, 0}, 1.0f, beta, true, 2, 0,
+                           501);
+    check_gemm<bf16, float>(gemm, stream.get(), false, true, Shape{7, 5, 0}, 1.0f, beta, false, 1,
+                            0, 502);
+  }
+}
+
+TEST(GemmCuda, RejectsLeadingDimensionShorterThanARow) {
+  GemmCuda gemm;
+  DeviceBuffer<float> buf(64);
+  expect_runtime_failure_mentioning(
+      [&] {
+        gemm.gemm<float, float>(false, false, 4, 4, 4, 1.0f, buf.get(), 3, buf.get(), 4, 0.0f,
+                                buf.get(), 4, nullptr, nullptr);
+      },
+      {"leading dimension", "lda=3"});
+}
+
+// Bits do not depend on the run: the same product (a long K, where split-K algorithms are
+// likely) twice from the same inputs, with beta = 1 and a bias.
+template <typename T, typename TC>
+void check_repeatable(uint64_t seed) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  const int M = 64, N = 96, K = 8192;
+  DeviceBuffer<T> a = to_device<T>(random_vector(size_t(M) * K, seed, 1));
+  DeviceBuffer<T> b = to_device<T>(random_vector(size_t(K) * N, seed, 2));
+  const std::vector<double> c0 = random_vector(size_t(M) * N, seed, 3);
+  DeviceBuffer<TC> bias = to_device<TC>(random_vector(N, seed, 4));
+  std::vector<double> runs[2];
+  for (auto& run : runs) {
+    DeviceBuffer<TC> c = to_device<TC>(c0);
+    sync_uploads();
+    gemm.gemm<T, TC>(true, false, M, N, K, 1.0f, a.get(), M, b.get(), N, 1.0f, c.get(), N,
+                     bias.get(), stream.get());
+    run = from_device(c);
+  }
+  expect_bit_identical(runs[0], runs[1], "gemm twice");
+}
+
+TEST(GemmCuda, RepeatedProductsAreBitIdentical) {
+  check_repeatable<float, float>(600);
+  check_repeatable<bf16, bf16>(601);
+  check_repeatable<bf16, float>(602);
+}
+
+// --- batched ----------------------------------------------------------------------------------
+
+// batch products with strides larger than a matrix (NaN in the gaps); each item against
+// gemm_cpu<double>; the gaps of C keep their bits.
+template <typename T>
+void check_batched(GemmCuda& gemm, cudaStream_t stream, bool ta, bool tb, const Shape& s, int batch,
+                   float alpha, float beta, int pad, uint64_t seed) {
+  const std::string what = describe("gemm_batched", ta, tb, s, alpha, beta, false, pad) +
+                           " batch=" + std::to_string(batch);
+  const int rows_a = ta ? s.K : s.M, cols_a = ta ? s.M : s.K;
+  const int rows_b = tb ? s.N : s.K, cols_b = tb ? s.K : s.N;
+  const int lda = cols_a + pad, ldb = cols_b + pad, ldc = s.N + pad;
+  const long long gap = 5;
+  const long long sa = static_cast<long long>(rows_a) * lda + gap;
+  const long long sb = static_cast<long long>(rows_b) * ldb + gap;
+  const long long sc = static_cast<long long>(s.M) * ldc + gap;
+  std::vector<double> a(sa * batch, std::nan("")), b(sb * batch, std::nan(""));
+  std::vector<double> ref_a(a.size(), 0.0), ref_b(b.size(), 0.0);
+  for (int i = 0; i < batch; ++i) {
+    std::vector<double> ra, rb;
+    const std::vector<double> ai = operand<T>(rows_a, cols_a, pad, seed, 10 + i, &ra);
+    const std::vector<double> bi = operand<T>(rows_b, cols_b, pad, seed, 100 + i, &rb);
+    std::copy(ai.begin(), ai.end(), a.begin() + i * sa);
+    std::copy(ra.begin(), ra.end(), ref_a.begin() + i * sa);
+    std::copy(bi.begin(), bi.end(), b.begin() + i * sb);
+    std::copy(rb.begin(), rb.end(), ref_b.begin() + i * sb);
+  }
+  const std::vector<double> c0 = beta == 0.0f ? std::vector<double>(sc * batch, std::nan(""))
+                                              : random_vector(sc * batch, seed, 3);
+  std::vector<double> want = beta == 0.0f ? std::vector<double>(c0.size(), 0.0) : rounded_to<T>(c0);
+  for (int i = 0; i < batch; ++i) {
+    gemm_cpu<double>(ta, tb, s.M, s.N, s.K, alpha, ref_a.data() + i * sa, lda,
+                     ref_b.data() + i * sb, ldb, beta, want.data() + i * sc, ldc);
+  }
+
+  DeviceBuffer<T> d_a = to_device<T>(a), d_b = to_device<T>(b), d_c = to_device<T>(c0);
+  const std::vector<double> before = from_device(d_c);
+  sync_uploads();
+  gemm.gemm_batched<T>(ta, tb, s.M, s.N, s.K, alpha, d_a.get(), lda, sa, d_b.get(), ldb, sb, beta,
+                       d_c.get(), ldc, sc, batch, stream);
+  const std::vector<double> got = from_device(d_c);
+  for (int i = 0; i < batch; ++i) {
+    expect_close(logical(got, s.M, s.N, ldc, i * sc), logical(want, s.M, s.N, ldc, i * sc),
+                 tolerance<T>(), what + " item " + std::to_string(i));
+  }
+  size_t touched = 0;
+  for (size_t e = 0; e < got.size(); ++e) {
+    const size_t in_item = e % sc;
+    const bool inside = in_item < static_cast<size_t>(s.M) * ldc && int(in_item % ldc) < s.N;
+    if (!inside && !same_bits(got[e], before[e])) ++touched;
+  }
+  EXPECT_EQ(touched, 0u) << what << ": elements outside the results were written";
+}
+
+template <typename T>
+void check_all_batched(uint64_t seed) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  const Shape shapes[] = {{1, 1, 1}, {5, 7, 3}, {13, 13, 7}, {33, 5, 33}, {11, 67, 13}};
+  for (const Shape& s : shapes) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (const float beta : {0.0f, 1.0f}) {
+        for (const int batch : {1, 3, 5}) {
+          const float alpha = beta == 0.0f ? 0.5f : 1.0f;
+          check_batched<T>(gemm, stream.get(), ta, tb, s, batch, alpha, beta, (s.K + t) % 2,
+                           seed++);
+          if (testing::Test::HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(GemmCudaBatched, Fp32MatchesDoubleReferencePerItemWithGapsBetweenItems) {
+  check_all_batched<float>(700);
+}
+
+TEST(GemmCudaBatched, Bf16MatchesDoubleReferencePerItemWithGapsBetweenItems) {
+  check_all_batched<bf16>(800);
+}
+
+// K = 0 in a batch: every item becomes beta C.
+TEST(GemmCudaBatched, EmptyInnerDimensionGivesBetaTimesC) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  check_batched<float>(gemm, stream.get(), false, true, Shape{3, 5, 0}, 3, 1.0f, 0.0f, 1, 900);
+  check_batched<bf16>(gemm, stream.get(), true, false, Shape{5, 3, 0}, 2, 1.0f, 1.0f, 0, 901);
+}
+
+template <typename T>
+void check_batched_repeatable(uint64_t seed) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  const int M = 97, N = 97, K = 33, batch = 24;
+  DeviceBuffer<T> a = to_device<T>(random_vector(size_t(M) * K * batch, seed, 1));
+  DeviceBuffer<T> b = to_device<T>(random_vector(size_t(K) * N * batch, seed, 2));
+  std::vector<double> runs[2];
+  for (auto& run : runs) {
+    DeviceBuffer<T> c = poisoned_device<T>(size_t(M) * N * batch);
+    sync_uploads();
+    gemm.gemm_batched<T>(false, true, M, N, K, 0.25f, a.get(), K, M * K, b.get(), K, N * K, 0.0f,
+                         c.get(), N, M * N, batch, stream.get());
+    run = from_device(c);
+  }
+  expect_bit_identical(runs[0], runs[1], "gemm_batched twice");
+}
+
+TEST(GemmCudaBatched, RepeatedProductsAreBitIdentical) {
+  check_batched_repeatable<float>(1000);
+  check_batched_repeatable<bf16>(1001);
+}
+
+}  // namespace
+}  // namespace dpt::kernels::test

@@ -1,0 +1,100 @@
+// The GPT-style decoder of gpt.h on one GPU: the same three parts (input embedding, trunk,
+// head), the same parameter layout and the same order of operations, over the kernels' CUDA
+// entry points. T (float or __nv_bfloat16) is the compute type of activations and of the
+// parameter copy the kernels read; master parameters and gradients are fp32. Included only by
+// CUDA-built sources.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/device_buffer.h"
+#include "kernels/encoder.h"
+#include "kernels/gemm.h"
+#include "trainer/model_config.h"
+#include "trainer/param_layout.h"
+
+namespace dpt::trainer {
+
+template <typename T>
+class GptCuda {
+ public:
+  // [Allocate once] Every device and pinned buffer for micro-batches of up to max_batch
+  // sequences; forward and backward allocate nothing. Work goes on `stream`.
+  GptCuda(const ModelConfig& cfg, int max_batch, cudaStream_t stream);
+  GptCuda(const GptCuda&) = delete;
+  GptCuda& operator=(const GptCuda&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+  size_t num_params() const { return layout_.total(); }
+  float* params() { return params_.get(); }  // fp32 master, [Parameter layout]
+  float* grads() { return grads_.get(); }
+  // The parameters the kernels read: the master buffer itself for float, else a T copy.
+  T* compute_params();
+  // Refreshes the T copy from the master parameters (after they were set from the host).
+  void refresh_compute_params();
+
+  // Copies inputs and targets [batch, seq_len] (host) to the device and runs the forward pass;
+  // adds the sum of the batch*seq_len position losses into *loss_sum (device, fp32).
+  void forward(const int32_t* inputs, const int32_t* targets, int batch, float* loss_sum);
+  // Adds d(loss_scale * mean loss)/d(params) into grads() for the last forward().
+  void backward(double loss_scale);
+
+ private:
+  struct LayerActs {
+    T *ln1, *qkv, *att, *atty, *attproj, *res2, *ln2, *fch, *fch_gelu, *fcproj, *res3;
+    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
+  };
+  template <typename P>
+  struct LayerParams {
+    P *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
+    P *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
+  };
+  template <typename P>
+  struct ModelViews {
+    P *wte, *wpe, *lnf_w, *lnf_b;
+    std::vector<LayerParams<P>> layers;
+  };
+  template <typename P>
+  ModelViews<P> views(P* base) const;
+  const T* block_input(int l) const;
+  void upload_batch(const int32_t* inputs, const int32_t* targets, int batch);
+  void block_forward(int l, int batch);
+  void block_backward(int l, T* dres, int batch);
+  void zero(T* p, size_t n);
+
+  ModelConfig cfg_;
+  ParamLayout layout_;
+  int max_batch_;
+  cudaStream_t stream_;
+  kernels::GemmCuda gemm_;
+
+  kernels::DeviceBuffer<float> params_, grads_;
+  kernels::DeviceBuffer<T> params_copy_;  // empty for T = float
+  kernels::DeviceBuffer<T> acts_, dacts_, att_scratch_;
+  kernels::DeviceBuffer<float> stats_, scratch_;
+  ModelViews<T> P_;      // into compute_params()
+  ModelViews<float> G_;  // into grads_
+  std::vector<LayerActs> layer_acts_;
+  T *encoded_, *lnf_, *logits_;
+  float *lnf_mean_, *lnf_rstd_, *losses_, *lse_;
+  T *d_res_, *d_ln_, *d_qkv_, *d_atty_, *d_fch_gelu_, *d_fch_;
+
+  // [Embedding buckets] and the token ids: [inputs | targets | order | bucket_token |
+  // bucket_start] of one micro-batch, staged in one of two pinned slots on the host and copied
+  // into one device buffer on the stream. A slot is reused once its last copy has run.
+  size_t bt_max_;
+  kernels::DeviceBuffer<int32_t> tokens_;
+  kernels::PinnedBuffer<int32_t> staging_[2];
+  kernels::CudaEventHandle staged_[2];
+  bool slot_used_[2] = {false, false};
+  int slot_ = 0;
+  kernels::EmbeddingBuckets buckets_;
+  int n_buckets_ = 0;
+  int last_batch_ = 0;
+};
+
+}  // namespace dpt::trainer

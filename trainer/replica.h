@@ -1,0 +1,72 @@
+// [Replica] One rank's copy of the model and its optimizer state on one processor, as the
+// training loop drives it. CpuReplica runs the CPU reference kernels and averages over the MPI
+// communicator; the CUDA replica (replica_cuda.cpp) keeps everything on the rank's GPU and
+// averages over NCCL. The loop (training.cpp) is the same for both.
+//
+// A step is, in this order on every rank:
+//   zero_grads; forward_backward once per micro-batch; reduce; (the loop's host all-reduce of
+//   stop flags and data waits); update.
+// reduce() issues the step's collectives: the gradient average and the loss average, in that
+// order ([Collective contract]). update() returns the step's loss and gradient norm on the host
+// and applies clipping and AdamW unless either is non-finite ([Non-finite guard]).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "comm/communicator.h"
+#include "trainer/optimizer.h"
+#include "trainer/param_layout.h"
+#include "trainer/train_config.h"
+
+namespace dpt::trainer {
+
+struct ReplicaStep {
+  StepStats stats;
+  double loss = 0;  // mean cross-entropy over the global batch (identical on every rank)
+};
+
+class Replica {
+ public:
+  virtual ~Replica() = default;
+
+  virtual const ParamLayout& layout() const = 0;
+  // "cpu fp32", "cuda:0 bf16 (NVIDIA H100 ...), gradients over nccl 2.28.3", for the log.
+  virtual std::string describe() const = 0;
+
+  // Parameters and AdamW moments from the host; empty m and v start the moments at zero.
+  virtual void set_state(std::span<const float> params, std::span<const float> m,
+                         std::span<const float> v) = 0;
+  // The current parameters / moments on the host. The CUDA replica copies them back and waits;
+  // the spans stay valid until the next call that changes the state.
+  virtual std::span<const float> host_params() = 0;
+  virtual std::span<const float> host_m() = 0;
+  virtual std::span<const float> host_v() = 0;
+
+  virtual void zero_grads() = 0;
+  // Adds d(loss_scale * mean loss of the micro-batch)/d(params) into the gradient and the
+  // micro-batch's mean loss into the step's loss sum. inputs, targets: [batch, seq_len].
+  virtual void forward_backward(const int32_t* inputs, const int32_t* targets, int batch,
+                                double loss_scale) = 0;
+  // Testing (--fault-nan-step): the first gradient element becomes NaN.
+  virtual void poison_grad() = 0;
+  // Averages the gradient and the step's mean loss over the ranks of `comm` (the MPI
+  // communicator; the CUDA replica uses its own NCCL communicator over the same ranks).
+  virtual void reduce(comm::Communicator& comm) = 0;
+  virtual ReplicaStep update(int64_t step) = 0;
+
+  // Mean loss of a batch without gradients (validation).
+  virtual double evaluate(const int32_t* inputs, const int32_t* targets, int batch) = 0;
+};
+
+// The CPU reference replica for micro-batches of up to max_batch sequences.
+std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch);
+
+// The CUDA replica on device `gpu` in cfg.dtype ("fp32" or "bf16"); collective over `mpi`
+// (it builds the NCCL communicator). Throws UsageError in a build without CUDA.
+std::unique_ptr<Replica> make_cuda_replica(const TrainConfig& cfg, int max_batch, int gpu,
+                                           const std::string& dtype, comm::Communicator& mpi);
+
+}  // namespace dpt::trainer

@@ -1,0 +1,97 @@
+// [Replica] on the CPU: the reference Gpt<float>, host AdamW, MPI averaging.
+#include <cmath>
+#include <limits>
+
+#include "common/errors.h"
+#include "trainer/gpt.h"
+#include "trainer/replica.h"
+
+namespace dpt::trainer {
+
+namespace {
+
+class CpuReplica final : public Replica {
+ public:
+  CpuReplica(const TrainConfig& cfg, int max_batch)
+      : model_(cfg.model, max_batch), opt_(optimizer_config(cfg)), adamw_(opt_, model_.layout()) {}
+
+  const ParamLayout& layout() const override { return model_.layout(); }
+  std::string describe() const override { return "cpu fp32, gradients over MPI"; }
+
+  void set_state(std::span<const float> params, std::span<const float> m,
+                 std::span<const float> v) override {
+    DPT_CHECK(params.size() == model_.params().size(), "parameter count differs from the model");
+    std::copy(params.begin(), params.end(), model_.params().begin());
+    if (!m.empty()) adamw_.load_moments(m, v);
+  }
+  std::span<const float> host_params() override { return model_.params(); }
+  std::span<const float> host_m() override { return adamw_.m(); }
+  std::span<const float> host_v() override { return adamw_.v(); }
+
+  void zero_grads() override {
+    model_.zero_grads();
+    loss_sum_ = 0.0;
+    micro_batches_ = 0;
+  }
+  void forward_backward(const int32_t* inputs, const int32_t* targets, int batch,
+                        double loss_scale) override {
+    loss_sum_ += model_.forward(inputs, targets, batch);
+    ++micro_batches_;
+    model_.backward(loss_scale);
+  }
+  void poison_grad() override { model_.grads()[0] = std::numeric_limits<float>::quiet_NaN(); }
+  void reduce(comm::Communicator& comm) override {
+    // [Gradient averaging] once per optimizer step, one flat tensor, same order on all ranks.
+    comm.all_reduce(model_.grads(), comm::ReduceOp::avg);
+    loss_ = loss_sum_ / micro_batches_;
+    comm.all_reduce(std::span<double>(&loss_, 1), comm::ReduceOp::avg);
+  }
+  ReplicaStep update(int64_t step) override {
+    ReplicaStep r;
+    r.loss = loss_;
+    // [Non-finite guard]: loss and gradient are identical on every rank after reduce(), so
+    // every rank takes the same decision.
+    if (std::isfinite(loss_)) {
+      r.stats = adamw_.step(model_.params(), model_.grads(), step);
+    } else {
+      r.stats.lr = learning_rate(opt_, step);
+      r.stats.grad_norm = std::numeric_limits<double>::quiet_NaN();
+      r.stats.skipped = true;
+    }
+    return r;
+  }
+  double evaluate(const int32_t* inputs, const int32_t* targets, int batch) override {
+    return model_.forward(inputs, targets, batch);
+  }
+
+ private:
+  static OptimizerConfig optimizer_config(const TrainConfig& cfg) {
+    OptimizerConfig o = cfg.opt;
+    o.total_steps = cfg.steps;
+    return o;
+  }
+
+  Gpt<float> model_;
+  OptimizerConfig opt_;
+  AdamW adamw_;
+  double loss_sum_ = 0.0;
+  int micro_batches_ = 0;
+  double loss_ = 0.0;
+};
+
+}  // namespace
+
+std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch) {
+  return std::make_unique<CpuReplica>(cfg, max_batch);
+}
+
+#ifndef DPT_HAVE_CUDA
+std::unique_ptr<Replica> make_cuda_replica(const TrainConfig&, int, int, const std::string&,
+                                           comm::Communicator&) {
+  throw UsageError(
+      "--device cuda, but this build has no CUDA (CMake found no nvcc, or DPT_CUDA=OFF): "
+      "rebuild with CUDA, or pass --device cpu");
+}
+#endif
+
+}  // namespace dpt::trainer

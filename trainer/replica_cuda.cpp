@@ -1,0 +1,268 @@
+// [Replica] on one GPU: GptCuda, the fused AdamW kernel and NCCL (MPI when NCCL is absent).
+#include <cuda_bf16.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <memory>
+
+#include "common/errors.h"
+#include "kernels/adamw.h"
+#include "kernels/cuda_check.h"
+#include "kernels/cuda_device.h"
+#include "kernels/device_buffer.h"
+#include "trainer/gpt_cuda.h"
+#include "trainer/replica.h"
+#ifdef DPT_HAVE_NCCL
+#include "comm/nccl_communicator.h"
+#endif
+
+namespace dpt::trainer {
+
+namespace {
+
+namespace k = dpt::kernels;
+
+// [Sync Streams] of a step: the model computes on `stream_`; reduce() records `grads_ready_`
+// there, the NCCL stream waits for it, averages the gradient and the loss, and records
+// `reduced_`, which the compute stream waits for before the optimizer. The host does not wait
+// inside the step until update() brings the loss and the gradient norm back.
+template <typename T>
+class CudaReplica final : public Replica {
+ public:
+  CudaReplica(const TrainConfig& cfg, int max_batch, int gpu, comm::Communicator& mpi)
+      : gpu_((set_device(gpu), gpu)),
+        opt_(optimizer_config(cfg)),
+        model_(cfg.model, max_batch, stream_.get()),
+        m_(model_.num_params()),
+        v_(model_.num_params()),
+        device_scalars_(2),
+        host_scalars_(3),
+        host_params_(model_.num_params()),
+        host_m_(model_.num_params()),
+        host_v_(model_.num_params()) {
+    const ParamLayout& layout = model_.layout();
+    std::vector<k::AdamWSegment> segments;
+    for (const TensorView& t : layout.tensors())
+      segments.push_back(
+          {t.offset, t.numel(), t.decays() ? static_cast<float>(opt_.weight_decay) : 0.0f});
+    const std::vector<k::AdamWChunk> chunks = k::adamw_chunks(segments);
+    chunks_ = k::DeviceBuffer<k::AdamWChunk>(chunks.size());
+    DPT_CHECK_CUDA(
+        cudaMemcpy(chunks_.get(), chunks.data(), chunks_.bytes(), cudaMemcpyHostToDevice));
+    sumsq_scratch_ = k::DeviceBuffer<float>(k::sum_squares_scratch_floats(model_.num_params()));
+#ifdef DPT_HAVE_NCCL
+    nccl_ = std::make_unique<comm::NcclCommunicator>(mpi, gpu);
+    reduce_how_ = nccl_->backend();
+#else
+    reduce_how_ = "MPI through host memory (this build has no NCCL)";
+#endif
+    device_name_ = k::cuda_device_name(gpu);
+  }
+
+  ~CudaReplica() override {
+#ifdef DPT_HAVE_NCCL
+    // After a normal end every rank tears NCCL down together. While an exception unwinds, peers
+    // may not come to a collective teardown: abort, which waits for nobody.
+    if (!nccl_) return;
+    if (std::uncaught_exceptions() > 0) {
+      nccl_->abort("the training step failed on this rank");
+      return;
+    }
+    try {
+      nccl_->destroy();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "warning: NCCL teardown: %s\n", e.what());
+    }
+#endif
+  }
+
+  const ParamLayout& layout() const override {
+    return model_.layout();
+  }
+  std::string describe() const override {
+    return "cuda:" + std::to_string(gpu_) + " " + dtype_name() + " (" + device_name_ +
+           "), gradients over " + reduce_how_;
+  }
+
+  void set_state(std::span<const float> params, std::span<const float> m,
+                 std::span<const float> v) override {
+    const size_t n = model_.num_params();
+    DPT_CHECK(params.size() == n, "parameter count differs from the model");
+    DPT_CHECK(m.empty() || (m.size() == n && v.size() == n), "moment buffers of the wrong size");
+    cudaStream_t s = stream_.get();
+    DPT_CHECK_CUDA(
+        cudaMemcpyAsync(model_.params(), params.data(), n * sizeof(float), cudaMemcpyDefault, s));
+    if (m.empty()) {
+      DPT_CHECK_CUDA(cudaMemsetAsync(m_.get(), 0, m_.bytes(), s));
+      DPT_CHECK_CUDA(cudaMemsetAsync(v_.get(), 0, v_.bytes(), s));
+    } else {
+      DPT_CHECK_CUDA(cudaMemcpyAsync(m_.get(), m.data(), m_.bytes(), cudaMemcpyDefault, s));
+      DPT_CHECK_CUDA(cudaMemcpyAsync(v_.get(), v.data(), v_.bytes(), cudaMemcpyDefault, s));
+    }
+    model_.refresh_compute_params();
+    wait();  // the host spans may go away after this returns
+  }
+  std::span<const float> host_params() override {
+    return to_host(host_params_, model_.params());
+  }
+  std::span<const float> host_m() override {
+    return to_host(host_m_, m_.get());
+  }
+  std::span<const float> host_v() override {
+    return to_host(host_v_, v_.get());
+  }
+
+  void zero_grads() override {
+    DPT_CHECK_CUDA(
+        cudaMemsetAsync(model_.grads(), 0, model_.num_params() * sizeof(float), stream_.get()));
+    DPT_CHECK_CUDA(cudaMemsetAsync(loss_sum(), 0, sizeof(float), stream_.get()));
+    positions_ = 0;
+  }
+  void forward_backward(const int32_t* inputs, const int32_t* targets, int batch,
+                        double loss_scale) override {
+    model_.forward(inputs, targets, batch, loss_sum());
+    model_.backward(loss_scale);
+    positions_ += static_cast<int64_t>(batch) * model_.config().seq_len;
+  }
+  void poison_grad() override {
+    host_scalars_.get()[2] = std::numeric_limits<float>::quiet_NaN();
+    DPT_CHECK_CUDA(cudaMemcpyAsync(model_.grads(), host_scalars_.get() + 2, sizeof(float),
+                                   cudaMemcpyHostToDevice, stream_.get()));
+  }
+
+  void reduce(comm::Communicator& mpi) override {
+    const size_t n = model_.num_params();
+#ifdef DPT_HAVE_NCCL
+    DPT_CHECK_CUDA(cudaEventRecord(grads_ready_.get(), stream_.get()));
+    nccl_->wait_event(grads_ready_.get());
+    // [Gradient averaging] one flat fp32 tensor, then the loss sum: same order on all ranks.
+    nccl_->all_reduce(model_.grads(), n, comm::DType::f32, comm::ReduceOp::avg);
+    nccl_->all_reduce(loss_sum(), 1, comm::DType::f32, comm::ReduceOp::avg);
+    nccl_->record_event(reduced_.get());
+    DPT_CHECK_CUDA(cudaStreamWaitEvent(stream_.get(), reduced_.get(), 0));
+    (void)mpi;
+#else
+    // Without NCCL the gradient travels through host memory (correct, not fast).
+    // host_m_ is only a mirror, refilled whenever host_m() is called: free to borrow here.
+    std::span<const float> g = to_host(host_m_, model_.grads());
+    std::vector<float>& buf = mpi_grads_;
+    buf.assign(g.begin(), g.end());
+    buf.push_back(0.0f);
+    DPT_CHECK_CUDA(cudaMemcpy(&buf.back(), loss_sum(), sizeof(float), cudaMemcpyDeviceToHost));
+    mpi.all_reduce(std::span<float>(buf), comm::ReduceOp::avg);
+    DPT_CHECK_CUDA(
+        cudaMemcpy(model_.grads(), buf.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    DPT_CHECK_CUDA(cudaMemcpy(loss_sum(), &buf.back(), sizeof(float), cudaMemcpyHostToDevice));
+#endif
+  }
+
+  ReplicaStep update(int64_t step) override {
+    cudaStream_t s = stream_.get();
+    const size_t n = model_.num_params();
+    ReplicaStep r;
+    r.stats.lr = learning_rate(opt_, step);
+    k::sum_squares_cuda(sumsq(), model_.grads(), n, sumsq_scratch_.get(), s);
+    k::AdamWCudaParams p{};
+    p.lr = static_cast<float>(r.stats.lr);
+    p.beta1 = static_cast<float>(opt_.beta1);
+    p.beta2 = static_cast<float>(opt_.beta2);
+    p.eps = static_cast<float>(opt_.eps);
+    p.bias_correction1 = static_cast<float>(1.0 - std::pow(opt_.beta1, static_cast<double>(step)));
+    p.bias_correction2 = static_cast<float>(1.0 - std::pow(opt_.beta2, static_cast<double>(step)));
+    p.grad_clip = static_cast<float>(opt_.grad_clip);
+    T* copy = nullptr;
+    if constexpr (!std::is_same_v<T, float>) copy = model_.compute_params();
+    k::adamw_update_cuda<T>(model_.params(), copy, m_.get(), v_.get(), model_.grads(),
+                            chunks_.get(), static_cast<int>(chunks_.size()), sumsq(), loss_sum(), p,
+                            s);
+    DPT_CHECK_CUDA(cudaMemcpyAsync(host_scalars_.get(), device_scalars_.get(), 2 * sizeof(float),
+                                   cudaMemcpyDeviceToHost, s));
+    wait();
+    // The device decided with the same two numbers ([Non-finite guard]).
+    r.loss = static_cast<double>(host_scalars_.get()[0]) / static_cast<double>(positions_);
+    r.stats.grad_norm = std::sqrt(static_cast<double>(host_scalars_.get()[1]));
+    if (!std::isfinite(r.loss)) r.stats.grad_norm = std::numeric_limits<double>::quiet_NaN();
+    r.stats.skipped = !std::isfinite(r.loss) || !std::isfinite(r.stats.grad_norm);
+    r.stats.clip = r.stats.skipped ? 1.0 : clip_factor(r.stats.grad_norm, opt_.grad_clip);
+    return r;
+  }
+
+  double evaluate(const int32_t* inputs, const int32_t* targets, int batch) override {
+    float* sum = device_scalars_.get() + 1;  // the sum-of-squares slot is free outside update()
+    DPT_CHECK_CUDA(cudaMemsetAsync(sum, 0, sizeof(float), stream_.get()));
+    model_.forward(inputs, targets, batch, sum);
+    DPT_CHECK_CUDA(cudaMemcpyAsync(host_scalars_.get() + 1, sum, sizeof(float),
+                                   cudaMemcpyDeviceToHost, stream_.get()));
+    wait();
+    return static_cast<double>(host_scalars_.get()[1]) /
+           (static_cast<double>(batch) * model_.config().seq_len);
+  }
+
+ private:
+  static int set_device(int gpu) {
+    DPT_CHECK_CUDA(cudaSetDevice(gpu));
+    return gpu;
+  }
+  static OptimizerConfig optimizer_config(const TrainConfig& cfg) {
+    OptimizerConfig o = cfg.opt;
+    o.total_steps = cfg.steps;
+    return o;
+  }
+  static const char* dtype_name() {
+    return std::is_same_v<T, float> ? "fp32" : "bf16";
+  }
+  float* loss_sum() {
+    return device_scalars_.get();
+  }
+  float* sumsq() {
+    return device_scalars_.get() + 1;
+  }
+
+  // Waits for the compute stream; with NCCL the communicator's watchdog first, so that a dead
+  // peer ends this rank with an error instead of a hang.
+  void wait() {
+#ifdef DPT_HAVE_NCCL
+    nccl_->synchronize();
+#endif
+    DPT_CHECK_CUDA(cudaStreamSynchronize(stream_.get()));
+  }
+  std::span<const float> to_host(k::PinnedBuffer<float>& host, const float* device) {
+    DPT_CHECK_CUDA(
+        cudaMemcpyAsync(host.get(), device, host.bytes(), cudaMemcpyDeviceToHost, stream_.get()));
+    wait();
+    return {host.get(), host.size()};
+  }
+
+  int gpu_;
+  OptimizerConfig opt_;
+  k::CudaStreamHandle stream_;
+  GptCuda<T> model_;
+  k::DeviceBuffer<float> m_, v_;
+  k::DeviceBuffer<float> device_scalars_;  // [loss sum, gradient sum of squares]
+  k::PinnedBuffer<float> host_scalars_;    // their copies, and a NaN for poison_grad
+  k::PinnedBuffer<float> host_params_, host_m_, host_v_;
+  k::DeviceBuffer<k::AdamWChunk> chunks_;
+  k::DeviceBuffer<float> sumsq_scratch_;
+  k::CudaEventHandle grads_ready_, reduced_;
+  int64_t positions_ = 0;  // token positions of this step's micro-batches on this rank
+  std::string reduce_how_, device_name_;
+#ifdef DPT_HAVE_NCCL
+  std::unique_ptr<comm::NcclCommunicator> nccl_;
+#else
+  std::vector<float> mpi_grads_;
+#endif
+};
+
+}  // namespace
+
+std::unique_ptr<Replica> make_cuda_replica(const TrainConfig& cfg, int max_batch, int gpu,
+                                           const std::string& dtype, comm::Communicator& mpi) {
+  if (dtype == "bf16")
+    return std::make_unique<CudaReplica<__nv_bfloat16>>(cfg, max_batch, gpu, mpi);
+  DPT_CHECK(dtype == "fp32", "unknown dtype " + dtype);
+  return std::make_unique<CudaReplica<float>>(cfg, max_batch, gpu, mpi);
+}
+
+}  // namespace dpt::trainer
