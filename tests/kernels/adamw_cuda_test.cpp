@@ -18,13 +18,6 @@ namespace dpt::kernels::test {
 namespace {
 
 template <typename T>
-std::vector<T> host_copy(const DeviceBuffer<T>& d) {
-  DPT_CHECK_CUDA(cudaDeviceSynchronize());
-  std::vector<T> h(d.size());
-  DPT_CHECK_CUDA(cudaMemcpy(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost));
-  return h;
-}
-template <typename T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }

@@ -28,14 +28,6 @@ std::string label(const char* what, const Shape& s) {
   return std::string(what) + " N=" + std::to_string(s.N) + " V=" + std::to_string(s.V);
 }
 
-template <typename T>
-std::vector<T> host_copy(const DeviceBuffer<T>& d) {
-  DPT_CHECK_CUDA(cudaDeviceSynchronize());
-  std::vector<T> h(d.size());
-  DPT_CHECK_CUDA(cudaMemcpy(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost));
-  return h;
-}
-
 // logsumexp of each row, in double.
 std::vector<double> row_lse(const std::vector<double>& logits, int N, int V) {
   std::vector<double> lse(N);

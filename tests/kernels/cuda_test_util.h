@@ -74,6 +74,16 @@ std::vector<double> from_device(const DeviceBuffer<T>& d) {
   return r;
 }
 
+// Synchronizes, checks for asynchronous errors, and copies back in the device's own type (for
+// bit-exact comparisons).
+template <typename T>
+std::vector<T> host_copy(const DeviceBuffer<T>& d) {
+  DPT_CHECK_CUDA(cudaDeviceSynchronize());
+  std::vector<T> h(d.size());
+  DPT_CHECK_CUDA(cudaMemcpy(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost));
+  return h;
+}
+
 // Norm-relative tolerance of a result computed in T with fp32 accumulation.
 template <typename T>
 constexpr double tolerance() {

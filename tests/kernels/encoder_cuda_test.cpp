@@ -27,14 +27,6 @@ std::string label(const char* what, const Shape& s) {
          " C=" + std::to_string(s.C) + " V=" + std::to_string(s.V);
 }
 
-template <typename T>
-std::vector<T> host_copy(const DeviceBuffer<T>& d) {
-  DPT_CHECK_CUDA(cudaDeviceSynchronize());
-  std::vector<T> h(d.size());
-  DPT_CHECK_CUDA(cudaMemcpy(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost));
-  return h;
-}
-
 // The position table has two rows more than T: only rows 0..T-1 may be read.
 int wpe_rows(const Shape& s) {
   return s.Tn + 2;

@@ -26,14 +26,6 @@ std::string label(const char* what, const Shape& s) {
   return std::string(what) + " N=" + std::to_string(s.N) + " C=" + std::to_string(s.C);
 }
 
-template <typename T>
-std::vector<T> host_copy(const DeviceBuffer<T>& d) {
-  DPT_CHECK_CUDA(cudaDeviceSynchronize());
-  std::vector<T> h(d.size());
-  DPT_CHECK_CUDA(cudaMemcpy(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost));
-  return h;
-}
-
 // Rows offset by 3 with spread 2: a one-pass E[x^2] - E[x]^2 would lose digits here.
 std::vector<double> shifted_rows(size_t n, uint64_t seed, uint64_t stream) {
   auto v = random_vector(n, seed, stream, 2.0);
