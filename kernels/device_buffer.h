@@ -13,19 +13,30 @@
 
 namespace dpt::kernels {
 
-template <typename T>
-class DeviceBuffer {
+// Where a CudaBuffer's memory lives: device memory, or page-locked host memory (cudaMallocHost)
+// so that copies to and from the device run asynchronously and at full link speed.
+struct DeviceMemory {
+  static cudaError_t allocate(void** p, size_t bytes) { return cudaMalloc(p, bytes); }
+  static cudaError_t release(void* p) { return cudaFree(p); }
+};
+struct PinnedHostMemory {
+  static cudaError_t allocate(void** p, size_t bytes) { return cudaMallocHost(p, bytes); }
+  static cudaError_t release(void* p) { return cudaFreeHost(p); }
+};
+
+template <typename T, typename Memory>
+class CudaBuffer {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t n) : n_(n) {
-    if (n > 0) DPT_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+  CudaBuffer() = default;
+  explicit CudaBuffer(size_t n) : n_(n) {
+    if (n > 0) DPT_CHECK_CUDA(Memory::allocate(reinterpret_cast<void**>(&p_), n * sizeof(T)));
   }
-  ~DeviceBuffer() { release(); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept
+  ~CudaBuffer() { release(); }
+  CudaBuffer(const CudaBuffer&) = delete;
+  CudaBuffer& operator=(const CudaBuffer&) = delete;
+  CudaBuffer(CudaBuffer&& o) noexcept
       : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+  CudaBuffer& operator=(CudaBuffer&& o) noexcept {
     if (this != &o) {
       release();
       p_ = std::exchange(o.p_, nullptr);
@@ -40,12 +51,18 @@ class DeviceBuffer {
 
  private:
   void release() noexcept {
-    if (p_ && cudaFree(p_) != cudaSuccess) std::fprintf(stderr, "warning: cudaFree failed\n");
+    if (p_ && Memory::release(p_) != cudaSuccess)
+      std::fprintf(stderr, "warning: freeing CUDA memory failed\n");
     p_ = nullptr;
   }
   T* p_ = nullptr;
   size_t n_ = 0;
 };
+
+template <typename T>
+using DeviceBuffer = CudaBuffer<T, DeviceMemory>;
+template <typename T>
+using PinnedBuffer = CudaBuffer<T, PinnedHostMemory>;
 
 class CudaStreamHandle {
  public:
@@ -75,46 +92,6 @@ class CudaEventHandle {
 
  private:
   cudaEvent_t e_ = nullptr;
-};
-
-}  // namespace dpt::kernels
-
-namespace dpt::kernels {
-
-// Page-locked host memory (cudaMallocHost), so that copies to and from the device run
-// asynchronously and at full PCIe/NVLink speed.
-template <typename T>
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  explicit PinnedBuffer(size_t n) : n_(n) {
-    if (n > 0) DPT_CHECK_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p_), n * sizeof(T)));
-  }
-  ~PinnedBuffer() { release(); }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  PinnedBuffer(PinnedBuffer&& o) noexcept
-      : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-    if (this != &o) {
-      release();
-      p_ = std::exchange(o.p_, nullptr);
-      n_ = std::exchange(o.n_, 0);
-    }
-    return *this;
-  }
-  T* get() const { return p_; }
-  size_t size() const { return n_; }
-  size_t bytes() const { return n_ * sizeof(T); }
-
- private:
-  void release() noexcept {
-    if (p_ && cudaFreeHost(p_) != cudaSuccess)
-      std::fprintf(stderr, "warning: cudaFreeHost failed\n");
-    p_ = nullptr;
-  }
-  T* p_ = nullptr;
-  size_t n_ = 0;
 };
 
 }  // namespace dpt::kernels

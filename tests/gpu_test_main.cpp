@@ -8,13 +8,9 @@
 
 int main(int argc, char** argv) {
   using namespace dpt::kernels;
-  if (!cuda_built()) {
-    std::printf("SKIP: this build has no CUDA path (DPT_CUDA=OFF or no nvcc)\n");
-    return 77;
-  }
-  if (cuda_device_count() == 0) {
-    std::printf(
-        "SKIP: no CUDA device visible (no GPU, no driver, or CUDA_VISIBLE_DEVICES empty)\n");
+  const std::string why = cuda_unavailable_reason();
+  if (!why.empty()) {
+    std::printf("SKIP: %s\n", why.c_str());
     return 77;
   }
   std::printf("device 0: %s\n", cuda_device_name(0).c_str());

@@ -10,7 +10,7 @@ namespace dpt::trainer {
 
 struct DeviceChoice {
   std::string device = "cpu";  // what this rank trains on: "cpu" (or "cuda")
-  int gpu = -1;                // this rank's CUDA device ordinal (-1: none mapped)
+  int gpu = -1;                // this rank's CUDA device ordinal (-1: trains on the CPU)
   std::string summary;         // rank 0: the choice and the GPU mapping of all ranks, for the log
 };
 

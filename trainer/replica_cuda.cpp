@@ -144,17 +144,16 @@ class CudaReplica final : public Replica {
     DPT_CHECK_CUDA(cudaStreamWaitEvent(stream_.get(), reduced_.get(), 0));
     (void)mpi;
 #else
-    // Without NCCL the gradient travels through host memory (correct, not fast).
-    // host_m_ is only a mirror, refilled whenever host_m() is called: free to borrow here.
-    std::span<const float> g = to_host(host_m_, model_.grads());
-    std::vector<float>& buf = mpi_grads_;
-    buf.assign(g.begin(), g.end());
-    buf.push_back(0.0f);
-    DPT_CHECK_CUDA(cudaMemcpy(&buf.back(), loss_sum(), sizeof(float), cudaMemcpyDeviceToHost));
-    mpi.all_reduce(std::span<float>(buf), comm::ReduceOp::avg);
+    // Without NCCL the gradient travels through host memory (correct, not fast). host_m_ is
+    // only a mirror that host_m() refills, so it can carry the gradient here.
+    to_host(host_m_, model_.grads());
+    mpi.all_reduce(std::span<float>(host_m_.get(), n), comm::ReduceOp::avg);
+    float* loss = host_scalars_.get();
+    DPT_CHECK_CUDA(cudaMemcpy(loss, loss_sum(), sizeof(float), cudaMemcpyDeviceToHost));
+    mpi.all_reduce(std::span<float>(loss, 1), comm::ReduceOp::avg);
     DPT_CHECK_CUDA(
-        cudaMemcpy(model_.grads(), buf.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-    DPT_CHECK_CUDA(cudaMemcpy(loss_sum(), &buf.back(), sizeof(float), cudaMemcpyHostToDevice));
+        cudaMemcpy(model_.grads(), host_m_.get(), n * sizeof(float), cudaMemcpyHostToDevice));
+    DPT_CHECK_CUDA(cudaMemcpy(loss_sum(), loss, sizeof(float), cudaMemcpyHostToDevice));
 #endif
   }
 
@@ -250,8 +249,6 @@ class CudaReplica final : public Replica {
   std::string reduce_how_, device_name_;
 #ifdef DPT_HAVE_NCCL
   std::unique_ptr<comm::NcclCommunicator> nccl_;
-#else
-  std::vector<float> mpi_grads_;
 #endif
 };
 

@@ -321,8 +321,11 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
       if (metrics) metrics->write(r);
       progress.on_step(r);
     };
-    TrainControl control{saver ? &*saver : nullptr, resumed ? &*resumed : nullptr, &stop};
-    control.gpu = device.device == "cuda" ? device.gpu : -1;
+    TrainControl control;
+    control.saver = saver ? &*saver : nullptr;
+    control.resume = resumed ? &*resumed : nullptr;
+    control.stop = &stop;
+    control.gpu = device.gpu;  // -1 unless the ranks train on GPUs
     control.dtype = dtype;
     control.say = say;
     const TrainResult result =

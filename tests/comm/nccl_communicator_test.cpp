@@ -1,4 +1,4 @@
-// NcclCommunicator on real GPUs (labels gpu;mpi; tests/nccl_test_main.cpp skips without them):
+// NcclCommunicator on real GPUs (labels gpu;mpi; the MPI+GPU test main skips without them):
 // collectives checked against values every rank computes locally from (seed, rank), as
 // nccl-tests' verifiable mode does, the [Sync Streams] event contract, and the [Watchdog].
 #include "comm/nccl_communicator.h"

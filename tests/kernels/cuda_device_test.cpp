@@ -6,15 +6,12 @@
 
 int main() {
   using namespace dpt::kernels;
-  if (!cuda_built()) {
-    std::printf("SKIP: this build has no CUDA path (DPT_CUDA=OFF or no nvcc)\n");
+  const std::string why = cuda_unavailable_reason();
+  if (!why.empty()) {
+    std::printf("SKIP: %s\n", why.c_str());
     return 77;
   }
   const int n = cuda_device_count();
-  if (n == 0) {
-    std::printf("SKIP: no CUDA device visible (no GPU, no driver, or CUDA_VISIBLE_DEVICES empty)\n");
-    return 77;
-  }
   for (int i = 0; i < n; ++i) {
     const std::string name = cuda_device_name(i);
     std::printf("device %d: %s\n", i, name.c_str());
