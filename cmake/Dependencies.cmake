@@ -1,10 +1,12 @@
 # Finds every external dependency and exposes each as an imported target:
-#   MPI::MPI_CXX, OpenMP::OpenMP_CXX, Boost::program_options, GTest::gtest(_main),
+#   MPI::MPI_CXX, OpenMP::OpenMP_CXX, Boost::program_options, Boost::json, GTest::gtest(_main),
 #   dpt::blas (OpenBLAS, OpenMP build preferred), dpt::hdf5, and with CUDA
 #   CUDA::cudart, CUDA::cublas, CUDA::cublasLt, dpt::nccl.
 find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
-find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
+# Boost 1.81 (Debian 12's libboost-*1.81-dev): Boost.JSON arrived in 1.75, after Debian's default
+# 1.74. Every JSON the project writes goes through it (issue 13).
+find_package(Boost 1.81 REQUIRED COMPONENTS program_options json)
 find_package(GTest REQUIRED)
 find_package(Threads REQUIRED)
 

@@ -7,6 +7,8 @@
 
 namespace dpt::datasets {
 
+using storage::IoThread;
+
 using Clock = std::chrono::steady_clock;
 
 BatchStream::BatchStream(TokenDataset& data, SampleOrder order, BatchGeometry geometry,

@@ -12,7 +12,7 @@
 
 namespace dpt::datasets {
 
-class BatchStream final : public IoProducer {
+class BatchStream final : public storage::IoProducer {
  public:
   // Micro-batches of geometry.rank from 0-based step first_step on, up to `depth` of them
   // read ahead.

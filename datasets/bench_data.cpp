@@ -19,17 +19,18 @@
 
 #include "common/errors.h"
 #include "datasets/batch_stream.h"
-#include "datasets/io_thread.h"
 #include "datasets/sample_order.h"
 #include "datasets/shard_inspect.h"
 #include "datasets/shard_reader.h"
 #include "datasets/shard_set.h"
 #include "datasets/token_dataset.h"
+#include "storage/io_thread.h"
 
 namespace {
 
 using namespace dpt;
 using namespace dpt::datasets;
+using storage::IoThread;
 namespace po = boost::program_options;
 using Clock = std::chrono::steady_clock;
 

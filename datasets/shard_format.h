@@ -27,8 +27,9 @@ size_t token_type_size(TokenType t);
 
 // What validation learned about one shard; cached in the shard index (shard_index.h), keyed by
 // (path, file_size, mtime_ns).
-struct ShardFacts {
-  std::string path;
+// What a shard holds, without its path: a plain value that ranks exchange as it is ([Typed
+// collectives]) and the shard index stores.
+struct ShardStats {
   uint64_t file_size = 0;
   int64_t mtime_ns = 0;
   TokenType dtype = TokenType::u16;
@@ -44,6 +45,10 @@ struct ShardFacts {
   uint64_t num_samples(int seq_len) const {
     return num_tokens > 0 ? (num_tokens - 1) / static_cast<uint64_t>(seq_len) : 0;
   }
+};
+
+struct ShardFacts : ShardStats {
+  std::string path;
 };
 
 }  // namespace dpt::datasets

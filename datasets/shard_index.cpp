@@ -22,11 +22,13 @@
 #include <memory>
 #include <sstream>
 
-#include "common/durable.h"
 #include "common/errors.h"
 #include "common/hash.h"
+#include "storage/durable.h"
 
 namespace dpt::datasets {
+
+using storage::write_file_atomic;
 namespace {
 
 namespace fs = std::filesystem;

@@ -17,10 +17,21 @@
 
 #include "common/errors.h"
 #include "common/hash.h"
-#include "datasets/h5.h"
 #include "datasets/shard_index.h"
+#include "datasets/token_h5.h"
+#include "storage/h5.h"
 
 namespace dpt::datasets {
+
+using storage::h5_error_text;
+using storage::h5_quiet;
+using storage::H5Attr;
+using storage::H5Dataset;
+using storage::H5File;
+using storage::H5Handle;
+using storage::H5Plist;
+using storage::H5Space;
+using storage::H5Type;
 namespace {
 
 // The checksum is defined over little-endian bytes, and the scan hashes ids as they sit in

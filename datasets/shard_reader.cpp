@@ -9,11 +9,21 @@
 #include <cstring>
 #include <string>
 
-#include "common/durable.h"
 #include "common/errors.h"
-#include "datasets/h5.h"
+#include "datasets/token_h5.h"
+#include "storage/durable.h"
+#include "storage/h5.h"
 
 namespace dpt::datasets {
+
+using storage::h5_error_text;
+using storage::h5_quiet;
+using storage::H5Dataset;
+using storage::H5File;
+using storage::H5Plist;
+using storage::H5Space;
+using storage::H5Type;
+using storage::pread_all;
 
 namespace {
 

@@ -13,11 +13,21 @@
 #include <limits>
 #include <vector>
 
-#include "common/durable.h"
 #include "common/errors.h"
-#include "datasets/h5.h"
+#include "datasets/token_h5.h"
+#include "storage/durable.h"
+#include "storage/h5.h"
 
 namespace dpt::datasets {
+
+using storage::fsync_directory;
+using storage::fsync_path;
+using storage::h5_put_attr;
+using storage::h5_quiet;
+using storage::H5Dataset;
+using storage::H5File;
+using storage::H5Plist;
+using storage::H5Space;
 
 namespace {
 

@@ -7,6 +7,8 @@
 
 namespace dpt::datasets {
 
+using storage::IoThread;
+
 TokenDataset::TokenDataset(IoThread& io, std::vector<ShardFacts> shards, int seq_len,
                            ReaderOptions reader)
     : io_(io), shards_(std::move(shards)), seq_len_(seq_len) {

@@ -7,10 +7,10 @@
 #include <memory>
 #include <vector>
 
-#include "datasets/io_thread.h"
 #include "datasets/sample_order.h"
 #include "datasets/shard_format.h"
 #include "datasets/shard_reader.h"
+#include "storage/io_thread.h"
 
 namespace dpt::datasets {
 
@@ -24,12 +24,13 @@ inline void split_window(const int32_t* window, size_t seq_len, int32_t* inputs,
 class TokenDataset {
  public:
   // shards must have passed inspect_shard() and the checks of shard_set.h for seq_len.
-  TokenDataset(IoThread& io, std::vector<ShardFacts> shards, int seq_len, ReaderOptions reader);
+  TokenDataset(storage::IoThread& io, std::vector<ShardFacts> shards, int seq_len,
+               ReaderOptions reader);
   ~TokenDataset();  // closes the files on the I/O thread
   TokenDataset(const TokenDataset&) = delete;
   TokenDataset& operator=(const TokenDataset&) = delete;
 
-  IoThread& io() { return io_; }
+  storage::IoThread& io() { return io_; }
   const std::vector<ShardFacts>& shards() const { return shards_; }
   int seq_len() const { return seq_len_; }
   const std::vector<uint64_t>& samples_per_shard() const { return samples_per_shard_; }
@@ -45,7 +46,7 @@ class TokenDataset {
   void read_samples(const std::vector<SampleRef>& refs, int32_t* out);
 
  private:
-  IoThread& io_;
+  storage::IoThread& io_;
   std::vector<ShardFacts> shards_;
   int seq_len_;
   std::vector<uint64_t> samples_per_shard_;

@@ -56,12 +56,12 @@ if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# Token shards: ~8 MB of random-word text (tests/trainer/words_corpus.py) is enough for every step
+# Token shards: ~8 MB of random-word text (tests/words_corpus.py) is enough for every step
 # of the largest batch; byte tokens (< 257) are valid ids of the 50304-entry vocabulary.
 data="${DPT_BENCH_DATA:-/tmp/dpt-bench-data}"
 if ! compgen -G "$data/train/*.h5" >/dev/null; then
   mkdir -p "$work/text"
-  python3 "$root/tests/trainer/words_corpus.py" "$work/text" --files 4 --docs 400 --words 1000 --seed 7
+  python3 "$root/tests/words_corpus.py" "$work/text" --files 4 --docs 400 --words 1000 --seed 7
   "$bin/prepare-data" --out "$data" --overwrite --val-fraction 0 "$work/text"/*.jsonl >"$work/prepare.log" ||
     { cat "$work/prepare.log" >&2; exit 1; }
 fi

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libopenmpi-dev openmpi-bin
   libhdf5-dev
-  libboost-program-options-dev
+  libboost-program-options1.81-dev libboost-json1.81-dev
   libgtest-dev
   libopenblas-openmp-dev
   fortunes-min fortunes

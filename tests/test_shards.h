@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "common/rng.h"
-#include "datasets/io_thread.h"
 #include "datasets/shard_inspect.h"
 #include "datasets/shard_set.h"
 #include "datasets/shard_writer.h"
 #include "datasets/token_dataset.h"
+#include "storage/io_thread.h"
 
 namespace dpt::testing {
 
@@ -64,7 +64,7 @@ class TempDir {
 
 // Opens spec like train does on one rank: inspect every shard on the I/O thread, check them
 // for seq_len and vocab, and plan the reader for the shuffle.
-inline std::unique_ptr<datasets::TokenDataset> open_dataset(datasets::IoThread& io,
+inline std::unique_ptr<datasets::TokenDataset> open_dataset(storage::IoThread& io,
                                                             const std::string& spec, int seq_len,
                                                             int64_t vocab,
                                                             bool local_shuffle = false,

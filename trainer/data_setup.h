@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "datasets/io_thread.h"
 #include "datasets/shard_format.h"
+#include "storage/io_thread.h"
 
 namespace dpt::trainer {
 
@@ -27,8 +27,7 @@ struct IndexedShards {
 // saves the index and broadcasts the complete facts. Throws AgreedFailure on every rank when
 // any rank fails: a path matching nothing, a malformed shard, ranks seeing different files, or
 // shards declaring different vocabularies.
-IndexedShards index_shards(comm::Communicator& comm, datasets::IoThread& io,
-                           const std::string& spec, const std::string& option,
-                           const std::string& index_cache_dir);
+IndexedShards index_shards(comm::Communicator& comm, storage::IoThread& io, const std::string& spec,
+                           const std::string& option, const std::string& index_cache_dir);
 
 }  // namespace dpt::trainer

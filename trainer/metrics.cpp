@@ -8,17 +8,27 @@
 #include <fstream>
 #include <string>
 
-#include "common/durable.h"
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+#include <optional>
+
 #include "common/errors.h"
+#include "storage/durable.h"
 
 namespace dpt::trainer {
 
+using storage::write_file_atomic;
+
 namespace {
-// The step a metrics line belongs to: the number after its "step" key, or -1.
-int64_t step_of_line(const std::string& line) {
-  const auto at = line.find("\"step\": ");
-  if (at == std::string::npos) return -1;
-  return std::strtoll(line.c_str() + at + 8, nullptr, 10);
+// The step a metrics line belongs to, or -1; nullopt for a line that is not a JSON object (the
+// torn last line of a run that was killed while writing it).
+std::optional<int64_t> step_of_line(const std::string& line) {
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(line, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const boost::json::value* step = v.as_object().if_contains("step");
+  if (!step || !step->is_int64()) return -1;
+  return step->as_int64();
 }
 }  // namespace
 
@@ -30,8 +40,10 @@ MetricsWriter::MetricsWriter(const std::string& path, int64_t resumed_step)
     std::ifstream in(path);
     if (in) {
       std::string kept, line;
-      while (std::getline(in, line))
-        if (step_of_line(line) <= resumed_step) kept += line + "\n";
+      while (std::getline(in, line)) {
+        const auto step = step_of_line(line);
+        if (step && *step <= resumed_step) kept += line + "\n";
+      }
       std::string why;
       if (!write_file_atomic(path, kept, &why))
         throw UsageError("--metrics " + path + ": " + why +
@@ -45,36 +57,31 @@ MetricsWriter::MetricsWriter(const std::string& path, int64_t resumed_step)
   }
 }
 
-namespace {
-// A JSON number with 9 significant digits, or null for NaN and infinities (JSON has neither).
-std::string num(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.9g", v);
-  return buf;
-}
-}  // namespace
-
 void MetricsWriter::write(const StepRecord& r) {
-  std::fprintf(file_.get(),
-               "{\"step\": %" PRId64
-               ", \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
-               "\"tokens\": %" PRId64
-               ", \"tokens_per_s\": %s, \"step_ms\": %s, \"data_wait_ms\": %s, "
-               "\"io_tokens_per_s\": %s%s%s}\n",
-               r.step, num(r.loss).c_str(), num(r.lr).c_str(), num(r.grad_norm).c_str(), r.tokens,
-               num(r.tokens_per_s).c_str(), num(r.step_ms).c_str(), num(r.data_wait_ms).c_str(),
-               num(r.io_tokens_per_s).c_str(), r.skipped ? ", \"skipped\": true" : "",
-               r.saved ? (", \"ckpt_stall_ms\": " + num(r.ckpt_stall_ms)).c_str() : "");
-  if (r.has_val) {
-    std::fprintf(file_.get(), "{\"step\": %" PRId64 ", \"val_loss\": %s}\n", r.step,
-                 num(r.val_loss).c_str());
-  }
-  std::fflush(file_.get());
+  JsonRecord rec;
+  rec.add("step", r.step)
+      .add("loss", r.loss)
+      .add("lr", r.lr)
+      .add("grad_norm", r.grad_norm)
+      .add("tokens", r.tokens)
+      .add("tokens_per_s", r.tokens_per_s)
+      .add("step_ms", r.step_ms)
+      .add("data_wait_ms", r.data_wait_ms)
+      .add("io_tokens_per_s", r.io_tokens_per_s);
+  if (r.skipped) rec.add("skipped", true);
+  if (r.saved) rec.add("ckpt_stall_ms", r.ckpt_stall_ms);
+  std::string lines = rec.text() + "\n";
+  if (r.has_val)
+    lines += JsonRecord().add("step", r.step).add("val_loss", r.val_loss).text() + "\n";
+  put(lines);
 }
 
-void MetricsWriter::write_event(const std::string& json_fields) {
-  std::fprintf(file_.get(), "{%s}\n", json_fields.c_str());
+void MetricsWriter::write_event(const JsonRecord& fields) {
+  put(fields.text() + "\n");
+}
+
+void MetricsWriter::put(const std::string& lines) {
+  std::fputs(lines.c_str(), file_.get());
   std::fflush(file_.get());
 }
 

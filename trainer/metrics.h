@@ -6,26 +6,28 @@
 #include <memory>
 #include <string>
 
+#include "trainer/json_record.h"
 #include "trainer/training.h"
 
 namespace dpt::trainer {
 
-// One JSON object per line: per step {"step", "loss", "lr", "grad_norm", "tokens",
+// One JSON object per line ([JSON lines]): per step {"step", "loss", "lr", "grad_norm", "tokens",
 // "tokens_per_s", "step_ms", "data_wait_ms", "io_tokens_per_s"} (plus "skipped": true for a
 // step with a non-finite loss or gradient, whose values print as null, and "ckpt_stall_ms" on
-// a step that saved), {"step", "val_loss"} after each validation, and event lines. Floating values
-// use 9 significant digits (%.9g), so the same float always prints the same text and two runs
-// compare exactly as strings.
+// a step that saved), {"step", "val_loss"} after each validation, and event lines
+// ({"event": "resume" | "checkpoint" | "stop", ...}).
 class MetricsWriter {
  public:
   // Opens (truncates) path; throws UsageError naming the path if it cannot. A run resumed
-  // after step resumed_step (>= 0) keeps the file's lines up to that step and appends.
+  // after step resumed_step (>= 0) keeps the file's lines up to that step (and drops a torn
+  // last line) and appends.
   explicit MetricsWriter(const std::string& path, int64_t resumed_step = -1);
   void write(const StepRecord& r);
-  // A free-form event line, e.g. {"event": "start", ...}; `json_fields` is `"k": v, ...`.
-  void write_event(const std::string& json_fields);
+  // An event line, e.g. JsonRecord().add("event", "checkpoint").add("step", 40)...
+  void write_event(const JsonRecord& fields);
 
  private:
+  void put(const std::string& lines);  // writes and flushes
   std::unique_ptr<FILE, int (*)(FILE*)> file_;
 };
 

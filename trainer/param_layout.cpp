@@ -5,13 +5,6 @@
 
 namespace dpt::trainer {
 
-size_t TensorView::numel() const {
-  size_t n = 1;
-  for (size_t d : shape)
-    n *= d;
-  return n;
-}
-
 ParamLayout::ParamLayout(const ModelConfig& cfg) {
   const size_t V = cfg.vocab_size, T = cfg.seq_len, C = cfg.d_model;
   add("wte.weight", {V, C});

@@ -13,17 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "common/tensor_view.h"
 #include "trainer/model_config.h"
 
 namespace dpt::trainer {
-
-struct TensorView {
-  std::string name;           // "blocks.3.attn.qkv.weight" (PyTorch-style)
-  size_t offset = 0;          // elements from the start of the flat buffer
-  std::vector<size_t> shape;  // row-major
-  size_t numel() const;
-  bool decays() const { return shape.size() >= 2; }
-};
 
 class ParamLayout {
  public:

@@ -64,9 +64,9 @@ class Replica {
 // The CPU reference replica for micro-batches of up to max_batch sequences.
 std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch);
 
-// The CUDA replica on device `gpu` in cfg.dtype ("fp32" or "bf16"); collective over `mpi`
-// (it builds the NCCL communicator). Throws UsageError in a build without CUDA.
+// The CUDA replica on device `gpu` in `precision` (fp32 or bf16, not automatic); collective over
+// `mpi` (it builds the NCCL communicator). Throws UsageError in a build without CUDA.
 std::unique_ptr<Replica> make_cuda_replica(const TrainConfig& cfg, int max_batch, int gpu,
-                                           const std::string& dtype, comm::Communicator& mpi);
+                                           Precision precision, comm::Communicator& mpi);
 
 }  // namespace dpt::trainer

@@ -86,7 +86,7 @@ std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch)
 }
 
 #ifndef DPT_HAVE_CUDA
-std::unique_ptr<Replica> make_cuda_replica(const TrainConfig&, int, int, const std::string&,
+std::unique_ptr<Replica> make_cuda_replica(const TrainConfig&, int, int, Precision,
                                            comm::Communicator&) {
   throw UsageError(
       "--device cuda, but this build has no CUDA (CMake found no nvcc, or DPT_CUDA=OFF): "

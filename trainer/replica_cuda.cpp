@@ -255,10 +255,12 @@ class CudaReplica final : public Replica {
 }  // namespace
 
 std::unique_ptr<Replica> make_cuda_replica(const TrainConfig& cfg, int max_batch, int gpu,
-                                           const std::string& dtype, comm::Communicator& mpi) {
-  if (dtype == "bf16")
+                                           Precision precision, comm::Communicator& mpi) {
+  if (precision == Precision::bf16)
     return std::make_unique<CudaReplica<__nv_bfloat16>>(cfg, max_batch, gpu, mpi);
-  DPT_CHECK(dtype == "fp32", "unknown dtype " + dtype);
+  DPT_CHECK(
+      precision == Precision::fp32,
+      std::string("the CUDA replica needs a resolved precision, got ") + precision_name(precision));
   return std::make_unique<CudaReplica<float>>(cfg, max_batch, gpu, mpi);
 }
 

@@ -1,4 +1,4 @@
-// The training loop of the CPU path.
+// The training loop, the same for the CPU and the CUDA replica ([Replica]).
 #include "trainer/training.h"
 
 #include <algorithm>
@@ -9,10 +9,11 @@
 #include <optional>
 #include <sstream>
 
+#include "comm/agreement.h"
+#include "comm/typed_collectives.h"
 #include "common/errors.h"
 #include "common/hash.h"
 #include "datasets/batch_stream.h"
-#include "trainer/agreement.h"
 #include "trainer/gpt.h"
 #include "trainer/optimizer.h"
 #include "trainer/replica.h"
@@ -21,7 +22,7 @@ namespace dpt::trainer {
 
 uint64_t ParamSyncCheck::check(const float* params, size_t n, const char* when, int64_t step) {
   const uint64_t mine = fnv1a64(params, n * sizeof(float));
-  comm_.all_gather(&mine, all_.data(), 1, comm::DType::u64);
+  comm_.all_gather(std::span<const uint64_t>(&mine, 1), std::span<uint64_t>(all_));
   bool same = true;
   for (uint64_t h : all_)
     same = same && h == all_[0];
@@ -78,31 +79,214 @@ class Validator {
   std::vector<int32_t> inputs_, targets_;
 };
 
+// [Step votes] What every rank puts into the one small all-reduce (max) of each step, after its
+// gradients: how long it waited for data (the step waited for the slowest rank), whether its
+// checkpoint write is still running ([Async save]), and each kind of stop request it has seen
+// ([Stop requests]). All ranks then act on the same union.
+struct StepVotes {
+  using Field = double;
+  double data_wait_ms = 0;
+  double writing = 0;
+  double stop_term = 0, stop_preempt = 0, stop_time_limit = 0;
+
+  unsigned stop_reasons() const {
+    return (stop_term > 0 ? job::kStopTerm : 0u) | (stop_preempt > 0 ? job::kStopPreempt : 0u) |
+           (stop_time_limit > 0 ? job::kStopTimeLimit : 0u);
+  }
+};
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// One run of the loop: the state that lives across steps, and each part of a step.
+class TrainingLoop {
+ public:
+  TrainingLoop(const TrainConfig& cfg, comm::Communicator& comm, Replica& model, TrainData data,
+               const StepCallback& on_step, const TrainControl& control)
+      : cfg_(cfg),
+        comm_(comm),
+        model_(model),
+        on_step_(on_step),
+        control_(control),
+        first_step_(control.resume ? control.resume->meta.step + 1 : 1),
+        // [Sample order]: the batches of step k depend on (seed, k) alone, so a resumed run
+        // reads on from its step with no replay, whatever its number of ranks.
+        batches_(data.train,
+                 datasets::SampleOrder(cfg.seed, data.train.samples_per_shard(), cfg.shuffle),
+                 datasets::BatchGeometry{cfg.global_batch, comm.world_size(), comm.rank(),
+                                         cfg.micro_batch},
+                 first_step_ - 1, cfg.prefetch),
+        sync_(comm),
+        skipped_total_(control.resume ? control.resume->meta.nonfinite_skipped : 0) {
+    if (data.val)
+      validator_.emplace(*data.val, cfg.val_samples, comm.world_size(), comm.rank(),
+                         cfg.micro_batch);
+  }
+
+  TrainResult run() {
+    const int64_t last = cfg_.last_step();
+    result_.steps.reserve(static_cast<size_t>(std::max<int64_t>(0, cfg_.steps - first_step_ + 1)));
+    for (int64_t step = first_step_; step <= last; ++step) {
+      const unsigned stop_requested = one_step(step, last);
+      if (stop_requested != 0 && step < last) {
+        result_.stopped_by = stop_requested;
+        break;
+      }
+    }
+    if (control_.saver) control_.saver->finish();
+    result_.final_param_hash = check_sync("at the end", 0);
+    const std::span<const float> final_params = model_.host_params();
+    result_.final_params.assign(final_params.begin(), final_params.end());
+    return std::move(result_);
+  }
+
+ private:
+  // One optimizer step; returns the agreed stop requests (StopReason bits).
+  unsigned one_step(int64_t step, int64_t last) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double wait_ms = accumulate(step);
+    const StepVotes votes = vote(wait_ms);
+    const unsigned stop_requested = votes.stop_reasons();
+    // [Non-finite guard] inside update(): the same decision on every rank.
+    const ReplicaStep rs = model_.update(step);
+    skipped_in_a_row_ = rs.stats.skipped ? skipped_in_a_row_ + 1 : 0;
+    skipped_total_ += rs.stats.skipped ? 1 : 0;
+    if (control_.saver && control_.saver->pending() && votes.writing == 0.0)
+      control_.saver->publish();
+    const double ms = ms_since(t0);
+    if (cfg_.check_sync_every > 0 && step % cfg_.check_sync_every == 0)
+      check_sync("after step", step);
+
+    StepRecord rec = record(step, rs, ms, votes.data_wait_ms);
+    const bool diverged = rs.stats.skipped && (cfg_.nonfinite == NonFinitePolicy::stop ||
+                                               skipped_in_a_row_ >= cfg_.nonfinite_max_skips);
+    if (!diverged) {
+      validate_if_due(rec);
+      save_if_due(rec, step == last || stop_requested != 0);
+    }
+    result_.steps.push_back(rec);
+    if (on_step_) on_step_(rec);
+    if (diverged) stop_diverged(step, rs);
+    return stop_requested;
+  }
+
+  // Zeroes the gradient and accumulates every micro-batch of this rank's slice, then averages
+  // over the ranks. Returns the time this rank waited for its batches.
+  double accumulate(int64_t step) {
+    const int accum = cfg_.accum_steps(comm_.world_size());
+    model_.zero_grads();
+    double wait_ms = 0.0;
+    for (int m = 0; m < accum; ++m) {
+      const auto mb = batches_.next();
+      DPT_CHECK(mb.step == step - 1 && mb.micro == m, "the batch stream is out of order");
+      wait_ms += mb.wait_ms;
+      // Each micro-batch contributes 1/accum of this rank's mean; the average over ranks in
+      // reduce() makes it the gradient of the mean over the global batch.
+      model_.forward_backward(mb.inputs, mb.targets, cfg_.micro_batch, 1.0 / accum);
+    }
+    if (step == cfg_.fault_nan_step && comm_.rank() == comm_.world_size() - 1) model_.poison_grad();
+    model_.reduce(comm_);
+    return wait_ms;
+  }
+
+  StepVotes vote(double wait_ms) {
+    const unsigned asked = control_.stop ? control_.stop->poll() : 0u;
+    StepVotes v;
+    v.data_wait_ms = wait_ms;
+    v.writing = control_.saver ? control_.saver->writing_flag() : 0.0;
+    v.stop_term = (asked & job::kStopTerm) ? 1.0 : 0.0;
+    v.stop_preempt = (asked & job::kStopPreempt) ? 1.0 : 0.0;
+    v.stop_time_limit = (asked & job::kStopTimeLimit) ? 1.0 : 0.0;
+    comm::all_reduce_fields(comm_, v, comm::ReduceOp::max);
+    return v;
+  }
+
+  StepRecord record(int64_t step, const ReplicaStep& rs, double ms, double wait_ms) {
+    const int64_t tokens_per_step = cfg_.global_batch * cfg_.model.seq_len;
+    StepRecord rec;
+    rec.step = step;
+    rec.total_steps = cfg_.steps;
+    rec.loss = rs.loss;
+    rec.lr = rs.stats.lr;
+    rec.grad_norm = rs.stats.grad_norm;
+    rec.skipped = rs.stats.skipped;
+    rec.tokens = step * tokens_per_step;
+    rec.step_ms = ms;
+    rec.tokens_per_s = ms > 0 ? tokens_per_step / (ms / 1000.0) : 0.0;
+    rec.data_wait_ms = wait_ms;
+    const auto io = batches_.stats();
+    rec.io_tokens_per_s = io.read_seconds > 0 ? io.tokens_read / io.read_seconds : 0.0;
+    return rec;
+  }
+
+  void validate_if_due(StepRecord& rec) {
+    const bool due =
+        (cfg_.val_every > 0 && rec.step % cfg_.val_every == 0) || rec.step == cfg_.steps;
+    if (!validator_ || !due) return;
+    rec.has_val = true;
+    rec.val_loss = validator_->evaluate(model_, comm_);
+  }
+
+  void save_if_due(StepRecord& rec, bool final_step) {
+    checkpoint::Checkpointer* saver = control_.saver;
+    if (!saver || !((cfg_.ckpt_every > 0 && rec.step % cfg_.ckpt_every == 0) || final_step)) return;
+    rec.saved = true;
+    // The copies back from a GPU count as stall: the step waits for them.
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::span<const float> p = model_.host_params(), m = model_.host_m(), v = model_.host_v();
+    const double copy_ms = ms_since(t0);
+    rec.ckpt_stall_ms = copy_ms + saver->save(rec.step, p, m, v, skipped_total_);
+  }
+
+  [[noreturn]] void stop_diverged(int64_t step, const ReplicaStep& rs) {
+    if (control_.saver) control_.saver->finish();  // what was saved before stays published
+    char what[160];
+    std::snprintf(what, sizeof(what), "step %lld: the loss is %.9g and the gradient norm %.9g",
+                  static_cast<long long>(step), rs.loss, rs.stats.grad_norm);
+    const std::string how =
+        cfg_.nonfinite == NonFinitePolicy::stop
+            ? " (--nonfinite stop): the run stops with the parameters of step " +
+                  std::to_string(step - 1) +
+                  " untouched. Resume from the newest checkpoint with a lower --lr or "
+                  "--warmup-steps, or pass --nonfinite skip to step over such batches"
+            : " and " + std::to_string(skipped_in_a_row_) +
+                  " steps in a row were skipped (--nonfinite-max-skips " +
+                  std::to_string(cfg_.nonfinite_max_skips) +
+                  "): the run diverged. Resume from the newest checkpoint with a lower --lr";
+    throw comm::AgreedFailure(what + how, 1, 0);
+  }
+
+  uint64_t check_sync(const char* when, int64_t step) {
+    const std::span<const float> p = model_.host_params();
+    return sync_.check(p.data(), p.size(), when, step);
+  }
+
+  const TrainConfig& cfg_;
+  comm::Communicator& comm_;
+  Replica& model_;
+  const StepCallback& on_step_;
+  const TrainControl& control_;
+  const int64_t first_step_;
+  datasets::BatchStream batches_;
+  std::optional<Validator> validator_;
+  ParamSyncCheck sync_;
+  int64_t skipped_total_;
+  int skipped_in_a_row_ = 0;
+  TrainResult result_;
+};
+
 }  // namespace
 
-TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData data,
-                  const StepCallback& on_step, TrainControl ckpt) {
-  using Clock = std::chrono::steady_clock;
-  const int W = comm.world_size();
+std::unique_ptr<Replica> build_replica(const TrainConfig& cfg, comm::Communicator& comm,
+                                       const TrainControl& control) {
   const int b = cfg.micro_batch;
-  const int Tn = cfg.model.seq_len;
-  const int accum = cfg.accum_steps(W);
-  const int64_t first_step = ckpt.resume ? ckpt.resume->meta.step + 1 : 1;
-
-  // [Sample order]: the batches of step k depend on (seed, k) alone, so a resumed run reads on
-  // from its step with no replay, whatever its number of ranks.
-  datasets::BatchGeometry geo{cfg.global_batch, W, comm.rank(), b};
-  datasets::SampleOrder order(cfg.seed, data.train.samples_per_shard(), cfg.shuffle_config());
-  datasets::BatchStream batches(data.train, std::move(order), geo, first_step - 1, cfg.prefetch);
-  std::optional<Validator> validator;
-  if (data.val) validator.emplace(*data.val, cfg.val_samples, W, comm.rank(), b);
-
-  std::unique_ptr<Replica> model = ckpt.gpu >= 0
-                                       ? make_cuda_replica(cfg, b, ckpt.gpu, ckpt.dtype, comm)
-                                       : make_cpu_replica(cfg, b);
-  if (ckpt.resume) {
+  std::unique_ptr<Replica> model =
+      control.gpu >= 0 ? make_cuda_replica(cfg, b, control.gpu, control.precision, comm)
+                       : make_cpu_replica(cfg, b);
+  if (control.resume) {
     // Every rank received the whole state from the checkpoint's files ([Checkpoint layout]).
-    model->set_state(ckpt.resume->params, ckpt.resume->m, ckpt.resume->v);
+    model->set_state(control.resume->params, control.resume->m, control.resume->v);
   } else {
     std::vector<float> init(model->layout().total());
     if (comm.rank() == 0)
@@ -110,120 +294,23 @@ TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData da
     comm.broadcast(std::span<float>(init), 0);
     model->set_state(init, {}, {});
   }
-  if (ckpt.say) ckpt.say("replica: " + model->describe());
+  if (control.say) control.say("replica: " + model->describe());
   ParamSyncCheck sync(comm);
-  auto check_sync = [&](const char* when, int64_t step) {
-    const std::span<const float> p = model->host_params();
-    return sync.check(p.data(), p.size(), when, step);
-  };
-  check_sync(ckpt.resume ? "after loading the checkpoint" : "after broadcast", 0);
+  const std::span<const float> p = model->host_params();
+  sync.check(p.data(), p.size(),
+             control.resume ? "after loading the checkpoint" : "after broadcast");
+  return model;
+}
 
-  const int64_t tokens_per_step = cfg.global_batch * Tn;
-  TrainResult result;
-  result.steps.reserve(static_cast<size_t>(std::max<int64_t>(0, cfg.steps - first_step + 1)));
-  int64_t skipped_total = ckpt.resume ? ckpt.resume->meta.nonfinite_skipped : 0;
-  int skipped_in_a_row = 0;
+TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, Replica& model, TrainData data,
+                  const StepCallback& on_step, const TrainControl& control) {
+  return TrainingLoop(cfg, comm, model, data, on_step, control).run();
+}
 
-  const int64_t last_step = cfg.last_step();
-  for (int64_t step = first_step; step <= last_step; ++step) {
-    const auto t0 = Clock::now();
-    model->zero_grads();
-    double wait_ms = 0.0;
-    for (int m = 0; m < accum; ++m) {
-      const auto mb = batches.next();
-      DPT_CHECK(mb.step == step - 1 && mb.micro == m, "the batch stream is out of order");
-      wait_ms += mb.wait_ms;
-      // Each micro-batch contributes 1/accum of this rank's mean; the average over ranks in
-      // reduce() makes it the gradient of the mean over the global batch.
-      model->forward_backward(mb.inputs, mb.targets, b, 1.0 / accum);
-    }
-    if (step == cfg.fault_nan_step && comm.rank() == W - 1) model->poison_grad();
-    model->reduce(comm);
-    // The step waited as long as its slowest rank's data; a checkpoint write is done when no
-    // rank is still writing ([Async save]); a stop request of any rank stops all after this
-    // step ([Stop requests]).
-    const unsigned asked = ckpt.stop ? ckpt.stop->poll() : 0u;
-    double maxed[5] = {wait_ms, ckpt.saver ? ckpt.saver->writing_flag() : 0.0,
-                       (asked & kStopTerm) ? 1.0 : 0.0, (asked & kStopPreempt) ? 1.0 : 0.0,
-                       (asked & kStopTimeLimit) ? 1.0 : 0.0};
-    comm.all_reduce(std::span<double>(maxed, 5), comm::ReduceOp::max);
-    wait_ms = maxed[0];
-    const unsigned stop_requested = (maxed[2] > 0 ? kStopTerm : 0u) |
-                                    (maxed[3] > 0 ? kStopPreempt : 0u) |
-                                    (maxed[4] > 0 ? kStopTimeLimit : 0u);
-    const bool final_step = step == last_step || stop_requested != 0;
-
-    // [Non-finite guard] inside update(): the same decision on every rank.
-    const ReplicaStep rs = model->update(step);
-    const StepStats& s = rs.stats;
-    const double loss = rs.loss;
-    skipped_in_a_row = s.skipped ? skipped_in_a_row + 1 : 0;
-    skipped_total += s.skipped ? 1 : 0;
-    if (ckpt.saver && ckpt.saver->pending() && maxed[1] == 0.0) ckpt.saver->publish();
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    if (cfg.check_sync_every > 0 && step % cfg.check_sync_every == 0) {
-      check_sync("after step", step);
-    }
-
-    StepRecord rec;
-    rec.step = step;
-    rec.total_steps = cfg.steps;
-    rec.loss = loss;
-    rec.lr = s.lr;
-    rec.grad_norm = s.grad_norm;
-    rec.skipped = s.skipped;
-    rec.tokens = step * tokens_per_step;
-    rec.step_ms = ms;
-    rec.tokens_per_s = ms > 0 ? tokens_per_step / (ms / 1000.0) : 0.0;
-    rec.data_wait_ms = wait_ms;
-    const auto io = batches.stats();
-    rec.io_tokens_per_s = io.read_seconds > 0 ? io.tokens_read / io.read_seconds : 0.0;
-    const bool stop =
-        s.skipped && (cfg.nonfinite == "stop" || skipped_in_a_row >= cfg.nonfinite_max_skips);
-    if (!stop && validator &&
-        ((cfg.val_every > 0 && step % cfg.val_every == 0) || step == cfg.steps)) {
-      rec.has_val = true;
-      rec.val_loss = validator->evaluate(*model, comm);
-    }
-    if (!stop && ckpt.saver && ((cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0) || final_step)) {
-      rec.saved = true;
-      // The copies back from a GPU count as stall: the step waits for them.
-      const auto t_save = Clock::now();
-      const std::span<const float> p = model->host_params(), m1 = model->host_m(),
-                                   m2 = model->host_v();
-      const double copy_ms =
-          std::chrono::duration<double, std::milli>(Clock::now() - t_save).count();
-      rec.ckpt_stall_ms = copy_ms + ckpt.saver->save(step, p, m1, m2, skipped_total);
-    }
-    result.steps.push_back(rec);
-    if (on_step) on_step(rec);
-    if (stop) {
-      if (ckpt.saver) ckpt.saver->finish();  // what was saved before stays published
-      char what[160];
-      std::snprintf(what, sizeof(what), "step %lld: the loss is %.9g and the gradient norm %.9g",
-                    static_cast<long long>(step), loss, s.grad_norm);
-      std::string how =
-          cfg.nonfinite == "stop"
-              ? " (--nonfinite stop): the run stops with the parameters of step " +
-                    std::to_string(step - 1) +
-                    " untouched. Resume from the newest checkpoint with a lower --lr or "
-                    "--warmup-steps, or pass --nonfinite skip to step over such batches"
-              : " and " + std::to_string(skipped_in_a_row) +
-                    " steps in a row were skipped (--nonfinite-max-skips " +
-                    std::to_string(cfg.nonfinite_max_skips) +
-                    "): the run diverged. Resume from the newest checkpoint with a lower --lr";
-      throw AgreedFailure(what + how, 1, 0);
-    }
-    if (stop_requested != 0 && step < last_step) {
-      result.stopped_by = stop_requested;
-      break;
-    }
-  }
-  if (ckpt.saver) ckpt.saver->finish();
-  result.final_param_hash = check_sync("at the end", 0);
-  const std::span<const float> final_params = model->host_params();
-  result.final_params.assign(final_params.begin(), final_params.end());
-  return result;
+TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData data,
+                  const StepCallback& on_step, const TrainControl& control) {
+  const std::unique_ptr<Replica> model = build_replica(cfg, comm, control);
+  return train(cfg, comm, *model, data, on_step, control);
 }
 
 }  // namespace dpt::trainer

@@ -5,13 +5,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpointer.h"
+#include "checkpoint/resume.h"
 #include "comm/communicator.h"
 #include "datasets/token_dataset.h"
-#include "trainer/checkpointer.h"
-#include "trainer/stop_request.h"
+#include "job/stop_request.h"
+#include "trainer/replica.h"
 #include "trainer/train_config.h"
 
 namespace dpt::trainer {
@@ -51,22 +54,32 @@ using StepCallback = std::function<void(const StepRecord&)>;
 
 // Checkpoints of a run, where to save (null: nowhere) and what to continue from (null: step
 // 0), and what may stop it early ([Stop requests]; null: nothing).
-// gpu >= 0 trains on the CUDA replica on that device in `dtype` (fp32 | bf16), else on the CPU.
+// gpu >= 0 trains on the CUDA replica on that device in `precision` (fp32 or bf16), else on the
+// CPU.
 struct TrainControl {
-  Checkpointer* saver = nullptr;
-  const ResumeState* resume = nullptr;
-  StopRequests* stop = nullptr;
+  checkpoint::Checkpointer* saver = nullptr;
+  const checkpoint::ResumeState* resume = nullptr;
+  job::StopRequests* stop = nullptr;
   int gpu = -1;
-  std::string dtype = "fp32";
+  Precision precision = Precision::fp32;
   std::function<void(const std::string&)> say;  // rank 0's log line (the replica's description)
 };
 
-// Trains per cfg on the ranks of comm (cfg must already be validated for comm.world_size())
-// from step resume->meta.step + 1 (or 1) up to cfg.steps. on_step runs on every rank after
-// each optimizer step. A non-finite loss or gradient norm that stops the run throws
-// AgreedFailure (exit code 1) on every rank after on_step has seen the step.
+// Collective. The replica on its processor (control.gpu, control.precision) holding the
+// resumed state (control.resume) or fresh parameters (initialized on rank 0, broadcast),
+// checked to be identical on every rank. Says what it built through control.say.
+std::unique_ptr<Replica> build_replica(const TrainConfig& cfg, comm::Communicator& comm,
+                                       const TrainControl& control);
+
+// Trains `model` per cfg on the ranks of comm (cfg must already be validated for
+// comm.world_size()) from step control.resume->meta.step + 1 (or 1) up to cfg.steps. on_step
+// runs on every rank after each optimizer step. A non-finite loss or gradient norm that stops
+// the run throws AgreedFailure (exit code 1) on every rank after on_step has seen the step.
+TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, Replica& model, TrainData data,
+                  const StepCallback& on_step, const TrainControl& control);
+// The same with the replica build_replica makes.
 TrainResult train(const TrainConfig& cfg, comm::Communicator& comm, TrainData data,
-                  const StepCallback& on_step = {}, TrainControl ckpt = {});
+                  const StepCallback& on_step = {}, const TrainControl& control = {});
 
 // Proves every rank holds the same parameters: the FNV-1a hashes of all ranks' parameters
 // must agree (throws RuntimeFailure naming the ranks that differ). Allocates only at

@@ -8,7 +8,7 @@
 #                 libraries that libcurl (HDF5's dependency), OpenBLAS and hwloc load. Where the
 #                 image has them, its own (newer) copies are used and nothing is shadowed.
 # The lists come from ldd over what dptrain loads (libmpi, orterun, opal_wrapper, the Open MPI
-# and PMIx plugins it uses, libhdf5_serial, libboost_program_options, OpenBLAS) on Debian 12,
+# and PMIx plugins it uses, libhdf5_serial, libboost_program_options, libboost_json, OpenBLAS) on Debian 12,
 # mapped to packages with dpkg -S, then checked with LD_DEBUG=files on an MPI test run against
 # the unpacked prefix (libpmix needs libmunge; hwloc's optional plugins stay behind); libc6, libgcc-s1, libstdc++6 and zlib1g are left out (every
 # image with a C++ compiler has them). Open MPI's InfiniBand/UCX/OFI/PSM plugins stay unloadable
@@ -23,8 +23,11 @@ core=(
   libevent-core-2.1-7 libevent-pthreads-2.1-7 libmunge2
   # HDF5 (serial) and its compression filters
   libhdf5-dev libhdf5-103-1 libsz2 libaec0
-  # Boost.Program_options: headers, the CMake config, the library
-  libboost1.74-dev libboost-program-options1.74-dev libboost-program-options1.74.0
+  # Boost.Program_options and Boost.JSON (1.81): headers, the CMake configs, the libraries
+  # (Boost.JSON's config asks for Boost.Container's)
+  libboost1.81-dev libboost-program-options1.81-dev libboost-program-options1.81.0
+  libboost-json1.81-dev libboost-json1.81.0 libboost-container1.81-dev libboost-container1.81.0
+  libboost-system1.81-dev
   # GoogleTest (static libraries and CMake config)
   libgtest-dev
   # OpenBLAS, OpenMP build

@@ -171,7 +171,7 @@ say "environment: source $envfile"
 
 # --- checks before CMake: every path handed to it exists ---------------------------------------
 for f in "$P/bin/mpicxx" "$P/bin/mpiexec" "$P/usr/include/hdf5/serial/hdf5.h" \
-  "$L/hdf5/serial/libhdf5.so" "$L/cmake/Boost-1.74.0/BoostConfig.cmake" \
+  "$L/hdf5/serial/libhdf5.so" "$L/cmake/Boost-1.81.0/BoostConfig.cmake" \
   "$L/cmake/GTest/GTestConfig.cmake" "$L/openblas-openmp/libopenblas.so" \
   "$P/usr/include/$arch/openblas-openmp/cblas.h"; do
   [[ -e $f ]] || die "missing $f after unpacking (is .debs complete? rerun fetch-debs.sh)"
@@ -187,7 +187,7 @@ cmake_args=(
   # FindHDF5 searches each HDF5_ROOT entry with those suffixes (and only them: no system HDF5).
   # The h5cc wrapper is not brought along: it holds absolute /usr paths.
   -DHDF5_ROOT="$P/usr/include;$L" -DHDF5_NO_FIND_PACKAGE_CONFIG_FILE=ON
-  -DBoost_DIR="$L/cmake/Boost-1.74.0" -DGTest_DIR="$L/cmake/GTest"
+  -DBoost_DIR="$L/cmake/Boost-1.81.0" -DGTest_DIR="$L/cmake/GTest"
   -DDPT_OPENBLAS_LIBRARY="$L/openblas-openmp/libopenblas.so"
   -DDPT_OPENBLAS_INCLUDE_DIR="$P/usr/include/$arch/openblas-openmp"
 )

@@ -13,6 +13,8 @@
 #include "tests/test_shards.h"
 
 namespace dpt::datasets {
+
+using storage::IoThread;
 namespace {
 
 constexpr int T = 13;

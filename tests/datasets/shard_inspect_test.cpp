@@ -17,12 +17,22 @@
 
 #include "common/errors.h"
 #include "common/hash.h"
-#include "datasets/h5.h"
 #include "datasets/shard_index.h"
 #include "datasets/shard_inspect.h"
 #include "datasets/shard_reader.h"
+#include "storage/h5.h"
 
 namespace dpt::datasets {
+
+using storage::h5_native;
+using storage::h5_quiet;
+using storage::H5Attr;
+using storage::H5Dataset;
+using storage::H5File;
+using storage::H5Handle;
+using storage::H5Plist;
+using storage::H5Space;
+using storage::H5Type;
 namespace {
 
 namespace fs = std::filesystem;

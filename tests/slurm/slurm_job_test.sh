@@ -36,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$py" "$src/tests/trainer/words_corpus.py" "$work" --files 2 --docs 80 --seed 11
+"$py" "$src/tests/words_corpus.py" "$work" --files 2 --docs 80 --seed 11
 "$bin/prepare-data" --out "$work/data" --val-fraction 0 --shard-tokens 8000 --threads 2 \
   "$work"/text*.jsonl > "$work/prepare.log"
 steps=2000

@@ -3,8 +3,8 @@
 # prepare-data: 2 ranks x micro-batch 4, 4 ranks x 2, 1 rank x 8 and 1 rank accumulating 2 x 4
 # print the same per-step and validation losses (within 1e-5 relative) on the same global batch
 # of 8, with the full and with the local shuffle; rerunning the 2-rank job prints identical text.
-# shellcheck source-path=SCRIPTDIR source=script_test_lib.sh
-source "$(dirname "$0")/script_test_lib.sh"
+# shellcheck source-path=SCRIPTDIR source=../script_test_lib.sh
+source "$(dirname "$0")/../script_test_lib.sh"
 words_shards 3 3 60 0.1
 [[ $(ls "$work/data/train" | wc -l) -ge 3 ]] || { echo "expected several shards"; exit 1; }
 args=(--data "$work/data/train" --val-data "$work/data/val" --val-every 4 --val-samples 24

@@ -58,7 +58,7 @@ class DataParallel : public ::testing::Test {
     return trainer::train(c, comm, TrainData{*dataset_});
   }
   testing::TempDir dir_{"dpt-data-parallel"};
-  datasets::IoThread io_;
+  storage::IoThread io_;
   std::unique_ptr<datasets::TokenDataset> dataset_;
 };
 

@@ -42,17 +42,17 @@ class CudaTraining : public ::testing::Test {
     testing::write_shard(dir_.file("b.h5"), testing::markov_tokens(15000, 6));
     dataset_ = testing::open_dataset(io_, dir_.path(), 32, 256);
   }
-  TrainResult run(const TrainConfig& c, int gpu, const std::string& dtype) {
+  TrainResult run(const TrainConfig& c, int gpu, Precision precision) {
     TrainControl ctl;
     ctl.gpu = gpu;
-    ctl.dtype = dtype;
+    ctl.precision = precision;
     return trainer::train(c, world_, TrainData{*dataset_}, {}, ctl);
   }
   int my_gpu() const { return 0; }  // one rank per GPU; the test main checked there is one
 
   comm::MpiCommunicator world_{MPI_COMM_WORLD};
   testing::TempDir dir_{"dpt-cuda-training"};
-  datasets::IoThread io_;
+  storage::IoThread io_;
   std::unique_ptr<datasets::TokenDataset> dataset_;
 };
 
@@ -69,8 +69,8 @@ void expect_losses_track(const TrainResult& got, const TrainResult& want, double
 
 TEST_F(CudaTraining, Fp32TwentyStepsTrackTheCpuRun) {
   const TrainConfig c = base_config();
-  const TrainResult cpu = run(c, -1, "fp32");
-  const TrainResult gpu = run(c, my_gpu(), "fp32");
+  const TrainResult cpu = run(c, -1, Precision::fp32);
+  const TrainResult gpu = run(c, my_gpu(), Precision::fp32);
   // Same arithmetic up to summation order in fp32, over 20 AdamW steps.
   expect_losses_track(gpu, cpu, 1e-4, "fp32");
   for (size_t i = 0; i < gpu.steps.size(); ++i)
@@ -81,17 +81,18 @@ TEST_F(CudaTraining, Fp32TwentyStepsTrackTheCpuRun) {
 
 TEST_F(CudaTraining, Bf16TwentyStepsTrackTheCpuRun) {
   const TrainConfig c = base_config();
-  const TrainResult cpu = run(c, -1, "fp32");
-  const TrainResult gpu = run(c, my_gpu(), "bf16");
+  const TrainResult cpu = run(c, -1, Precision::fp32);
+  const TrainResult gpu = run(c, my_gpu(), Precision::bf16);
   expect_losses_track(gpu, cpu, 3e-2, "bf16");
   EXPECT_LT(gpu.steps.back().loss, gpu.steps.front().loss - 0.5) << "the model should learn";
 }
 
 TEST_F(CudaTraining, RerunGivesBitIdenticalLossesAndParameters) {
   const TrainConfig c = base_config();
-  for (const char* dtype : {"fp32", "bf16"}) {
-    const TrainResult a = run(c, my_gpu(), dtype);
-    const TrainResult b = run(c, my_gpu(), dtype);
+  for (const Precision precision : {Precision::fp32, Precision::bf16}) {
+    const char* dtype = precision_name(precision);
+    const TrainResult a = run(c, my_gpu(), precision);
+    const TrainResult b = run(c, my_gpu(), precision);
     for (size_t i = 0; i < a.steps.size(); ++i)
       EXPECT_EQ(a.steps[i].loss, b.steps[i].loss) << dtype << " step " << i + 1;
     EXPECT_EQ(a.final_param_hash, b.final_param_hash) << dtype;
@@ -105,8 +106,8 @@ TEST_F(CudaTraining, AccumulatingMicroBatchesMatchesOneWholeBatch) {
   ASSERT_EQ(accum.accum_steps(world_.world_size()), 4 / world_.world_size());
   if (whole.global_batch % (world_.world_size() * whole.micro_batch) != 0)
     whole.micro_batch = static_cast<int>(whole.global_batch / world_.world_size());
-  const TrainResult w = run(whole, my_gpu(), "fp32");
-  const TrainResult a = run(accum, my_gpu(), "fp32");
+  const TrainResult w = run(whole, my_gpu(), Precision::fp32);
+  const TrainResult a = run(accum, my_gpu(), Precision::fp32);
   expect_losses_track(a, w, 1e-5, "accumulation");
 }
 

@@ -1,0 +1,208 @@
+// [Async save]: the collective protocol of saving around the files of rank_file.h and meta_file.h.
+#include "checkpoint/checkpointer.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "checkpoint/directory.h"
+#include "checkpoint/meta_file.h"
+#include "checkpoint/rank_file.h"
+#include "comm/agreement.h"
+#include "comm/typed_collectives.h"
+#include "common/errors.h"
+#include "common/hash.h"
+#include "common/rng.h"
+
+namespace dpt::checkpoint {
+
+using comm::run_agreed;
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Copies src into dst and says whether every value is finite: an exponent of all ones is Inf
+// or NaN. Integer tests, so the loop vectorizes.
+// Copies n floats and says whether all are finite, in cache-sized chunks over the OpenMP
+// threads (the step is stalled for this copy, so it uses every core the step uses).
+bool copy_finite(const float* src, size_t n, float* dst) {
+  constexpr size_t kChunk = size_t{1} << 14;  // 64 KB: checked while still in cache
+  const auto chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+  uint32_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t lo = static_cast<size_t>(c) * kChunk, len = std::min(kChunk, n - lo);
+    std::memcpy(dst + lo, src + lo, len * sizeof(float));
+    const auto* bits = reinterpret_cast<const uint32_t*>(dst + lo);
+    uint32_t b = 0;
+    for (size_t i = 0; i < len; ++i)
+      b |= static_cast<uint32_t>((bits[i] & 0x7f800000u) == 0x7f800000u);
+    bad |= b;
+  }
+  return bad == 0;
+}
+
+std::string hex16(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+}  // namespace
+
+Checkpointer::Checkpointer(comm::Communicator& comm, storage::IoThread& io, std::string ckpt_dir,
+                           int keep, bool async, CheckpointMeta base,
+                           std::function<void(const SaveReport&)> on_published)
+    : comm_(comm),
+      io_(io),
+      dir_(std::move(ckpt_dir)),
+      keep_(keep),
+      async_(async),
+      base_(std::move(base)),
+      on_published_(std::move(on_published)) {
+  const uint64_t n = static_cast<uint64_t>(base_.param_count);
+  lo_ = slice_begin(n, comm.rank(), comm.world_size());
+  hi_ = slice_begin(n, comm.rank() + 1, comm.world_size());
+  for (auto& s : snapshot_)
+    s.resize(hi_ - lo_);
+  // One token for the whole run names its partial directories, the same on every rank.
+  run_token_ = mix64(static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^
+                     (static_cast<uint64_t>(::getpid()) << 32));
+  comm_.broadcast(std::span<uint64_t>(&run_token_, 1), 0);
+}
+
+Checkpointer::~Checkpointer() {
+  if (writer_.joinable()) writer_.join();
+}
+
+double Checkpointer::save(int64_t step, std::span<const float> params, std::span<const float> m,
+                          std::span<const float> v, int64_t nonfinite_skipped) {
+  const auto t0 = Clock::now();
+  if (pending_) publish();  // one save at a time
+  save_t0_ = t0;
+  const size_t n = hi_ - lo_;
+  const bool finite = copy_finite(params.data() + lo_, n, snapshot_[0].data()) &
+                      copy_finite(m.data() + lo_, n, snapshot_[1].data()) &
+                      copy_finite(v.data() + lo_, n, snapshot_[2].data());
+  partial_ = dir_ + "/.partial." + step_dir_name(step) + "." + hex16(run_token_);
+  file_path_ = partial_ + "/" + rank_file_name(comm_.rank());
+  run_agreed(comm_, [&] {
+    if (!finite)
+      throw RuntimeFailure("step " + std::to_string(step) +
+                           ": the parameters or optimizer moments hold NaN or Inf; no "
+                           "checkpoint is written with them. Resume from the newest checkpoint "
+                           "with a lower --lr, or use --nonfinite skip");
+    if (comm_.rank() == 0) {
+      std::error_code ec;
+      fs::create_directories(dir_, ec);
+      if (ec || ::mkdir(partial_.c_str(), 0755) != 0)
+        throw UsageError("cannot create " + partial_ + ": " +
+                         (ec ? ec.message() : errno_string(errno)) +
+                         ": make --ckpt-dir a writable directory");
+    }
+  });
+  run_agreed(comm_, [&] {
+    rec_ = io_.call([&] { return create_rank_file(file_path_, comm_.rank(), lo_, hi_, step); });
+  });
+  meta_ = base_;
+  meta_.step = step;
+  meta_.nonfinite_skipped = nonfinite_skipped;
+  meta_.samples_seen = step * base_.global_batch;
+  meta_.world_size = comm_.world_size();
+  pending_ = true;
+  written_.store(false);
+  write_error_ = nullptr;
+  stall_ms_ = ms_since(t0);
+  if (async_) {
+    writer_ = std::thread([this] { write_in_background(); });
+  } else {
+    write_in_background();
+    publish();
+    stall_ms_ = ms_since(t0);
+  }
+  return stall_ms_;
+}
+
+void Checkpointer::write_in_background() {
+  const auto t0 = Clock::now();
+  try {
+    fill_rank_file(file_path_, {snapshot_[0].data(), snapshot_[1].data(), snapshot_[2].data()},
+                   &rec_);
+    if (meta_.step == fault_kill_step_ && comm_.rank() == comm_.world_size() - 1) {
+      // A crash in the middle of the write: half the file, then the process dies at once.
+      (void)::truncate(file_path_.c_str(), static_cast<off_t>(rec_.bytes / 2));
+      std::fprintf(stderr, "train: --fault-kill-in-save %lld: rank %d kills itself mid-save\n",
+                   static_cast<long long>(fault_kill_step_), comm_.rank());
+      std::fflush(stderr);
+      ::raise(SIGKILL);
+    }
+  } catch (...) {
+    write_error_ = std::current_exception();
+  }
+  write_s_ = ms_since(t0) / 1000.0;
+  written_.store(true);
+}
+
+void Checkpointer::publish() {
+  if (writer_.joinable()) writer_.join();
+  pending_ = false;
+  run_agreed(comm_, [&] {
+    if (write_error_) std::rethrow_exception(write_error_);
+  });
+  // Every rank's file as it wrote it, and how long the write took.
+  struct Written {
+    uint64_t bytes;
+    uint32_t crc32c;
+    double write_s;
+    std::array<uint64_t, kStateTensors> offsets;
+  };
+  const int W = comm_.world_size();
+  const auto all =
+      comm::all_gather_value(comm_, Written{rec_.bytes, rec_.crc32c, write_s_, rec_.offsets});
+  SaveReport rep;
+  rep.step = meta_.step;
+  // Sync: the step waited for the whole save, publication included.
+  rep.stall_ms = async_ ? stall_ms_ : ms_since(save_t0_);
+  meta_.files.clear();
+  for (int r = 0; r < W; ++r) {
+    const Written& w = all[static_cast<size_t>(r)];
+    RankFileRecord f;
+    f.name = rank_file_name(r);
+    f.bytes = w.bytes;
+    f.crc32c = w.crc32c;
+    rep.write_s = std::max(rep.write_s, w.write_s);
+    f.lo = slice_begin(static_cast<uint64_t>(meta_.param_count), r, W);
+    f.hi = slice_begin(static_cast<uint64_t>(meta_.param_count), r + 1, W);
+    f.offsets = w.offsets;
+    rep.bytes += f.bytes;
+    meta_.files.push_back(std::move(f));
+  }
+  run_agreed(comm_, [&] {
+    if (comm_.rank() != 0) return;
+    const auto t0 = Clock::now();
+    const std::string meta_path = partial_ + "/" + kMetaFileName;
+    io_.call([&] { write_meta(meta_path, meta_); });
+    struct stat st {};
+    if (::stat(meta_path.c_str(), &st) == 0) rep.bytes += static_cast<uint64_t>(st.st_size);
+    rep.path = publish_checkpoint(dir_, partial_, meta_.step);
+    rep.pruned = prune_checkpoints(dir_, keep_);
+    rep.publish_ms = ms_since(t0);
+  });
+  last_saved_step_ = meta_.step;
+  if (comm_.rank() == 0 && on_published_) on_published_(rep);
+}
+
+}  // namespace dpt::checkpoint

@@ -1,0 +1,29 @@
+// Strings over the byte collectives: lengths first, then the bytes.
+#include "comm/typed_collectives.h"
+
+#include <algorithm>
+
+namespace dpt::comm {
+
+void broadcast_string(Communicator& comm, std::string& s, int root) {
+  uint64_t n = s.size();
+  broadcast_value(comm, n, root);
+  s.resize(static_cast<size_t>(n));
+  if (n > 0) comm.broadcast(s.data(), s.size(), DType::u8, root);
+}
+
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& mine) {
+  const std::vector<uint64_t> lengths = all_gather_value<uint64_t>(comm, mine.size());
+  const uint64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  std::vector<std::string> out(lengths.size());
+  if (longest == 0) return out;
+  std::string padded = mine;
+  padded.resize(static_cast<size_t>(longest), '\0');
+  std::string all(static_cast<size_t>(longest) * lengths.size(), '\0');
+  comm.all_gather(padded.data(), all.data(), padded.size(), DType::u8);
+  for (size_t r = 0; r < lengths.size(); ++r)
+    out[r] = all.substr(r * longest, static_cast<size_t>(lengths[r]));
+  return out;
+}
+
+}  // namespace dpt::comm

@@ -1,0 +1,240 @@
+// [Option table]: every saved option round-trips through the config text a checkpoint records
+// (written to meta.h5 and read back), run-only options stay out of it, every must_match option
+// refuses a resume that changes it, switches work bare and with a value, and metrics lines stay
+// JSON whatever a path holds.
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "checkpoint/meta_file.h"
+#include "common/errors.h"
+#include "trainer/metrics.h"
+#include "trainer/train_options.h"
+
+namespace dpt::trainer {
+namespace {
+
+ParsedOptions parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "train");
+  std::vector<const char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.c_str());
+  return parse_train_options(static_cast<int>(argv.size()), argv.data());
+}
+
+// A value other than the default for every option of the table. A new option must be added
+// here, or TableValuesCoverEveryOption fails: its round trip is then tested like the others.
+const std::map<std::string, std::string> kOtherValues = {
+    {"data", "/d/train shards/ü"},
+    {"metrics", "/runs/a\"b/m.jsonl"},
+    {"seed", "18446744073709551557"},
+    {"threads", "3"},
+    {"log-every", "7"},
+    {"check-sync-every", "0"},
+    {"device", "cuda"},
+    {"dtype", "bf16"},
+    {"val-data", "/d/val"},
+    {"val-every", "25"},
+    {"val-samples", "64"},
+    {"shuffle", "local"},
+    {"shuffle-window", "3"},
+    {"prefetch", "2"},
+    {"data-cache-mb", "64"},
+    {"index-cache", "/tmp/idx"},
+    {"vocab-size", "300"},
+    {"seq-len", "64"},
+    {"d-model", "96"},
+    {"n-layer", "3"},
+    {"n-head", "6"},
+    {"steps", "77"},
+    {"global-batch", "32"},
+    {"micro-batch", "4"},
+    {"lr", "0.000123456789012345"},
+    {"min-lr-ratio", "0.05"},
+    {"warmup-steps", "11"},
+    {"weight-decay", "0.01"},
+    {"beta1", "0.8"},
+    {"beta2", "0.999"},
+    {"adam-eps", "1e-06"},
+    {"grad-clip", "0"},
+    {"ckpt-dir", "/ck"},
+    {"ckpt-every", "50"},
+    {"ckpt-keep", "0"},
+    {"ckpt-async", "false"},
+    {"resume", "/ck/step_00000050"},
+    {"stop-at-step", "9"},
+    {"nonfinite", "skip"},
+    {"nonfinite-max-skips", "2"},
+    {"fault-nan-step", "4"},
+    {"fault-kill-in-save", "5"},
+    {"preempt-signal", "USR1"},
+    {"requeue-on-preempt", "true"},
+    {"stop-before-limit", "120"},
+};
+
+TEST(OptionTable, TableValuesCoverEveryOption) {
+  std::set<std::string> names;
+  for (const OptionSpec& o : train_options()) {
+    EXPECT_TRUE(names.insert(o.name).second) << "option listed twice: " << o.name;
+    EXPECT_TRUE(kOtherValues.count(o.name)) << "no test value for --" << o.name;
+    EXPECT_TRUE(o.parse && o.print) << o.name;
+  }
+  EXPECT_EQ(names.size(), kOtherValues.size());
+}
+
+TEST(OptionTable, EveryOptionRoundTripsThroughTheConfigTextACheckpointRecords) {
+  std::vector<std::string> args;
+  for (const auto& [name, value] : kOtherValues)
+    args.insert(args.end(), {"--" + name, value});
+  const TrainConfig run = parse(args).config;
+  const TrainConfig defaults;
+
+  // Through meta.h5, as a checkpoint stores it.
+  const std::string dir = ::testing::TempDir() + "/option_table_meta";
+  std::filesystem::create_directories(dir);
+  checkpoint::CheckpointMeta meta;  // one rank file holding a state of 10 values
+  meta.world_size = 1;
+  meta.param_count = 10;
+  meta.tensors = {TensorView{"w", 0, {10}}};
+  checkpoint::RankFileRecord file;
+  file.name = checkpoint::rank_file_name(0);
+  file.hi = 10;
+  meta.files = {file};
+  meta.config = to_config_text(run);
+  checkpoint::write_meta(dir + "/meta.h5", meta);
+  const TrainConfig back = parse_config_text(checkpoint::read_meta(dir + "/meta.h5").config);
+  std::filesystem::remove_all(dir);
+
+  for (const OptionSpec& o : train_options()) {
+    const std::string set = o.print(run);
+    EXPECT_EQ(set, kOtherValues.at(o.name)) << "--" << o.name << " parsed and printed";
+    EXPECT_NE(set, o.print(defaults)) << "--" << o.name << ": the test value is the default";
+    if (o.on_resume == OnResume::run_only) {
+      EXPECT_EQ(o.print(back), o.print(defaults)) << "--" << o.name << " is run-only";
+      EXPECT_EQ(meta.config.find(std::string("\n") + o.name + " ="), std::string::npos) << o.name;
+    } else {
+      EXPECT_EQ(o.print(back), set) << "--" << o.name << " after the checkpoint's round trip";
+    }
+  }
+  EXPECT_FALSE(back.vocab_from_data);
+  EXPECT_EQ(back.opt.total_steps, 77);
+  // --config reads the same text to the same run.
+  const std::string path = ::testing::TempDir() + "/option_table.ini";
+  {
+    std::ofstream f(path);
+    f << meta.config;
+  }
+  EXPECT_EQ(to_config_text(parse({"--config", path}).config), meta.config);
+  std::remove(path.c_str());
+}
+
+TEST(OptionTable, EveryMustMatchOptionRefusesAResumeThatChangesIt) {
+  TrainConfig saved;
+  int must = 0;
+  for (const OptionSpec& o : train_options()) {
+    TrainConfig now = saved;
+    o.parse(now, kOtherValues.at(o.name));
+    if (o.on_resume != OnResume::must_match) {
+      EXPECT_NO_THROW(check_resume_options(saved, now)) << "--" << o.name << " may change";
+      continue;
+    }
+    ++must;
+    try {
+      check_resume_options(saved, now);
+      ADD_FAILURE() << "--" << o.name << " changed, but the resume was not refused";
+    } catch (const UsageError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("--" + std::string(o.name) + " " + kOtherValues.at(o.name) +
+                         " contradicts the checkpoint"),
+                std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find("pass --" + std::string(o.name) + " " + o.print(saved)), std::string::npos)
+          << msg;
+    }
+  }
+  // The model's shape, the global batch, the seed and the sample order.
+  EXPECT_EQ(must, 9);
+}
+
+TEST(OptionTable, SwitchesWorkBareAndWithAValue) {
+  EXPECT_TRUE(parse({"--requeue-on-preempt"}).config.requeue_on_preempt);
+  EXPECT_TRUE(parse({"--requeue-on-preempt", "--data", "x"}).config.requeue_on_preempt);
+  EXPECT_EQ(parse({"--requeue-on-preempt", "--data", "x"}).config.data, "x");
+  EXPECT_FALSE(parse({"--ckpt-async", "false"}).config.ckpt_async);
+  EXPECT_FALSE(parse({"--ckpt-async=no"}).config.ckpt_async);
+  EXPECT_TRUE(parse({"--ckpt-async", "on"}).config.ckpt_async);
+  EXPECT_FALSE(parse({"--data", "x"}).config.requeue_on_preempt);
+  EXPECT_THROW(parse({"--ckpt-async=maybe"}), UsageError);
+  const std::string path = ::testing::TempDir() + "/switch.ini";
+  {
+    std::ofstream f(path);
+    f << "requeue-on-preempt = true\nckpt-async = false\n";
+  }
+  const TrainConfig c = parse({"--config", path}).config;
+  EXPECT_TRUE(c.requeue_on_preempt);
+  EXPECT_FALSE(c.ckpt_async);
+  std::remove(path.c_str());
+}
+
+TEST(OptionTable, EnumerationsNameTheirChoices) {
+  EXPECT_EQ(parse({"--device", "cpu"}).config.device, job::Device::cpu);
+  EXPECT_EQ(parse({"--dtype", "fp32"}).config.dtype, Precision::fp32);
+  EXPECT_EQ(parse({"--resume", "never"}).config.resume.mode,
+            checkpoint::ResumeRequest::Mode::never);
+  EXPECT_EQ(parse({"--preempt-signal", "none"}).config.preempt_signal, 0);
+  try {
+    parse({"--device", "gpu"});
+    ADD_FAILURE() << "--device gpu accepted";
+  } catch (const UsageError& e) {
+    EXPECT_EQ(std::string(e.what()), "--device must be 'cpu', 'cuda' or 'auto', got 'gpu'.");
+  }
+  EXPECT_THROW(parse({"--lr", "fast"}), UsageError);
+  EXPECT_THROW(parse({"--lr", "inf"}), UsageError);
+  EXPECT_THROW(parse({"--steps", "1.5"}), UsageError);
+}
+
+TEST(OptionTable, HelpListsEveryOptionWithItsGroupAndResumeRule) {
+  const std::string help = parse({"--help"}).help_text;
+  for (const OptionSpec& o : train_options())
+    EXPECT_NE(help.find("--" + std::string(o.name)), std::string::npos) << o.name;
+  EXPECT_NE(help.find("Cluster jobs"), std::string::npos);
+  EXPECT_NE(help.find("fixed by a checkpoint"), std::string::npos);
+  EXPECT_TRUE(parse({"--help"}).help);
+}
+
+// [JSON lines]: quotes, backslashes, control characters and non-ASCII in a path.
+TEST(MetricsWriter, EventLinesWithAnyPathParseAsJson) {
+  const std::string path = ::testing::TempDir() + "/metrics_json.jsonl";
+  const std::string nasty = "runs/a\"b\\c/\xc3\xa9t\xc3\xa9/\t\x01/step_00000003";
+  {
+    MetricsWriter w(path);
+    StepRecord r;
+    r.step = 3;
+    r.loss = 2.5;
+    w.write(r);
+    w.write_event(JsonRecord().add("event", "checkpoint").add("step", 3).add("path", nasty));
+  }
+  std::ifstream in(path);
+  std::string line;
+  std::vector<boost::json::value> rows;
+  while (std::getline(in, line)) {
+    boost::system::error_code ec;
+    rows.push_back(boost::json::parse(line, ec));
+    ASSERT_FALSE(ec) << line;
+  }
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].at("loss").as_double(), 2.5);
+  EXPECT_EQ(rows[1].at("path").as_string(), nasty);
+  EXPECT_EQ(rows[1].at("step").as_int64(), 3);
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace dpt::trainer

@@ -1,0 +1,618 @@
+// [Option table] of bin/train, and its front ends: Boost.program_options for the command line and
+// config files, --help, the checks, and the config text of checkpoints.
+#include "trainer/train_options.h"
+
+#include <boost/program_options.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <type_traits>
+#include <utility>
+
+#include "common/errors.h"
+#include "job/stop_request.h"
+
+namespace dpt::trainer {
+
+namespace po = boost::program_options;
+
+namespace {
+
+// ---- value codecs: text <-> typed field -------------------------------------------------------
+
+[[noreturn]] void bad_value(const char* name, const std::string& text, const std::string& why) {
+  throw UsageError("--" + std::string(name) + " " + text + ": " + why + ".");
+}
+
+template <typename T>
+T parse_integer(const char* name, const std::string& text) {
+  T v{};
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (ec == std::errc::result_out_of_range) bad_value(name, text, "out of range");
+  if (ec != std::errc() || ptr != end || text.empty())
+    bad_value(name, text, "not an integer; pass e.g. --" + std::string(name) + " 10");
+  return v;
+}
+
+double parse_number(const char* name, const std::string& text) {
+  double v = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (ec != std::errc() || ptr != end || text.empty() || !std::isfinite(v))
+    bad_value(name, text, "not a finite number; pass e.g. --" + std::string(name) + " 0.5");
+  return v;
+}
+
+// The shortest text that reads back to the same double (so a recorded config is exact).
+std::string print_number(double v) {
+  char buf[32];
+  const auto [ptr, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, ec == std::errc() ? ptr : buf);
+}
+
+// The words Boost.program_options takes for a switch, and no others.
+std::optional<bool> switch_word(const std::string& text) {
+  std::string t;
+  for (char ch : text)
+    t += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (t == "true" || t == "1" || t == "yes" || t == "on") return true;
+  if (t == "false" || t == "0" || t == "no" || t == "off") return false;
+  return std::nullopt;
+}
+
+template <typename T>
+struct Codec;
+template <>
+struct Codec<int> {
+  static int parse(const char* n, const std::string& t) { return parse_integer<int>(n, t); }
+  static std::string print(int v) { return std::to_string(v); }
+};
+template <>
+struct Codec<int64_t> {
+  static int64_t parse(const char* n, const std::string& t) { return parse_integer<int64_t>(n, t); }
+  static std::string print(int64_t v) { return std::to_string(v); }
+};
+template <>
+struct Codec<double> {
+  static double parse(const char* n, const std::string& t) { return parse_number(n, t); }
+  static std::string print(double v) { return print_number(v); }
+};
+template <>
+struct Codec<std::string> {
+  static std::string parse(const char*, const std::string& t) { return t; }
+  static std::string print(const std::string& v) { return v; }
+};
+template <>
+struct Codec<bool> {
+  static bool parse(const char* n, const std::string& t) {
+    const auto b = switch_word(t);
+    if (!b) bad_value(n, t, "not a switch value; pass true or false (or the option alone)");
+    return *b;
+  }
+  static std::string print(bool v) { return v ? "true" : "false"; }
+};
+
+using Check = std::function<void(const TrainConfig&)>;
+
+void require(bool ok, const std::string& msg) {
+  if (!ok) throw UsageError(msg);
+}
+std::string num(int64_t v) {
+  return std::to_string(v);
+}
+
+// The parts every entry has; the rest is set by the builders below.
+OptionSpec entry(const char* name, const char* group, std::string help,
+                 OnResume rule = OnResume::may_change) {
+  OptionSpec o;
+  o.name = name;
+  o.group = group;
+  o.help = std::move(help);
+  o.on_resume = rule;
+  return o;
+}
+
+// An option whose field has a Codec: `field` is a generic lambda returning the member.
+template <typename Field>
+OptionSpec option(const char* name, const char* group, std::string help, Field field,
+                  Check check = {}, OnResume rule = OnResume::may_change) {
+  using T = std::remove_cvref_t<decltype(field(std::declval<TrainConfig&>()))>;
+  OptionSpec o = entry(name, group, std::move(help), rule);
+  o.is_switch = std::is_same_v<T, bool>;
+  o.parse = [name, field](TrainConfig& c, const std::string& t) {
+    field(c) = Codec<T>::parse(name, t);
+  };
+  o.print = [field](const TrainConfig& c) { return Codec<T>::print(field(c)); };
+  o.check = std::move(check);
+  o.default_text = o.print(TrainConfig{});
+  return o;
+}
+
+// An enumeration: its choices named once.
+template <typename E>
+struct Choice {
+  const char* name;
+  E value;
+};
+
+template <typename E, size_t N, typename Field>
+OptionSpec choice_option(const char* name, const char* group, std::string help, Field field,
+                         const Choice<E> (&choices)[N], OnResume rule = OnResume::may_change) {
+  std::vector<Choice<E>> all(choices, choices + N);
+  OptionSpec o = entry(name, group, std::move(help), rule);
+  o.parse = [name, field, all](TrainConfig& c, const std::string& t) {
+    for (const auto& ch : all)
+      if (t == ch.name) {
+        field(c) = ch.value;
+        return;
+      }
+    std::string list;
+    for (size_t i = 0; i < all.size(); ++i)
+      list += std::string(i == 0                ? ""
+                          : i + 1 == all.size() ? " or "
+                                                : ", ") +
+              "'" + all[i].name + "'";
+    throw UsageError("--" + std::string(name) + " must be " + list + ", got '" + t + "'.");
+  };
+  o.print = [field, all](const TrainConfig& c) -> std::string {
+    for (const auto& ch : all)
+      if (field(c) == ch.value) return ch.name;
+    return "?";
+  };
+  o.default_text = o.print(TrainConfig{});
+  return o;
+}
+
+// A member of TrainConfig, for option() and choice_option(): works on const and mutable configs.
+#define DPT_FIELD(member) \
+  [](auto& c) -> auto& {  \
+    return c.member;      \
+  }
+
+constexpr Choice<datasets::ShuffleMode> kShuffles[] = {{"full", datasets::ShuffleMode::full},
+                                                       {"local", datasets::ShuffleMode::local}};
+constexpr Choice<job::Device> kDevices[] = {
+    {"cpu", job::Device::cpu}, {"cuda", job::Device::cuda}, {"auto", job::Device::automatic}};
+constexpr Choice<Precision> kPrecisions[] = {
+    {"fp32", Precision::fp32}, {"bf16", Precision::bf16}, {"auto", Precision::automatic}};
+constexpr Choice<NonFinitePolicy> kNonFinite[] = {{"stop", NonFinitePolicy::stop},
+                                                  {"skip", NonFinitePolicy::skip}};
+
+constexpr const char* kGeneral = "General";
+constexpr const char* kData = "Data";
+constexpr const char* kModel = "Model";
+constexpr const char* kTraining = "Training";
+constexpr const char* kCheckpoints = "Checkpoints (docs/checkpoints.md)";
+constexpr const char* kJobs = "Cluster jobs (docs/slurm.md)";
+
+// --seed: all of [0, 2^64), parsed by hand (from_chars would take "-1" for no unsigned type, but
+// the message should say what the range is).
+OptionSpec seed_option() {
+  OptionSpec o =
+      entry("seed", kGeneral, "seed of initialization and sample order (an integer in [0, 2^64))",
+            OnResume::must_match);
+  o.parse = [](TrainConfig& c, const std::string& t) {
+    const bool digits =
+        !t.empty() && t.size() <= 20 && t.find_first_not_of("0123456789") == std::string::npos;
+    errno = 0;
+    const unsigned long long v = digits ? std::strtoull(t.c_str(), nullptr, 10) : 0;
+    if (!digits || errno == ERANGE)
+      throw UsageError("--seed " + t + " is not an integer in [0, 2^64): pass e.g. --seed 42.");
+    c.seed = v;
+  };
+  o.print = [](const TrainConfig& c) { return std::to_string(c.seed); };
+  o.default_text = o.print(TrainConfig{});
+  return o;
+}
+
+// --vocab-size: given, it turns off taking the vocabulary from the data; recorded resolved.
+OptionSpec vocab_option() {
+  OptionSpec o =
+      entry("vocab-size", kModel, "vocabulary size (default: from the data)", OnResume::must_match);
+  o.parse = [](TrainConfig& c, const std::string& t) {
+    c.model.vocab_size = parse_integer<int>("vocab-size", t);
+    c.vocab_from_data = false;
+  };
+  o.print = [](const TrainConfig& c) { return std::to_string(c.model.vocab_size); };
+  return o;
+}
+
+OptionSpec resume_option() {
+  OptionSpec o = entry("resume", kCheckpoints,
+                       "'auto': continue from the newest valid checkpoint in --ckpt-dir, else "
+                       "start fresh; 'never': start fresh (refused if --ckpt-dir holds "
+                       "checkpoints); or the PATH of one checkpoint directory");
+  o.parse = [](TrainConfig& c, const std::string& t) {
+    using Mode = checkpoint::ResumeRequest::Mode;
+    require(!t.empty(), "--resume must be 'auto', 'never' or the path of a checkpoint.");
+    c.resume = {t == "auto"    ? Mode::automatic
+                : t == "never" ? Mode::never
+                               : Mode::path,
+                t == "auto" || t == "never" ? "" : t};
+  };
+  o.print = [](const TrainConfig& c) { return c.resume.text(); };
+  o.default_text = o.print(TrainConfig{});
+  return o;
+}
+
+OptionSpec preempt_signal_option() {
+  OptionSpec o = entry("preempt-signal", kJobs,
+                       "signal that asks for a checkpoint and a stop, e.g. from '#SBATCH "
+                       "--signal=USR2@120' (USR1, USR2, INT, HUP, ALRM, or 'none'); SIGTERM "
+                       "always does the same, without requeue");
+  o.parse = [](TrainConfig& c, const std::string& t) { c.preempt_signal = job::signal_number(t); };
+  o.print = [](const TrainConfig& c) -> std::string {
+    if (c.preempt_signal == 0) return "none";
+    const std::string s = job::signal_name(c.preempt_signal);
+    return s.rfind("SIG", 0) == 0 ? s.substr(3) : s;
+  };
+  o.default_text = o.print(TrainConfig{});
+  return o;
+}
+
+// General: the data, outputs, seed, threads and processor.
+void general_options(std::vector<OptionSpec>& t) {
+  // clang-format off
+  t.push_back(option("data", kGeneral,
+      "training shards: a directory of *.h5, a quoted glob, or one file (docs/data-format.md)",
+      DPT_FIELD(data), [](const TrainConfig& c) {
+        require(!c.data.empty(),
+                "no training data: pass --data SHARDS (a directory of *.h5 shards, a glob, or "
+                "one shard; bin/prepare-data makes them from text).");
+      }));
+  t.push_back(option("metrics", kGeneral,
+      "write one JSON object per optimizer step to this file (rank 0)", DPT_FIELD(metrics)));
+  t.push_back(seed_option());
+  t.push_back(option("threads", kGeneral,
+      "CPU threads per rank (0: OMP_NUM_THREADS, else the CPUs the rank is bound to, else the "
+      "node's cores / ranks on the node)", DPT_FIELD(threads), [](const TrainConfig& c) {
+        require(c.threads >= 0, "--threads must be >= 0 (0 picks a default; see --help).");
+      }));
+  t.push_back(option("log-every", kGeneral, "print a progress line every N steps",
+      DPT_FIELD(log_every), [](const TrainConfig& c) {
+        require(c.log_every > 0, "--log-every must be positive.");
+      }));
+  t.push_back(option("check-sync-every", kGeneral,
+      "compare parameter hashes across ranks every N steps (0: at start and end only)",
+      DPT_FIELD(check_sync_every), [](const TrainConfig& c) {
+        require(c.check_sync_every >= 0, "--check-sync-every must be >= 0.");
+      }));
+  t.push_back(choice_option("device", kGeneral,
+      "'cpu', 'cuda' or 'auto' (cuda when this build has CUDA and every rank has a GPU of its "
+      "own, else cpu)", DPT_FIELD(device), kDevices));
+  t.push_back(choice_option("dtype", kGeneral,
+      "compute precision: 'fp32', 'bf16' (bf16 activations and matrix products, fp32 master "
+      "weights, gradients and AdamW state; --device cuda only) or 'auto' (bf16 on cuda, fp32 on "
+      "cpu)", DPT_FIELD(dtype), kPrecisions));
+  // clang-format on
+}
+
+// Data: validation, sample order, reading.
+void data_options(std::vector<OptionSpec>& t) {
+  const auto must = OnResume::must_match;
+  // clang-format off
+  t.push_back(option("val-data", kData,
+      "held-out shards for the validation loss (same forms as --data)", DPT_FIELD(val_data)));
+  t.push_back(option("val-every", kData,
+      "validation loss every N steps and after the last (0: after the last only)",
+      DPT_FIELD(val_every), [](const TrainConfig& c) {
+        require(c.val_every >= 0, "--val-every must be >= 0 (0: after the last step only).");
+      }));
+  t.push_back(option("val-samples", kData,
+      "held-out samples evaluated each time (evenly spaced over --val-data, fixed for the run)",
+      DPT_FIELD(val_samples), [](const TrainConfig& c) {
+        require(c.val_samples > 0, "--val-samples must be positive.");
+      }));
+  t.push_back(choice_option("shuffle", kData,
+      "sample order: 'full' (a permutation of all samples per epoch) or 'local' (shards "
+      "shuffled, then samples within windows of --shuffle-window shards; reads stay local)",
+      DPT_FIELD(shuffle.mode), kShuffles, must));
+  t.push_back(option("shuffle-window", kData, "shards per window of --shuffle local",
+      DPT_FIELD(shuffle.window_shards), [](const TrainConfig& c) {
+        require(c.shuffle.window_shards > 0,
+                "--shuffle-window must be positive (shards per window).");
+      }, must));
+  t.push_back(option("prefetch", kData, "micro-batches the I/O thread reads ahead",
+      DPT_FIELD(prefetch), [](const TrainConfig& c) {
+        require(c.prefetch > 0, "--prefetch must be positive (micro-batches read ahead).");
+      }));
+  t.push_back(option("data-cache-mb", kData, "HDF5 chunk-cache budget of the reader, MiB",
+      DPT_FIELD(data_cache_mb), [](const TrainConfig& c) {
+        require(c.data_cache_mb >= 0, "--data-cache-mb must be >= 0.");
+      }));
+  t.push_back(option("index-cache", kData,
+      "directory for shard indexes (default: a .dptrain-index file beside the shards)",
+      DPT_FIELD(index_cache)));
+  // clang-format on
+}
+
+// Model: the shape (ModelConfig::validate checks it as a whole).
+void model_options(std::vector<OptionSpec>& t) {
+  const auto must = OnResume::must_match;
+  // clang-format off
+  t.push_back(vocab_option());
+  t.push_back(option("seq-len", kModel, "context length T", DPT_FIELD(model.seq_len), {}, must));
+  t.push_back(option("d-model", kModel, "width C of the residual stream",
+      DPT_FIELD(model.d_model), {}, must));
+  t.push_back(option("n-layer", kModel, "transformer blocks L", DPT_FIELD(model.n_layer), {},
+      must));
+  t.push_back(option("n-head", kModel, "attention heads (must divide --d-model)",
+      DPT_FIELD(model.n_head), {}, must));
+  // clang-format on
+}
+
+// Training: steps, batch and the optimizer.
+void training_options(std::vector<OptionSpec>& t) {
+  const auto must = OnResume::must_match;
+  // clang-format off
+  t.push_back(option("steps", kTraining, "optimizer steps", DPT_FIELD(steps),
+      [](const TrainConfig& c) {
+        require(c.steps > 0, "--steps must be positive, got " + num(c.steps) + ".");
+      }));
+  t.push_back(option("global-batch", kTraining,
+      "sequences per optimizer step over all ranks (B)", DPT_FIELD(global_batch),
+      [](const TrainConfig& c) {
+        require(c.global_batch > 0,
+                "--global-batch must be positive, got " + num(c.global_batch) + ".");
+      }, must));
+  t.push_back(option("micro-batch", kTraining,
+      "sequences per rank per forward pass (b); B / (ranks x b) micro-batches are accumulated",
+      DPT_FIELD(micro_batch), [](const TrainConfig& c) {
+        require(c.micro_batch > 0,
+                "--micro-batch must be positive, got " + num(c.micro_batch) + ".");
+      }));
+  t.push_back(option("lr", kTraining, "peak learning rate", DPT_FIELD(opt.lr),
+      [](const TrainConfig& c) { require(c.opt.lr > 0, "--lr must be positive."); }));
+  t.push_back(option("min-lr-ratio", kTraining, "cosine decay ends at lr x this ratio",
+      DPT_FIELD(opt.min_lr_ratio), [](const TrainConfig& c) {
+        require(c.opt.min_lr_ratio >= 0 && c.opt.min_lr_ratio <= 1,
+                "--min-lr-ratio must be in [0, 1].");
+      }));
+  t.push_back(option("warmup-steps", kTraining, "linear warmup steps",
+      DPT_FIELD(opt.warmup_steps), [](const TrainConfig& c) {
+        require(c.opt.warmup_steps >= 0, "--warmup-steps must be >= 0.");
+      }));
+  t.push_back(option("weight-decay", kTraining,
+      "AdamW decoupled weight decay (matrices and embeddings; not biases or LayerNorm)",
+      DPT_FIELD(opt.weight_decay), [](const TrainConfig& c) {
+        require(c.opt.weight_decay >= 0, "--weight-decay must be >= 0.");
+      }));
+  t.push_back(option("beta1", kTraining, "AdamW beta1", DPT_FIELD(opt.beta1),
+      [](const TrainConfig& c) {
+        require(c.opt.beta1 >= 0 && c.opt.beta1 < 1, "--beta1 must be in [0, 1).");
+      }));
+  t.push_back(option("beta2", kTraining, "AdamW beta2", DPT_FIELD(opt.beta2),
+      [](const TrainConfig& c) {
+        require(c.opt.beta2 >= 0 && c.opt.beta2 < 1, "--beta2 must be in [0, 1).");
+      }));
+  t.push_back(option("adam-eps", kTraining, "AdamW epsilon", DPT_FIELD(opt.eps),
+      [](const TrainConfig& c) { require(c.opt.eps > 0, "--adam-eps must be positive."); }));
+  t.push_back(option("grad-clip", kTraining, "clip the global gradient norm to this (0: off)",
+      DPT_FIELD(opt.grad_clip), [](const TrainConfig& c) {
+        require(c.opt.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns clipping off).");
+      }));
+  // clang-format on
+}
+
+// Checkpoints, resume and the non-finite guard.
+void checkpoint_options(std::vector<OptionSpec>& t) {
+  const auto run_only = OnResume::run_only;
+  // clang-format off
+  t.push_back(option("ckpt-dir", kCheckpoints,
+      "directory of checkpoints (step_NNNNNNNN/ each); none are written without it",
+      DPT_FIELD(ckpt_dir)));
+  t.push_back(option("ckpt-every", kCheckpoints,
+      "save every N steps, and always after the last step (0: after the last step only)",
+      DPT_FIELD(ckpt_every), [](const TrainConfig& c) {
+        require(c.ckpt_every >= 0, "--ckpt-every must be >= 0 (0: only after the last step).");
+      }));
+  t.push_back(option("ckpt-keep", kCheckpoints,
+      "keep the newest K checkpoints; older ones go once a newer one is published (0: all)",
+      DPT_FIELD(ckpt_keep), [](const TrainConfig& c) {
+        require(c.ckpt_keep >= 0, "--ckpt-keep must be >= 0 (0 keeps every checkpoint).");
+      }));
+  t.push_back(option("ckpt-async", kCheckpoints,
+      "write checkpoints on a background thread while training continues (false: in the step)",
+      DPT_FIELD(ckpt_async)));
+  t.push_back(resume_option());
+  t.push_back(option("stop-at-step", kCheckpoints,
+      "end after step K with a checkpoint, as a preempted job would; the learning-rate schedule "
+      "still runs to --steps, and --resume auto continues (0: run to --steps)",
+      DPT_FIELD(stop_at_step), [](const TrainConfig& c) {
+        require(c.stop_at_step >= 0, "--stop-at-step must be >= 0 (0: run to --steps).");
+      }, run_only));
+  t.push_back(choice_option("nonfinite", kCheckpoints,
+      "on a NaN or Inf loss or gradient norm: 'stop' the run, or 'skip' the update and go on",
+      DPT_FIELD(nonfinite), kNonFinite));
+  t.push_back(option("nonfinite-max-skips", kCheckpoints,
+      "with --nonfinite skip: this many skipped steps in a row stop the run",
+      DPT_FIELD(nonfinite_max_skips), [](const TrainConfig& c) {
+        require(c.nonfinite_max_skips > 0, "--nonfinite-max-skips must be positive.");
+      }));
+  t.push_back(option("fault-nan-step", kCheckpoints,
+      "testing: the last rank's gradient becomes NaN at this step (0: never)",
+      DPT_FIELD(fault_nan_step), [](const TrainConfig& c) {
+        require(c.fault_nan_step >= 0, "--fault-nan-step must be >= 0.");
+      }, run_only));
+  t.push_back(option("fault-kill-in-save", kCheckpoints,
+      "testing: the last rank kills itself halfway through writing the checkpoint of this step "
+      "(0: never)", DPT_FIELD(fault_kill_in_save), [](const TrainConfig& c) {
+        require(c.fault_kill_in_save >= 0, "--fault-kill-in-save must be >= 0.");
+      }, run_only));
+  // clang-format on
+}
+
+// Cluster jobs.
+void job_options(std::vector<OptionSpec>& t) {
+  // clang-format off
+  t.push_back(preempt_signal_option());
+  t.push_back(option("requeue-on-preempt", kJobs,
+      "after a stop by --preempt-signal or --stop-before-limit, requeue the Slurm job (scontrol "
+      "requeue); it continues with --resume auto", DPT_FIELD(requeue_on_preempt)));
+  t.push_back(option("stop-before-limit", kJobs,
+      "stop with a checkpoint this many seconds before the Slurm job's time limit (0: off)",
+      DPT_FIELD(stop_before_limit), [](const TrainConfig& c) {
+        require(c.stop_before_limit >= 0, "--stop-before-limit must be >= 0 seconds (0: off).");
+      }));
+  // clang-format on
+}
+
+std::vector<OptionSpec> make_table() {
+  std::vector<OptionSpec> t;
+  general_options(t);
+  data_options(t);
+  model_options(t);
+  training_options(t);
+  checkpoint_options(t);
+  job_options(t);
+  for (OptionSpec& o : t) {
+    if (o.on_resume == OnResume::must_match)
+      o.help += " [fixed by a checkpoint: a resume keeps it]";
+    if (o.on_resume == OnResume::run_only)
+      o.help += " [this run only: not recorded in checkpoints]";
+  }
+  return t;
+}
+
+#undef DPT_FIELD
+
+// ---- Boost.program_options front end ----------------------------------------------------------
+
+po::options_description describe_options(bool* has_help, std::string* config_file) {
+  po::options_description all(
+      "train: data-parallel training of a GPT-style model\n\n"
+      "Usage: mpiexec -n RANKS train --data SHARDS [options]");
+  std::vector<std::pair<std::string, po::options_description>> groups;
+  auto group = [&](const char* name) -> po::options_description& {
+    for (auto& g : groups)
+      if (g.first == name) return g.second;
+    groups.emplace_back(name, po::options_description(name));
+    return groups.back().second;
+  };
+  group(kGeneral).add_options()("help,h", po::bool_switch(has_help), "print this help and exit")(
+      "config", po::value<std::string>(config_file),
+      "INI-style file with the options below as 'name = value' lines (the command line wins)");
+  for (const OptionSpec& o : train_options()) {
+    auto* v = po::value<std::string>();
+    if (!o.default_text.empty()) v->default_value(o.default_text);
+    if (o.is_switch) v->implicit_value("true");
+    group(o.group).add_options()(o.name, v, o.help.c_str());
+  }
+  for (auto& g : groups)
+    all.add(g.second);
+  return all;
+}
+
+// A switch followed by a switch word on the command line takes it as its value: Boost's
+// implicit values only bind with '=', but `--ckpt-async false` must keep its meaning.
+std::vector<std::string> join_switch_values(int argc, const char* const* argv) {
+  std::vector<std::string> out;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    for (const OptionSpec& o : train_options()) {
+      if (o.is_switch && a == "--" + std::string(o.name) && i + 1 < argc &&
+          switch_word(argv[i + 1])) {
+        a += "=" + std::string(argv[++i]);
+        break;
+      }
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+// Applies every option the variables map holds a given (not defaulted) value for, in table
+// order, then what follows from them.
+void apply_options(const po::variables_map& vm, TrainConfig& c) {
+  for (const OptionSpec& o : train_options()) {
+    const auto it = vm.find(o.name);
+    if (it == vm.end() || it->second.defaulted()) continue;
+    o.parse(c, it->second.as<std::string>());
+  }
+  c.opt.total_steps = c.steps;
+}
+
+}  // namespace
+
+const std::vector<OptionSpec>& train_options() {
+  static const std::vector<OptionSpec> table = make_table();
+  return table;
+}
+
+ParsedOptions parse_train_options(int argc, const char* const* argv) {
+  ParsedOptions out;
+  bool help = false;
+  std::string config_file;
+  const po::options_description all = describe_options(&help, &config_file);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(join_switch_values(argc, argv)).options(all).run(), vm);
+    po::notify(vm);
+    if (!config_file.empty()) {
+      std::ifstream in(config_file);
+      if (!in) {
+        throw UsageError("--config " + config_file + ": cannot open the file; check the path.");
+      }
+      // Values already stored from the command line are kept: the command line wins.
+      po::store(po::parse_config_file(in, all, /*allow_unregistered=*/false), vm);
+    }
+  } catch (const po::error& e) {
+    std::string where = config_file.empty() ? "" : " (command line or --config file)";
+    throw UsageError(std::string(e.what()) + where + ". Run 'train --help' for the options.");
+  }
+  std::ostringstream text;
+  text << all;
+  out.help_text = text.str();
+  out.help = help;
+  apply_options(vm, out.config);
+  return out;
+}
+
+void check_options(const TrainConfig& cfg) {
+  for (const OptionSpec& o : train_options())
+    if (o.check) o.check(cfg);
+}
+
+std::string to_config_text(const TrainConfig& cfg) {
+  std::string s = "# Options of the run (train --config reads this file)\n";
+  for (const OptionSpec& o : train_options()) {
+    if (o.on_resume == OnResume::run_only) continue;
+    const std::string v = o.print(cfg);
+    if (!v.empty()) s += std::string(o.name) + " = " + v + "\n";
+  }
+  return s;
+}
+
+TrainConfig parse_config_text(const std::string& text) {
+  bool help = false;
+  std::string config_file;
+  const po::options_description all = describe_options(&help, &config_file);
+  po::variables_map vm;
+  std::istringstream in(text);
+  try {
+    po::store(po::parse_config_file(in, all, /*allow_unregistered=*/true), vm);
+  } catch (const po::error& e) {
+    throw UsageError(std::string("the recorded options: ") + e.what());
+  }
+  TrainConfig c;
+  apply_options(vm, c);
+  return c;
+}
+
+void check_resume_options(const TrainConfig& saved, const TrainConfig& now) {
+  for (const OptionSpec& o : train_options()) {
+    if (o.on_resume != OnResume::must_match) continue;
+    const std::string was = o.print(saved), is = o.print(now);
+    if (was == is) continue;
+    const std::string opt = "--" + std::string(o.name);
+    throw UsageError(opt + " " + is + " contradicts the checkpoint, which was trained with " + opt +
+                     " " + was + ": pass " + opt + " " + was +
+                     " to continue it, or start a new run in another --ckpt-dir");
+  }
+}
+
+}  // namespace dpt::trainer
