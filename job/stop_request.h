@@ -44,6 +44,22 @@ inline bool stop_allows_requeue(unsigned reasons) {
   return (reasons & kStopTerm) == 0 && (reasons & (kStopPreempt | kStopTimeLimit)) != 0;
 }
 
+// The agreed stop: this rank's requests as one vote per kind, carried by the step's max
+// all-reduce (the trainer's [Step votes]); after the reduction every rank holds the union, and
+// all stop after the same step.
+struct StopVote {
+  double term = 0, preempt = 0, time_limit = 0;  // 1: asked
+
+  static StopVote of(unsigned reasons) {
+    return {(reasons & kStopTerm) ? 1.0 : 0.0, (reasons & kStopPreempt) ? 1.0 : 0.0,
+            (reasons & kStopTimeLimit) ? 1.0 : 0.0};
+  }
+  unsigned reasons() const {
+    return (term > 0 ? kStopTerm : 0u) | (preempt > 0 ? kStopPreempt : 0u) |
+           (time_limit > 0 ? kStopTimeLimit : 0u);
+  }
+};
+
 // One per process. Installs handlers for the preemption signal (0: none) and SIGTERM, and
 // restores the previous handlers when destroyed. A second SIGTERM ends the process at once
 // (the default action): a rank stuck where the stop cannot reach it still goes on request.

@@ -63,13 +63,17 @@ class Validator {
   }
 
   double evaluate(Replica& model, comm::Communicator& comm) {
-    double acc[2] = {0.0, static_cast<double>(rows_)};  // loss summed over samples, samples
+    struct Sums {
+      using Field = double;
+      double loss = 0;  // each sample's mean token loss, summed over samples
+      double samples = 0;
+    } sums{0.0, static_cast<double>(rows_)};
     for (int r0 = 0; r0 < rows_; r0 += b_) {
       const int n = std::min(b_, rows_ - r0);
-      acc[0] += n * model.evaluate(&inputs_[size_t(r0) * T_], &targets_[size_t(r0) * T_], n);
+      sums.loss += n * model.evaluate(&inputs_[size_t(r0) * T_], &targets_[size_t(r0) * T_], n);
     }
-    comm.all_reduce(std::span<double>(acc, 2), comm::ReduceOp::sum);
-    return acc[0] / acc[1];
+    comm::all_reduce_fields(comm, sums, comm::ReduceOp::sum);
+    return sums.loss / sums.samples;
   }
 
  private:
@@ -87,12 +91,7 @@ struct StepVotes {
   using Field = double;
   double data_wait_ms = 0;
   double writing = 0;
-  double stop_term = 0, stop_preempt = 0, stop_time_limit = 0;
-
-  unsigned stop_reasons() const {
-    return (stop_term > 0 ? job::kStopTerm : 0u) | (stop_preempt > 0 ? job::kStopPreempt : 0u) |
-           (stop_time_limit > 0 ? job::kStopTimeLimit : 0u);
-  }
+  job::StopVote stop;
 };
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
@@ -147,7 +146,7 @@ class TrainingLoop {
     const auto t0 = std::chrono::steady_clock::now();
     const double wait_ms = accumulate(step);
     const StepVotes votes = vote(wait_ms);
-    const unsigned stop_requested = votes.stop_reasons();
+    const unsigned stop_requested = votes.stop.reasons();
     // [Non-finite guard] inside update(): the same decision on every rank.
     const ReplicaStep rs = model_.update(step);
     skipped_in_a_row_ = rs.stats.skipped ? skipped_in_a_row_ + 1 : 0;
@@ -191,13 +190,10 @@ class TrainingLoop {
   }
 
   StepVotes vote(double wait_ms) {
-    const unsigned asked = control_.stop ? control_.stop->poll() : 0u;
     StepVotes v;
     v.data_wait_ms = wait_ms;
     v.writing = control_.saver ? control_.saver->writing_flag() : 0.0;
-    v.stop_term = (asked & job::kStopTerm) ? 1.0 : 0.0;
-    v.stop_preempt = (asked & job::kStopPreempt) ? 1.0 : 0.0;
-    v.stop_time_limit = (asked & job::kStopTimeLimit) ? 1.0 : 0.0;
+    v.stop = job::StopVote::of(control_.stop ? control_.stop->poll() : 0u);
     comm::all_reduce_fields(comm_, v, comm::ReduceOp::max);
     return v;
   }

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <string>
 
 #include "common/errors.h"
@@ -39,6 +40,16 @@ TEST(StopRequests, SignalNamesAndWhatMayBeRequeued) {
   EXPECT_FALSE(stop_allows_requeue(0));
   EXPECT_EQ(describe_stop(kStopTerm | kStopPreempt, SIGUSR2, 0),
             "SIGTERM and SIGUSR2 (--preempt-signal)");
+}
+
+TEST(StopRequests, AStopVoteCarriesEveryKindAndTheMaxIsTheUnion) {
+  for (unsigned reasons = 0; reasons < 8; ++reasons)
+    EXPECT_EQ(StopVote::of(reasons).reasons(), reasons);
+  // What the step's max all-reduce does to two ranks' votes.
+  const StopVote a = StopVote::of(kStopTerm), b = StopVote::of(kStopPreempt | kStopTimeLimit);
+  const StopVote both{std::max(a.term, b.term), std::max(a.preempt, b.preempt),
+                      std::max(a.time_limit, b.time_limit)};
+  EXPECT_EQ(both.reasons(), kStopTerm | kStopPreempt | kStopTimeLimit);
 }
 
 TEST(StopRequests, ASignalSetsItsFlagAndHandlersAreRestored) {
