@@ -17,6 +17,7 @@
 #include "checkpoint/rank_file.h"
 #include "comm/agreement.h"
 #include "comm/typed_collectives.h"
+#include "common/elapsed.h"
 #include "common/errors.h"
 #include "common/hash.h"
 #include "common/rng.h"
@@ -29,10 +30,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 // Copies src into dst and says whether every value is finite: an exponent of all ones is Inf
 // or NaN. Integer tests, so the loop vectorizes.

@@ -19,6 +19,7 @@
 #include "checkpoint/format.h"
 #include "checkpoint/meta_file.h"
 #include "checkpoint/rank_file.h"
+#include "common/elapsed.h"
 #include "common/errors.h"
 #include "storage/durable.h"
 #include "storage/h5.h"
@@ -52,10 +53,6 @@ constexpr const char* kHelp =
     "attributes\n"
     "      step, config, vocab_size, seq_len, d_model, n_layer, n_head; with --what all also\n"
     "      the AdamW moments under /adam_m and /adam_v\n";
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 std::string megabytes(uint64_t bytes) {
   char buf[32];

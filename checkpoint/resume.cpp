@@ -11,6 +11,7 @@
 #include "checkpoint/rank_file.h"
 #include "comm/agreement.h"
 #include "comm/typed_collectives.h"
+#include "common/elapsed.h"
 #include "common/errors.h"
 
 namespace dpt::checkpoint {
@@ -20,12 +21,6 @@ using comm::run_agreed;
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-namespace {
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-}  // namespace
 
 std::string ResumeRequest::text() const {
   switch (mode) {

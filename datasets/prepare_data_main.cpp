@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/elapsed.h"
 #include "common/errors.h"
 #include "common/rng.h"
 #include "datasets/json_line.h"
@@ -357,10 +358,6 @@ class SplitWriter {
 // ---- Progress ----------------------------------------------------------------------------------
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 std::string human_bytes(double b) {
   const char* units[] = {"B", "kB", "MB", "GB", "TB"};

@@ -11,6 +11,7 @@
 
 #include "comm/agreement.h"
 #include "comm/typed_collectives.h"
+#include "common/elapsed.h"
 #include "common/errors.h"
 #include "common/hash.h"
 #include "datasets/batch_stream.h"
@@ -93,10 +94,6 @@ struct StepVotes {
   double writing = 0;
   job::StopVote stop;
 };
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // One run of the loop: the state that lives across steps, and each part of a step.
 class TrainingLoop {

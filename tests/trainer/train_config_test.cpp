@@ -8,19 +8,12 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "tests/trainer/parse_args.h"
 #include "trainer/train_config.h"
 #include "trainer/train_options.h"
 
 namespace dpt::trainer {
 namespace {
-
-ParsedOptions parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "train");
-  std::vector<const char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.c_str());
-  return parse_train_options(static_cast<int>(argv.size()), argv.data());
-}
 
 std::string usage_message(const std::function<void()>& fn) {
   try {

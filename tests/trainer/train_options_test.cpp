@@ -15,19 +15,12 @@
 
 #include "checkpoint/meta_file.h"
 #include "common/errors.h"
+#include "tests/trainer/parse_args.h"
 #include "trainer/metrics.h"
 #include "trainer/train_options.h"
 
 namespace dpt::trainer {
 namespace {
-
-ParsedOptions parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "train");
-  std::vector<const char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.c_str());
-  return parse_train_options(static_cast<int>(argv.size()), argv.data());
-}
 
 // A value other than the default for every option of the table. A new option must be added
 // here, or TableValuesCoverEveryOption fails: its round trip is then tested like the others.
