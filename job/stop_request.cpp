@@ -74,13 +74,13 @@ std::string signal_name(int sig) {
   return "signal " + std::to_string(sig);
 }
 
-std::string describe_stop(unsigned reasons, int preempt_signal, int64_t stop_before_limit) {
+std::string describe_stop(unsigned reasons, int preempt_signal, int64_t stop_before_limit_s) {
   std::string s;
   auto add = [&](const std::string& what) { s += (s.empty() ? "" : " and ") + what; };
   if (reasons & kStopTerm) add("SIGTERM");
   if (reasons & kStopPreempt) add(signal_name(preempt_signal) + " (--preempt-signal)");
   if (reasons & kStopTimeLimit)
-    add("the job's time limit (--stop-before-limit " + std::to_string(stop_before_limit) + ")");
+    add("the job's time limit (--stop-before-limit " + std::to_string(stop_before_limit_s) + ")");
   return s;
 }
 

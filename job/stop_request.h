@@ -38,7 +38,7 @@ enum StopReason : unsigned {
 };
 // "SIGTERM", "SIGUSR2 (preemption)", "the time limit (--stop-before-limit 120)", joined by
 // " and ".
-std::string describe_stop(unsigned reasons, int preempt_signal, int64_t stop_before_limit);
+std::string describe_stop(unsigned reasons, int preempt_signal, int64_t stop_before_limit_s);
 // A preemption or the time limit, and not SIGTERM: the job may be requeued.
 inline bool stop_allows_requeue(unsigned reasons) {
   return (reasons & kStopTerm) == 0 && (reasons & (kStopPreempt | kStopTimeLimit)) != 0;

@@ -71,9 +71,9 @@ RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
                        "). Pass --dtype fp32 or auto, or run where every rank has a GPU.");
     });
   }
-  if (cfg.stop_before_limit > 0 && world.rank() == 0) {
+  if (cfg.stop_before_limit_s > 0 && world.rank() == 0) {
     if (p.slurm.in_job()) {
-      stop.watch_time_limit(p.slurm.job_id, cfg.stop_before_limit, log.sayer());
+      stop.watch_time_limit(p.slurm.job_id, cfg.stop_before_limit_s, log.sayer());
     } else {
       log.say(
           "warning: --stop-before-limit: not in a Slurm job (no SLURM_JOB_ID), so there is "
@@ -249,7 +249,7 @@ int stopped_early(comm::Communicator& world, const TrainConfig& cfg, const RunPl
                   const TrainResult& result, RunOutputs& out) {
   const int64_t step = result.steps.back().step;
   const std::string why =
-      job::describe_stop(result.stopped_by, cfg.preempt_signal, cfg.stop_before_limit);
+      job::describe_stop(result.stopped_by, cfg.preempt_signal, cfg.stop_before_limit_s);
   const bool saved = out.saver && out.saver->last_saved_step() == step;
   const bool requeue = cfg.requeue_on_preempt && job::stop_allows_requeue(result.stopped_by) &&
                        placed.slurm.in_job() && saved;

@@ -455,8 +455,8 @@ void job_options(std::vector<OptionSpec>& t) {
       "requeue); it continues with --resume auto", DPT_FIELD(requeue_on_preempt)));
   t.push_back(option("stop-before-limit", kJobs,
       "stop with a checkpoint this many seconds before the Slurm job's time limit (0: off)",
-      DPT_FIELD(stop_before_limit), [](const TrainConfig& c) {
-        require(c.stop_before_limit >= 0, "--stop-before-limit must be >= 0 seconds (0: off).");
+      DPT_FIELD(stop_before_limit_s), [](const TrainConfig& c) {
+        require(c.stop_before_limit_s >= 0, "--stop-before-limit must be >= 0 seconds (0: off).");
       }));
   // clang-format on
 }
