@@ -3,7 +3,18 @@
 
 #include <algorithm>
 
+#include "common/errors.h"
+
 namespace dpt::comm {
+
+void check_same_length(Communicator& comm, uint64_t n, const char* what) {
+  const std::vector<uint64_t> all = all_gather_value(comm, n);
+  for (size_t r = 1; r < all.size(); ++r) {
+    DPT_CHECK(all[r] == all[0], std::string(what) + ": rank 0 has " + std::to_string(all[0]) +
+                                    " elements but rank " + std::to_string(r) + " has " +
+                                    std::to_string(all[r]) + "; every rank must pass as many");
+  }
+}
 
 void broadcast_string(Communicator& comm, std::string& s, int root) {
   uint64_t n = s.size();

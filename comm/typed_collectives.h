@@ -1,16 +1,19 @@
 // [Typed collectives] Small structs, vectors of them, and strings over the byte collectives of
 // the communicator, so that callers exchange what they mean instead of packing fields into
 // integer arrays by hand. Trivially copyable values travel as their bytes: every rank runs the
-// same binary, so layout and byte order agree. Reductions take structs whose members are all of
-// one arithmetic type (named `Field` in the struct) and reduce member by member.
-// All are collective: every rank calls them in the same order ([Collective contract]).
+// same binary, so layout and byte order agree. Reductions take structs that list their members
+// (all of one arithmetic type) and reduce member by member.
+// All are collective: every rank calls them in the same order ([Collective contract]), and all
+// work on host memory (the MPI backend's; the NCCL backend takes device buffers).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -20,11 +23,13 @@ namespace dpt::comm {
 template <typename T>
 concept WireValue = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T>;
 
-// A struct of `Field` members and nothing else (no padding): reducible member by member.
+// A struct that lists its members for a reduction: `auto fields() { return std::tie(a, b, c); }`,
+// every member of one arithmetic type (checked when it is reduced). Listing them, rather than
+// reducing the struct's bytes, keeps padding and members of another type out of the reduction.
 template <typename T>
-concept FieldStruct = WireValue<T> && std::is_standard_layout_v<T> && requires {
-  typename T::Field;
-} && std::is_arithmetic_v<typename T::Field> && sizeof(T) % sizeof(typename T::Field) == 0;
+concept FieldStruct = requires(T& t) {
+  t.fields();
+};
 
 // Every rank's value, in rank order.
 template <WireValue T>
@@ -35,8 +40,11 @@ std::vector<T> all_gather_value(Communicator& comm, const T& mine) {
 }
 
 // Every rank's vector of the same length n, concatenated in rank order (world_size * n values).
+// The lengths are agreed first: ranks that differ throw RuntimeFailure on every rank instead of
+// exchanging mismatched buffers.
 template <WireValue T>
 std::vector<T> all_gather_vector(Communicator& comm, const std::vector<T>& mine) {
+  check_same_length(comm, mine.size(), "all_gather_vector");
   std::vector<T> all(mine.size() * static_cast<size_t>(comm.world_size()));
   if (!mine.empty()) comm.all_gather(mine.data(), all.data(), mine.size() * sizeof(T), DType::u8);
   return all;
@@ -57,15 +65,30 @@ void broadcast_vector(Communicator& comm, std::vector<T>& v, int root) {
   if (n > 0) comm.broadcast(v.data(), v.size() * sizeof(T), DType::u8, root);
 }
 
-// Member by member over the ranks: value.x = op over ranks of value.x, for every member x.
+// Member by member over the ranks: value.x = op over ranks of value.x, for every listed member.
 template <FieldStruct T>
 void all_reduce_fields(Communicator& comm, T& value, ReduceOp op) {
-  using F = typename T::Field;
-  std::array<F, sizeof(T) / sizeof(F)> fields;
-  std::memcpy(fields.data(), static_cast<const void*>(&value), sizeof(T));
-  comm.all_reduce(fields.data(), fields.size(), dtype_of<F>(), op);
-  std::memcpy(static_cast<void*>(&value), fields.data(), sizeof(T));
+  auto refs = value.fields();
+  using Refs = decltype(refs);
+  constexpr size_t n = std::tuple_size_v<Refs>;
+  using F = std::remove_reference_t<std::tuple_element_t<0, Refs>>;
+  std::array<F, n> buf;
+  [&]<size_t... I>(std::index_sequence<I...>) {
+    static_assert((std::is_same_v<std::tuple_element_t<I, Refs>, F&> && ...),
+                  "fields() must list members of one type");
+    static_assert(std::is_arithmetic_v<F>, "fields() must list arithmetic members");
+    ((buf[I] = std::get<I>(refs)), ...);
+  }
+  (std::make_index_sequence<n>{});
+  comm.all_reduce(buf.data(), n, dtype_of<F>(), op);
+  [&]<size_t... I>(std::index_sequence<I...>) {
+    ((std::get<I>(refs) = buf[I]), ...);
+  }
+  (std::make_index_sequence<n>{});
 }
+
+// Collective: throws RuntimeFailure on every rank when the ranks' n differ.
+void check_same_length(Communicator& comm, uint64_t n, const char* what);
 
 // Root's string on every rank.
 void broadcast_string(Communicator& comm, std::string& s, int root);

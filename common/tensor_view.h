@@ -18,8 +18,6 @@ struct TensorView {
       n *= d;
     return n;
   }
-  // [Weight decay rule]: tensors of two or more dimensions.
-  bool decays() const { return shape.size() >= 2; }
 };
 
 }  // namespace dpt

@@ -5,12 +5,9 @@
 
 #include "comm/communicator.h"
 #include "comm/mpi_session.h"
+#include "job/device.h"
 
 namespace dpt::job {
-
-// --device: what the ranks train on; automatic takes the GPUs when every rank has one of its own.
-enum class Device { cpu, cuda, automatic };
-const char* device_name(Device d);  // "cpu", "cuda", "auto"
 
 struct DeviceChoice {
   Device device = Device::cpu;  // what this rank trains on: cpu or cuda

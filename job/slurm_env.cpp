@@ -2,6 +2,7 @@
 #include "job/slurm_env.h"
 
 #include <cstdlib>
+#include <tuple>
 
 #include "comm/typed_collectives.h"
 #include "common/errors.h"
@@ -49,13 +50,13 @@ std::string check_slurm_placement(comm::Communicator& comm, const comm::Placemen
   const int W = comm.world_size();
   const int32_t srun_task = env.in_job() && env.in_step ? 1 : 0;
   struct AllRanks {  // 1 where every rank says so (minimum over ranks)
-    using Field = int32_t;
     int32_t in_job, procid_is_rank, ntasks_match;
+    auto fields() { return std::tie(in_job, procid_is_rank, ntasks_match); }
   } all{env.in_job() ? 1 : 0, srun_task && env.procid == place.rank ? 1 : 0,
         env.ntasks == W || env.ntasks < 0 ? 1 : 0};
   struct AnyRank {  // maxima over ranks
-    using Field = int32_t;
     int32_t srun_task, ntasks;
+    auto fields() { return std::tie(srun_task, ntasks); }
   } any{srun_task, env.ntasks};
   comm::all_reduce_fields(comm, all, comm::ReduceOp::min);
   comm::all_reduce_fields(comm, any, comm::ReduceOp::max);

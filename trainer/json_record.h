@@ -1,10 +1,11 @@
 // [JSON lines] One JSON object on one line, the form of every record the metrics file holds.
 // Keys and strings are escaped by Boost.JSON's serializer (quotes, backslashes, control
-// characters; UTF-8 passes through), so any path or message makes a valid line. Numbers are
-// printed here: floating values with 9 significant digits in plain notation (%.9g), so the same
-// float always prints the same text and two runs compare as strings, and null for NaN and
-// infinities (JSON has neither). Boost.JSON 1.81 would print every double in exponent form
-// (0.001 as 1E-3), which is valid but reads badly in a file people look at.
+// characters), after bytes that are not well-formed UTF-8 (a path in another encoding) became
+// U+FFFD, so any path or message makes a valid line. Numbers are printed here: floating values
+// with %.9g (9 significant digits, plain for ordinary magnitudes and with an exponent below 1e-4
+// or from 1e9), so the same float always prints the same text and two runs compare as strings,
+// and null for NaN and infinities (JSON has neither). Boost.JSON 1.81 prints every double with
+// an exponent (0.001 as 1E-3), valid but hard to read in a file people look at.
 #pragma once
 
 #include <concepts>

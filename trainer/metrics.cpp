@@ -8,9 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include <boost/json/parse.hpp>
-#include <boost/json/value.hpp>
-#include <optional>
+#include <iterator>
 
 #include "common/errors.h"
 #include "storage/durable.h"
@@ -20,15 +18,12 @@ namespace dpt::trainer {
 using storage::write_file_atomic;
 
 namespace {
-// The step a metrics line belongs to, or -1; nullopt for a line that is not a JSON object (the
-// torn last line of a run that was killed while writing it).
-std::optional<int64_t> step_of_line(const std::string& line) {
-  boost::system::error_code ec;
-  const boost::json::value v = boost::json::parse(line, ec);
-  if (ec || !v.is_object()) return std::nullopt;
-  const boost::json::value* step = v.as_object().if_contains("step");
-  if (!step || !step->is_int64()) return -1;
-  return step->as_int64();
+// The step a metrics line belongs to: the number after its first "step" key, or -1. Read as text,
+// so that lines of any build (older ones did not escape paths) keep their place.
+int64_t step_of_line(const std::string& line) {
+  const auto at = line.find("\"step\": ");
+  if (at == std::string::npos) return -1;
+  return std::strtoll(line.c_str() + at + 8, nullptr, 10);
 }
 }  // namespace
 
@@ -37,12 +32,14 @@ MetricsWriter::MetricsWriter(const std::string& path, int64_t resumed_step)
   if (resumed_step >= 0) {
     // The run that saved the checkpoint may have logged steps past it before it died: they
     // are dropped, so the file reads as one run; rewritten atomically.
-    std::ifstream in(path);
+    // A last line without its newline is the torn write of a run killed while writing it.
+    std::ifstream in(path, std::ios::binary);
     if (in) {
-      std::string kept, line;
-      while (std::getline(in, line)) {
-        const auto step = step_of_line(line);
-        if (step && *step <= resumed_step) kept += line + "\n";
+      const std::string text((std::istreambuf_iterator<char>(in)), {});
+      std::string kept;
+      for (size_t at = 0, end; (end = text.find('\n', at)) != std::string::npos; at = end + 1) {
+        const std::string line = text.substr(at, end - at);
+        if (step_of_line(line) <= resumed_step) kept += line + "\n";
       }
       std::string why;
       if (!write_file_atomic(path, kept, &why))

@@ -48,7 +48,7 @@ StepStats AdamW::step(std::span<float> params, std::span<const float> grads, int
                            cfg_.beta1,
                            cfg_.beta2,
                            cfg_.eps,
-                           t.decays() ? cfg_.weight_decay : 0.0,
+                           decays(t) ? cfg_.weight_decay : 0.0,
                            s.clip,
                            static_cast<long>(step)};
     kernels::adamw_update_cpu(params.data() + t.offset, m_.data() + t.offset, v_.data() + t.offset,

@@ -18,6 +18,11 @@
 
 namespace dpt::trainer {
 
+// [Weight decay rule]: tensors of two or more dimensions decay.
+inline bool decays(const TensorView& t) {
+  return t.shape.size() >= 2;
+}
+
 class ParamLayout {
  public:
   explicit ParamLayout(const ModelConfig& cfg);

@@ -46,7 +46,7 @@ class CudaReplica final : public Replica {
     std::vector<k::AdamWSegment> segments;
     for (const TensorView& t : layout.tensors())
       segments.push_back(
-          {t.offset, t.numel(), t.decays() ? static_cast<float>(opt_.weight_decay) : 0.0f});
+          {t.offset, t.numel(), decays(t) ? static_cast<float>(opt_.weight_decay) : 0.0f});
     const std::vector<k::AdamWChunk> chunks = k::adamw_chunks(segments);
     chunks_ = k::DeviceBuffer<k::AdamWChunk>(chunks.size());
     DPT_CHECK_CUDA(

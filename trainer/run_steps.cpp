@@ -122,7 +122,7 @@ std::optional<checkpoint::ResumeState> resume_run(comm::Communicator& world, sto
   const checkpoint::CheckpointMeta base =
       checkpoint_base(cfg, world.world_size(), data.train_index.shards);
   auto compatible = [&](const checkpoint::CheckpointMeta& saved) {
-    check_resume_options(parse_config_text(saved.config), cfg);
+    check_resume_options(saved.config, cfg);
     checkpoint::check_same_state_and_data(saved, base);
   };
   return checkpoint::resume_from(world, io, cfg.resume, cfg.ckpt_dir, compatible, log.sayer());

@@ -10,7 +10,7 @@
 
 #include "checkpoint/resume.h"
 #include "datasets/sample_order.h"
-#include "job/gpu_placement.h"
+#include "job/device.h"
 #include "trainer/model_config.h"
 #include "trainer/optimizer.h"
 
@@ -61,7 +61,7 @@ struct TrainConfig {
   Precision dtype = Precision::automatic;  // automatic: bf16 on cuda, fp32 on cpu
   int preempt_signal = SIGUSR2;            // "checkpoint, stop, requeue" (0: none)
   bool requeue_on_preempt = false;         // requeue the Slurm job after a preemption stop
-  int64_t stop_before_limit_s = 0;           // stop this many seconds before the time limit
+  int64_t stop_before_limit_s = 0;         // stop this many seconds before the time limit
 
   // The last step this process trains.
   int64_t last_step() const { return stop_at_step > 0 ? std::min(steps, stop_at_step) : steps; }

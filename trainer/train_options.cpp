@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -27,23 +28,32 @@ namespace {
   throw UsageError("--" + std::string(name) + " " + text + ": " + why + ".");
 }
 
+// Numbers as Boost's lexical_cast took them before the table (an optional leading '+'; for
+// floating values also inf and nan, which the options' checks judge), so that every config a
+// checkpoint recorded still reads.
+std::string_view unsigned_part(const std::string& text) {
+  std::string_view t = text;
+  if (t.size() > 1 && t[0] == '+' && t[1] != '-') t.remove_prefix(1);
+  return t;
+}
+
 template <typename T>
 T parse_integer(const char* name, const std::string& text) {
+  const std::string_view t = unsigned_part(text);
   T v{};
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  const auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
   if (ec == std::errc::result_out_of_range) bad_value(name, text, "out of range");
-  if (ec != std::errc() || ptr != end || text.empty())
+  if (ec != std::errc() || ptr != t.data() + t.size() || t.empty())
     bad_value(name, text, "not an integer; pass e.g. --" + std::string(name) + " 10");
   return v;
 }
 
 double parse_number(const char* name, const std::string& text) {
+  const std::string_view t = unsigned_part(text);
   double v = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (ec != std::errc() || ptr != end || text.empty() || !std::isfinite(v))
-    bad_value(name, text, "not a finite number; pass e.g. --" + std::string(name) + " 0.5");
+  const auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (ec != std::errc() || ptr != t.data() + t.size() || t.empty())
+    bad_value(name, text, "not a number; pass e.g. --" + std::string(name) + " 0.5");
   return v;
 }
 
@@ -507,24 +517,6 @@ po::options_description describe_options(bool* has_help, std::string* config_fil
   return all;
 }
 
-// A switch followed by a switch word on the command line takes it as its value: Boost's
-// implicit values only bind with '=', but `--ckpt-async false` must keep its meaning.
-std::vector<std::string> join_switch_values(int argc, const char* const* argv) {
-  std::vector<std::string> out;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    for (const OptionSpec& o : train_options()) {
-      if (o.is_switch && a == "--" + std::string(o.name) && i + 1 < argc &&
-          switch_word(argv[i + 1])) {
-        a += "=" + std::string(argv[++i]);
-        break;
-      }
-    }
-    out.push_back(std::move(a));
-  }
-  return out;
-}
-
 // Applies every option the variables map holds a given (not defaulted) value for, in table
 // order, then what follows from them.
 void apply_options(const po::variables_map& vm, TrainConfig& c) {
@@ -550,25 +542,31 @@ ParsedOptions parse_train_options(int argc, const char* const* argv) {
   const po::options_description all = describe_options(&help, &config_file);
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(join_switch_values(argc, argv)).options(all).run(), vm);
-    po::notify(vm);
-    if (!config_file.empty()) {
-      std::ifstream in(config_file);
-      if (!in) {
-        throw UsageError("--config " + config_file + ": cannot open the file; check the path.");
-      }
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) throw UsageError("--config " + path + ": cannot open the file; check the path.");
       // Values already stored from the command line are kept: the command line wins.
       po::store(po::parse_config_file(in, all, /*allow_unregistered=*/false), vm);
     }
+    po::notify(vm);
   } catch (const po::error& e) {
-    std::string where = config_file.empty() ? "" : " (command line or --config file)";
+    const std::string where = vm.count("config") ? " (command line or --config file)" : "";
     throw UsageError(std::string(e.what()) + where + ". Run 'train --help' for the options.");
   }
   std::ostringstream text;
   text << all;
   out.help_text = text.str();
   out.help = help;
-  apply_options(vm, out.config);
+  if (help) return out;  // the values are not read: --help prints help whatever else is given
+  try {
+    apply_options(vm, out.config);
+  } catch (const UsageError& e) {
+    if (config_file.empty()) throw;
+    throw UsageError(std::string(e.what()) + " (from the command line or --config " + config_file +
+                     ")");
+  }
   return out;
 }
 
@@ -587,25 +585,46 @@ std::string to_config_text(const TrainConfig& cfg) {
   return s;
 }
 
-TrainConfig parse_config_text(const std::string& text) {
+namespace {
+
+// The values a config text gives, by option name; names this build does not know are left out.
+std::map<std::string, std::string> config_values(const std::string& text) {
   bool help = false;
   std::string config_file;
   const po::options_description all = describe_options(&help, &config_file);
-  po::variables_map vm;
   std::istringstream in(text);
+  std::map<std::string, std::string> values;
   try {
-    po::store(po::parse_config_file(in, all, /*allow_unregistered=*/true), vm);
+    for (const po::option& o : po::parse_config_file(in, all, /*allow_unregistered=*/true).options)
+      if (!o.unregistered && !o.value.empty()) values[o.string_key] = o.value.front();
   } catch (const po::error& e) {
     throw UsageError(std::string("the recorded options: ") + e.what());
   }
+  return values;
+}
+
+}  // namespace
+
+TrainConfig parse_config_text(const std::string& text) {
+  const auto values = config_values(text);
   TrainConfig c;
-  apply_options(vm, c);
+  for (const OptionSpec& o : train_options()) {
+    const auto it = values.find(o.name);
+    if (it != values.end()) o.parse(c, it->second);
+  }
+  c.opt.total_steps = c.steps;
   return c;
 }
 
-void check_resume_options(const TrainConfig& saved, const TrainConfig& now) {
+void check_resume_options(const std::string& recorded, const TrainConfig& now) {
+  const auto values = config_values(recorded);
   for (const OptionSpec& o : train_options()) {
     if (o.on_resume != OnResume::must_match) continue;
+    // Not recorded: nothing to compare; the checkpoint's tensors and data are still checked.
+    const auto it = values.find(o.name);
+    if (it == values.end()) continue;
+    TrainConfig saved;
+    o.parse(saved, it->second);
     const std::string was = o.print(saved), is = o.print(now);
     if (was == is) continue;
     const std::string opt = "--" + std::string(o.name);

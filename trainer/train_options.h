@@ -11,7 +11,9 @@
 //   (`--requeue-on-preempt`) and with a value (`--ckpt-async false`, `--ckpt-async=false`).
 // - The command line wins over --config. A config file has the same names without the dashes.
 // - The config text a checkpoint records lists every saved option with its value in the form
-//   the parser reads back, so `train --config <that text>` is the same run.
+//   the parser reads back, so `train --config <that text>` is the same run. One limit comes
+//   from the INI form Boost reads: a value is cut at '#' and trimmed, so a path holding '#' or
+//   leading or trailing spaces does not survive it.
 // - On resume: must_match options are part of what a checkpoint is (the model's shape, the
 //   global batch, the seed and the sample order); a run that contradicts its checkpoint is
 //   refused naming the option. may_change options (the schedule's length, the learning rate,
@@ -67,8 +69,11 @@ std::string to_config_text(const TrainConfig& cfg);
 // to a build that had more options). Throws UsageError for a value it cannot parse.
 TrainConfig parse_config_text(const std::string& text);
 
-// The must_match options of a checkpoint's config against this run's: throws UsageError naming
-// the first that differs, with the value to pass to continue it.
-void check_resume_options(const TrainConfig& saved, const TrainConfig& now);
+// The must_match options a checkpoint recorded (its config text) against this run's: throws
+// UsageError naming the first that differs, with the value to pass to continue it. Only those
+// options are read from the text, so a recorded value of another option that this build would
+// refuse does not stop a resume; an option the text does not record is not compared (the
+// checkpoint's tensors and data still are, checkpoint/resume.h).
+void check_resume_options(const std::string& recorded_config, const TrainConfig& now);
 
 }  // namespace dpt::trainer

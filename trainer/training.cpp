@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "comm/agreement.h"
 #include "comm/typed_collectives.h"
@@ -65,9 +66,9 @@ class Validator {
 
   double evaluate(Replica& model, comm::Communicator& comm) {
     struct Sums {
-      using Field = double;
       double loss = 0;  // each sample's mean token loss, summed over samples
       double samples = 0;
+      auto fields() { return std::tie(loss, samples); }
     } sums{0.0, static_cast<double>(rows_)};
     for (int r0 = 0; r0 < rows_; r0 += b_) {
       const int n = std::min(b_, rows_ - r0);
@@ -89,10 +90,12 @@ class Validator {
 // checkpoint write is still running ([Async save]), and each kind of stop request it has seen
 // ([Stop requests]). All ranks then act on the same union.
 struct StepVotes {
-  using Field = double;
   double data_wait_ms = 0;
   double writing = 0;
   job::StopVote stop;
+  auto fields() {
+    return std::tie(data_wait_ms, writing, stop.term, stop.preempt, stop.time_limit);
+  }
 };
 
 // One run of the loop: the state that lives across steps, and each part of a step.

@@ -7,11 +7,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "comm/mpi_communicator.h"
+#include "common/errors.h"
 
 namespace dpt::comm {
 namespace {
@@ -85,8 +87,8 @@ TEST(TypedCollectives, BroadcastVectorAndValueTakeTheRootsLengthAndContents) {
 TEST(TypedCollectives, AllReduceFieldsReducesMemberByMember) {
   MpiCommunicator world(MPI_COMM_WORLD);
   struct Votes {
-    using Field = double;
     double a, b, c;
+    auto fields() { return std::tie(a, b, c); }
   };
   const int rank = world.rank(), W = world.world_size();
   Votes most{static_cast<double>(rank), -static_cast<double>(rank), rank == W - 1 ? 1.0 : 0.0};
@@ -95,12 +97,19 @@ TEST(TypedCollectives, AllReduceFieldsReducesMemberByMember) {
   EXPECT_EQ(most.b, 0);
   EXPECT_EQ(most.c, 1);
   struct Counts {
-    using Field = int32_t;
     int32_t x, y;
+    auto fields() { return std::tie(x, y); }
   } least{rank + 5, 7 - rank};
   all_reduce_fields(world, least, ReduceOp::min);
   EXPECT_EQ(least.x, 5);
   EXPECT_EQ(least.y, 7 - (W - 1));
+}
+
+TEST(TypedCollectives, AllGatherVectorOfUnequalLengthsFailsOnEveryRank) {
+  MpiCommunicator world(MPI_COMM_WORLD);
+  if (world.world_size() < 2) GTEST_SKIP() << "needs two ranks";
+  const std::vector<int64_t> mine(static_cast<size_t>(world.rank() + 1), 3);
+  EXPECT_THROW(all_gather_vector(world, mine), RuntimeFailure);
 }
 
 TEST(TypedCollectives, StringsOfAnyLengthAndBytesArriveWhole) {

@@ -163,11 +163,11 @@ TEST(ParamLayout, DecayRuleCoversMatricesAndEmbeddingsOnly) {
   for (const auto& t : layout.tensors()) {
     const bool one_dim =
         t.name.find(".bias") != std::string::npos || t.name.find("ln") != std::string::npos;
-    EXPECT_EQ(t.decays(), !one_dim) << t.name;
+    EXPECT_EQ(decays(t), !one_dim) << t.name;
   }
-  EXPECT_TRUE(layout.get("wte.weight").decays());
-  EXPECT_TRUE(layout.get("wpe.weight").decays());
-  EXPECT_FALSE(layout.get("ln_f.weight").decays());
+  EXPECT_TRUE(decays(layout.get("wte.weight")));
+  EXPECT_TRUE(decays(layout.get("wpe.weight")));
+  EXPECT_FALSE(decays(layout.get("ln_f.weight")));
 }
 
 TEST(ModelConfig, RejectsHeadCountThatDoesNotDivideWidth) {
