@@ -1,11 +1,67 @@
 // Names and sizes of the communicator's dtypes and reduce operations, shared by every backend.
 #include "comm/communicator.h"
 
+#include <cstdio>
+#include <exception>
 #include <string>
 
 #include "common/errors.h"
 
 namespace dpt::comm {
+
+Shard shard_of(size_t count, int world, int rank) {
+  DPT_CHECK(
+      world >= 1 && rank >= 0 && rank < world,
+      "shard_of: rank " + std::to_string(rank) + " outside a world of " + std::to_string(world));
+  const size_t w = static_cast<size_t>(world), r = static_cast<size_t>(rank);
+  const size_t base = count / w, extra = count % w;
+  return Shard{r * base + (r < extra ? r : extra), base + (r < extra ? 1 : 0)};
+}
+
+Request& Request::operator=(Request&& other) noexcept {
+  if (this != &other) {
+    finish_quietly();
+    op_ = std::move(other.op_);
+  }
+  return *this;
+}
+
+Request::~Request() {
+  finish_quietly();
+}
+
+// A failure ends the collective: the handle lets go of it before the exception leaves, so the
+// destructor does not wait on it a second time.
+bool Request::test() {
+  if (!op_) return true;
+  bool complete = false;
+  try {
+    complete = op_->test();
+  } catch (...) {
+    op_.reset();
+    throw;
+  }
+  if (complete) op_.reset();
+  return complete;
+}
+
+void Request::wait() {
+  if (!op_) return;
+  const std::unique_ptr<PendingCollective> op = std::move(op_);
+  op->wait();
+}
+
+void Request::finish_quietly() noexcept {
+  if (!op_) return;
+  try {
+    op_->wait();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dpt warning: a collective dropped in flight failed: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "dpt warning: a collective dropped in flight failed\n");
+  }
+  op_.reset();
+}
 
 size_t dtype_size(DType t) {
   switch (t) {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -35,6 +36,46 @@ constexpr DType dtype_of() {
     static_assert(sizeof(T) == 0, "no communicator dtype for this type");
 }
 
+// [Shards] `count` elements over `world` ranks: contiguous ranges in rank order, balanced to
+// within one element (the first count % world ranks hold one more). Reduce-scatter leaves rank r
+// its shard; all-gather of shards assembles them. Any count, any world size, shards may be empty.
+struct Shard {
+  size_t offset = 0;
+  size_t count = 0;
+};
+Shard shard_of(size_t count, int world, int rank);
+
+// A backend's collective in flight. test() advances it without blocking and says whether it has
+// completed; wait() blocks until it has. Both may throw RuntimeFailure; both are no-ops once
+// complete.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  virtual bool test() = 0;
+  virtual void wait() = 0;
+};
+
+// The handle of a non-blocking collective (iall_reduce, ireduce_scatter, iall_gather_shards).
+// An empty Request is complete. Destroying one in flight waits for it first (its buffers may
+// still be in use by the network), printing rather than throwing a failure.
+class Request {
+ public:
+  Request() = default;
+  explicit Request(std::unique_ptr<PendingCollective> op) : op_(std::move(op)) {}
+  Request(Request&&) noexcept = default;
+  Request& operator=(Request&& other) noexcept;
+  ~Request();
+
+  // True once complete; the results are in place then. Advances the collective.
+  bool test();
+  void wait();
+  bool done() const { return op_ == nullptr; }
+
+ private:
+  void finish_quietly() noexcept;
+  std::unique_ptr<PendingCollective> op_;
+};
+
 // [Collective contract]
 // - Every rank of the communicator calls the same collectives in the same order with the same
 //   counts and dtypes; otherwise the job hangs or fails. Callers keep this order fixed.
@@ -43,6 +84,11 @@ constexpr DType dtype_of() {
 // - Integer sums must not overflow: Open MPI 4.1's vectorized u8 sum saturates instead of
 //   wrapping (open-mpi/ompi#8045), so the result of an overflowing sum depends on the backend.
 // - A failing call throws RuntimeFailure naming the call, rank and host.
+// - In flight (the i* calls): every rank issues the same non-blocking collectives in the same
+//   order, interleaved with blocking ones in the same order too; a rank may complete them in any
+//   order. Between issue and completion nothing reads or writes the operation's buffers (send
+//   buffers included) and nothing frees them. Requests are completed on the thread that issued
+//   them.
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -62,6 +108,23 @@ class Communicator {
   virtual void all_gather(const void* send, void* recv, size_t count, DType dtype) = 0;
   virtual void barrier() = 0;
 
+  // Non-blocking forms ([Collective contract], in flight). iall_reduce: as all_reduce.
+  virtual Request iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) = 0;
+  // send: `count` elements on every rank; recv: this rank's shard_of(count, ...) of the
+  // reduction (recv may be send + that shard's offset).
+  virtual Request ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
+                                  ReduceOp op) = 0;
+  // send: this rank's shard of `count` elements (it may be recv + that shard's offset); recv:
+  // all `count` elements, every rank's shard in place.
+  virtual Request iall_gather_shards(const void* send, void* recv, size_t count, DType dtype) = 0;
+
+  void reduce_scatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) {
+    ireduce_scatter(send, recv, count, dtype, op).wait();
+  }
+  void all_gather_shards(const void* send, void* recv, size_t count, DType dtype) {
+    iall_gather_shards(send, recv, count, dtype).wait();
+  }
+
   template <typename T>
   void all_reduce(std::span<T> buf, ReduceOp op) {
     all_reduce(buf.data(), buf.size(), dtype_of<T>(), op);
@@ -69,6 +132,10 @@ class Communicator {
   template <typename T>
   void broadcast(std::span<T> buf, int root) {
     broadcast(buf.data(), buf.size(), dtype_of<T>(), root);
+  }
+  template <typename T>
+  Request iall_reduce(std::span<T> buf, ReduceOp op) {
+    return iall_reduce(buf.data(), buf.size(), dtype_of<T>(), op);
   }
   template <typename T>
   void all_gather(std::span<const T> send, std::span<T> recv) {

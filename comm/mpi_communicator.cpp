@@ -1,10 +1,13 @@
-// The MPI backend of the communicator: host buffers, blocking collectives on a private duplicate
-// of the caller's communicator, every call checked through DPT_CHECK_MPI.
+// The MPI backend of the communicator: host buffers, blocking and non-blocking collectives on a
+// private duplicate of the caller's communicator, every call checked through DPT_CHECK_MPI.
 #include "comm/mpi_communicator.h"
 
 #include <climits>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "comm/chunking.h"
 #include "comm/mpi_session.h"
@@ -37,7 +40,7 @@ MPI_Op mpi_op(ReduceOp op) {
     case ReduceOp::sum:
       return MPI_SUM;
     case ReduceOp::avg:
-      return MPI_SUM;  // then scaled, see scale_in_place
+      return MPI_SUM;  // unused: avg is a [Rank-order sum] with its own scaling
     case ReduceOp::max:
       return MPI_MAX;
     case ReduceOp::min:
@@ -45,17 +48,6 @@ MPI_Op mpi_op(ReduceOp op) {
   }
   fail_check("check", "mpi_op(op)", "unknown ReduceOp " + std::to_string(static_cast<int>(op)),
              __func__, __FILE__, __LINE__);
-}
-
-// avg as the [Collective contract] defines it: the sum times 1/world_size, the reciprocal
-// rounded once in T, so a caller (or a test) can compute the exact result bits itself.
-template <typename T>
-void scale_in_place(void* buf, size_t count, int world_size) {
-  const T scale = T(1) / static_cast<T>(world_size);
-  T* values = static_cast<T*>(buf);
-  for (size_t i = 0; i < count; ++i) {
-    values[i] *= scale;
-  }
 }
 
 // Element offsets become byte offsets here and nowhere else.
@@ -68,30 +60,290 @@ void check_buffer(const void* buf, size_t count, const char* what) {
             std::string(what) + " got a null buffer for " + std::to_string(count) + " elements");
 }
 
+// --- collectives in flight --------------------------------------------------------------------
+
+// [MPI progress] Open MPI advances a non-blocking collective only inside MPI calls on the
+// issuing thread (MPI_THREAD_FUNNELED, no asynchronous progress thread by default). Callers keep
+// it moving with Request::test() at points they pass often (the trainer: every block boundary
+// of backward, trainer/gradient_exchange.h); a wait() finishes it.
+//
+// A staged collective: one MPI request at a time; when it completes, advance() starts the next
+// stage (returning true) or finishes (false). The MPI argument arrays (counts, displacements)
+// live in the object, since MPI reads them until the request completes.
+class StagedCollective : public PendingCollective {
+ public:
+  bool test() override {
+    while (!finished_) {
+      if (req_ != MPI_REQUEST_NULL) {
+        int flag = 0;
+        DPT_CHECK_MPI(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE));
+        if (!flag) return false;
+      }
+      finished_ = !advance();
+    }
+    return true;
+  }
+  void wait() override {
+    while (!finished_) {
+      if (req_ != MPI_REQUEST_NULL) DPT_CHECK_MPI(MPI_Wait(&req_, MPI_STATUS_IGNORE));
+      finished_ = !advance();
+    }
+  }
+
+ protected:
+  virtual bool advance() = 0;
+  MPI_Request req_ = MPI_REQUEST_NULL;
+
+ private:
+  bool finished_ = false;
+};
+
+// avg as the [Collective contract] defines it (the sum times 1/world_size, the reciprocal
+// rounded once in T), and the rank-order sum below.
+template <typename T>
+void sum_in_rank_order(T* out, const T* parts, size_t count, int world, bool average) {
+  std::memcpy(out, parts, count * sizeof(T));
+  for (int r = 1; r < world; ++r) {
+    const T* p = parts + static_cast<size_t>(r) * count;
+    for (size_t i = 0; i < count; ++i)
+      out[i] += p[i];
+  }
+  if (average) {
+    const T scale = T(1) / static_cast<T>(world);
+    for (size_t i = 0; i < count; ++i)
+      out[i] *= scale;
+  }
+}
+
+// [Rank-order sum] Floating sums (and averages) over the ranks are computed as
+// ((x_0 + x_1) + x_2) + ... in rank order for every element, whatever the buffer's size, so
+// the result of an element does not depend on how the buffer was split into calls: a gradient
+// averaged in buckets equals the gradient averaged in one call bit for bit, and a
+// reduce-scatter followed by an all-gather equals an all-reduce. MPI_Allreduce promises no such
+// thing (Open MPI picks its algorithm, and so the association, by message size and rank count).
+// Each rank owns shard_of(count) ([Shards]): MPI_Ialltoallv sends every rank its shard of
+// everyone's buffer (the bandwidth of a ring reduce-scatter: (N-1)/N of the buffer out and in),
+// the owner sums the N copies in rank order, and for an all-reduce MPI_Iallgatherv returns the
+// shards to every rank. Buffers past the [MPI count limit] go through in chunks, each a
+// reduce-scatter and all-gather of its own.
+class RankOrderReduce final : public StagedCollective {
+ public:
+  enum class Result { all_reduce, scatter };
+  // all_reduce: send == buf, in place. scatter: out receives this rank's shard (out may be null
+  // when that shard is empty, so the mode is said rather than read off the pointers).
+  RankOrderReduce(MPI_Comm comm, int rank, int world, Result result, const void* send, void* buf,
+                  void* out, size_t count, DType dtype, bool average, size_t max_chunk)
+      : comm_(comm),
+        rank_(rank),
+        world_(world),
+        result_(result),
+        send_(static_cast<const char*>(send)),
+        buf_(static_cast<char*>(buf)),
+        out_(static_cast<char*>(out)),
+        count_(count),
+        dtype_(dtype),
+        average_(average),
+        max_chunk_(max_chunk),
+        chunks_(detail::chunk_count(count, max_chunk)) {
+    counts_.resize(world);
+    displs_.resize(world);
+    recv_counts_.resize(world);
+    recv_displs_.resize(world);
+  }
+
+ protected:
+  bool advance() override {
+    if (stage_ == Stage::summing) {  // the alltoall of chunk_ completed
+      sum_chunk();
+      if (result_ == Result::all_reduce) return start_gather();
+      ++chunk_;
+    } else if (stage_ == Stage::gathering) {
+      ++chunk_;
+    }
+    if (chunk_ >= chunks_) return false;
+    return start_scatter();
+  }
+
+ private:
+  enum class Stage { idle, summing, gathering };
+
+  size_t elem() const { return dtype_size(dtype_); }
+
+  // The current chunk's shards: counts_/displs_ in elements relative to the chunk's start.
+  void layout_chunk() {
+    const detail::Chunk c = detail::chunk_at(count_, chunk_, max_chunk_);
+    chunk_offset_ = c.offset;
+    for (int r = 0; r < world_; ++r) {
+      const Shard sh = shard_of(static_cast<size_t>(c.count), world_, r);
+      counts_[r] = static_cast<int>(sh.count);
+      displs_[r] = static_cast<int>(sh.offset);
+    }
+  }
+
+  bool start_scatter() {
+    layout_chunk();
+    const int mine = counts_[rank_];
+    for (int r = 0; r < world_; ++r) {
+      recv_counts_[r] = mine;
+      recv_displs_[r] = r * mine;
+    }
+    scratch_.resize(static_cast<size_t>(world_) * mine * elem());
+    const MPI_Datatype type = mpi_dtype(dtype_);
+    DPT_CHECK_MPI(MPI_Ialltoallv(send_ + chunk_offset_ * elem(), counts_.data(), displs_.data(),
+                                 type, scratch_.data(), recv_counts_.data(), recv_displs_.data(),
+                                 type, comm_, &req_));
+    stage_ = Stage::summing;
+    return true;
+  }
+
+  void sum_chunk() {
+    const size_t mine = static_cast<size_t>(counts_[rank_]);
+    if (mine == 0) return;
+    char* dst =
+        result_ == Result::scatter ? out_ : buf_ + (chunk_offset_ + displs_[rank_]) * elem();
+    if (dtype_ == DType::f32)
+      sum_in_rank_order(reinterpret_cast<float*>(dst),
+                        reinterpret_cast<const float*>(scratch_.data()), mine, world_, average_);
+    else
+      sum_in_rank_order(reinterpret_cast<double*>(dst),
+                        reinterpret_cast<const double*>(scratch_.data()), mine, world_, average_);
+  }
+
+  bool start_gather() {
+    const MPI_Datatype type = mpi_dtype(dtype_);
+    DPT_CHECK_MPI(MPI_Iallgatherv(MPI_IN_PLACE, 0, type, buf_ + chunk_offset_ * elem(),
+                                  counts_.data(), displs_.data(), type, comm_, &req_));
+    stage_ = Stage::gathering;
+    return true;
+  }
+
+  MPI_Comm comm_;
+  int rank_, world_;
+  Result result_;
+  const char* send_;
+  char* buf_;
+  char* out_;
+  size_t count_;
+  DType dtype_;
+  bool average_;
+  size_t max_chunk_, chunks_;
+  size_t chunk_ = 0, chunk_offset_ = 0;
+  Stage stage_ = Stage::idle;
+  std::vector<int> counts_, displs_, recv_counts_, recv_displs_;
+  std::vector<char> scratch_;
+};
+
+// MPI_Iallreduce chunk by chunk: integer types and max/min, whose results do not depend on the
+// order of reduction.
+class ChunkedAllReduce final : public StagedCollective {
+ public:
+  ChunkedAllReduce(MPI_Comm comm, void* buf, size_t count, DType dtype, ReduceOp op,
+                   size_t max_chunk)
+      : comm_(comm),
+        buf_(buf),
+        count_(count),
+        dtype_(dtype),
+        op_(op),
+        max_chunk_(max_chunk),
+        chunks_(detail::chunk_count(count, max_chunk)) {}
+
+ protected:
+  bool advance() override {
+    if (next_ >= chunks_) return false;
+    const detail::Chunk c = detail::chunk_at(count_, next_++, max_chunk_);
+    DPT_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, element_at(buf_, c.offset, dtype_), c.count,
+                                 mpi_dtype(dtype_), mpi_op(op_), comm_, &req_));
+    return true;
+  }
+
+ private:
+  MPI_Comm comm_;
+  void* buf_;
+  size_t count_;
+  DType dtype_;
+  ReduceOp op_;
+  size_t max_chunk_, chunks_, next_ = 0;
+};
+
+class GatherShards final : public StagedCollective {
+ public:
+  GatherShards(MPI_Comm comm, int rank, int world, const void* send, void* recv, size_t count,
+               DType dtype)
+      : comm_(comm), rank_(rank), send_(send), recv_(recv), dtype_(dtype) {
+    for (int r = 0; r < world; ++r) {
+      const Shard sh = shard_of(count, world, r);
+      counts_.push_back(static_cast<int>(sh.count));
+      displs_.push_back(static_cast<int>(sh.offset));
+    }
+  }
+
+ protected:
+  bool advance() override {
+    if (started_) return false;
+    started_ = true;
+    const MPI_Datatype type = mpi_dtype(dtype_);
+    const char* own = element_at(recv_, static_cast<size_t>(displs_[rank_]), dtype_);
+    const void* send = send_ == own ? MPI_IN_PLACE : send_;
+    DPT_CHECK_MPI(MPI_Iallgatherv(send, counts_[rank_], type, recv_, counts_.data(), displs_.data(),
+                                  type, comm_, &req_));
+    return true;
+  }
+
+ private:
+  MPI_Comm comm_;
+  int rank_;
+  const void* send_;
+  void* recv_;
+  DType dtype_;
+  std::vector<int> counts_, displs_;
+  bool started_ = false;
+};
+
+bool is_float(DType d) {
+  return d == DType::f32 || d == DType::f64;
+}
+
+// Checked before any traffic: every rank makes the same call and so fails the same way,
+// instead of some ranks waiting in a collective that others never enter.
+void check_reduction(const char* what, DType dtype, ReduceOp op) {
+  DPT_CHECK(op != ReduceOp::avg || is_float(dtype),
+            std::string(what) + " avg is defined for f32 and f64 only, got " + dtype_name(dtype) +
+                "; use sum and divide where integer rounding is intended");
+}
+
+// MPI's displacements are int: a call whose whole buffer is addressed at once must fit.
+void check_int_count(const char* what, size_t count, DType dtype) {
+  DPT_CHECK(count <= static_cast<size_t>(INT_MAX),
+            std::string(what) + " of " + std::to_string(count) + " " + dtype_name(dtype) +
+                " elements exceeds MPI's int count limit (INT_MAX = " + std::to_string(INT_MAX) +
+                "); split the buffer into several calls");
+}
+
+std::unique_ptr<PendingCollective> make_all_reduce(MPI_Comm comm, int rank, int world, void* buf,
+                                                   size_t count, DType dtype, ReduceOp op,
+                                                   size_t max_chunk) {
+  check_reduction("all_reduce", dtype, op);
+  check_buffer(buf, count, "all_reduce");
+  const bool ordered_sum = is_float(dtype) && (op == ReduceOp::sum || op == ReduceOp::avg);
+  // One rank: the sum is the value itself and avg multiplies by exactly 1.
+  if (ordered_sum && world == 1) return nullptr;
+  if (ordered_sum)
+    return std::make_unique<RankOrderReduce>(comm, rank, world, RankOrderReduce::Result::all_reduce,
+                                             buf, buf, nullptr, count, dtype, op == ReduceOp::avg,
+                                             max_chunk);
+  return std::make_unique<ChunkedAllReduce>(comm, buf, count, dtype, op, max_chunk);
+}
+
 }  // namespace
 
 namespace detail {
 
 void mpi_all_reduce_chunked(MPI_Comm comm, int world_size, void* buf, size_t count, DType dtype,
                             ReduceOp op, size_t max_chunk_elements) {
-  // Checked before any traffic: every rank makes the same call and so fails the same way,
-  // instead of some ranks waiting in a collective that others never enter.
-  DPT_CHECK(op != ReduceOp::avg || dtype == DType::f32 || dtype == DType::f64,
-            std::string("all_reduce avg is defined for f32 and f64 only, got ") +
-                dtype_name(dtype) + "; use sum and divide where integer rounding is intended");
-  check_buffer(buf, count, "all_reduce");
-  const MPI_Datatype type = mpi_dtype(dtype);
-  const MPI_Op mop = mpi_op(op);
-  const size_t chunks = chunk_count(count, max_chunk_elements);
-  for (size_t i = 0; i < chunks; ++i) {
-    const Chunk c = chunk_at(count, i, max_chunk_elements);
-    char* part = element_at(buf, c.offset, dtype);
-    DPT_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, part, c.count, type, mop, comm));
-  }
-  if (op == ReduceOp::avg) {
-    if (dtype == DType::f32) scale_in_place<float>(buf, count, world_size);
-    if (dtype == DType::f64) scale_in_place<double>(buf, count, world_size);
-  }
+  int rank = 0;
+  DPT_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  Request(make_all_reduce(comm, rank, world_size, buf, count, dtype, op, max_chunk_elements))
+      .wait();
 }
 
 }  // namespace detail
@@ -155,6 +407,46 @@ void MpiCommunicator::all_gather(const void* send, void* recv, size_t count, DTy
   const MPI_Datatype type = mpi_dtype(dtype);
   const int n = static_cast<int>(count);
   DPT_CHECK_MPI(MPI_Allgather(send, n, type, recv, n, type, comm_));
+}
+
+Request MpiCommunicator::iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) {
+  return Request(
+      make_all_reduce(comm_, rank_, size_, buf, count, dtype, op, detail::kMaxChunkElements));
+}
+
+Request MpiCommunicator::ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
+                                         ReduceOp op) {
+  check_reduction("reduce_scatter", dtype, op);
+  DPT_CHECK(is_float(dtype) && (op == ReduceOp::sum || op == ReduceOp::avg),
+            std::string("reduce_scatter supports sum and avg of f32 and f64, got ") +
+                reduce_op_name(op) + " of " + dtype_name(dtype));
+  check_int_count("reduce_scatter", count, dtype);
+  check_buffer(send, count, "reduce_scatter (send)");
+  const Shard mine = shard_of(count, size_, rank_);
+  check_buffer(recv, mine.count, "reduce_scatter (recv)");
+  if (size_ == 1) {
+    if (recv != send) std::memmove(recv, send, count * dtype_size(dtype));
+    return Request();
+  }
+  // One chunk: this rank's shard of the whole buffer is not the union of its shards of chunks.
+  // count <= INT_MAX (checked above), so one chunk fits MPI's counts.
+  const size_t one_chunk = count > 0 ? count : 1;
+  return Request(std::make_unique<RankOrderReduce>(
+      comm_, rank_, size_, RankOrderReduce::Result::scatter, send, nullptr, recv, count, dtype,
+      op == ReduceOp::avg, one_chunk));
+}
+
+Request MpiCommunicator::iall_gather_shards(const void* send, void* recv, size_t count,
+                                            DType dtype) {
+  check_int_count("all_gather_shards", count, dtype);
+  const Shard mine = shard_of(count, size_, rank_);
+  check_buffer(send, mine.count, "all_gather_shards (send)");
+  check_buffer(recv, count, "all_gather_shards (recv)");
+  if (size_ == 1) {
+    if (recv != send) std::memmove(recv, send, count * dtype_size(dtype));
+    return Request();
+  }
+  return Request(std::make_unique<GatherShards>(comm_, rank_, size_, send, recv, count, dtype));
 }
 
 void MpiCommunicator::barrier() {

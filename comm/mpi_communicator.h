@@ -19,6 +19,7 @@ class MpiCommunicator final : public Communicator {
   using Communicator::all_gather;
   using Communicator::all_reduce;
   using Communicator::broadcast;
+  using Communicator::iall_reduce;
 
   int rank() const override { return rank_; }
   int world_size() const override { return size_; }
@@ -28,6 +29,13 @@ class MpiCommunicator final : public Communicator {
   void broadcast(void* buf, size_t count, DType dtype, int root) override;
   void all_gather(const void* send, void* recv, size_t count, DType dtype) override;
   void barrier() override;
+  // [Rank-order sum] for f32/f64 sum and avg; MPI_Iallreduce for the rest. Progress only inside
+  // test()/wait() ([MPI progress]).
+  Request iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) override;
+  // f32/f64 sum and avg only, at most INT_MAX elements.
+  Request ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
+                          ReduceOp op) override;
+  Request iall_gather_shards(const void* send, void* recv, size_t count, DType dtype) override;
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
@@ -37,8 +45,8 @@ class MpiCommunicator final : public Communicator {
 
 namespace detail {
 
-// The in-place all-reduce behind MpiCommunicator::all_reduce, with the chunk size as a
-// parameter so tests can push a small buffer through several chunks ([MPI count limit],
+// The in-place all-reduce behind MpiCommunicator::all_reduce and iall_reduce, with the chunk size
+// as a parameter so tests can push a small buffer through several chunks ([MPI count limit],
 // comm/chunking.h). `world_size` is comm's size, used for avg.
 void mpi_all_reduce_chunked(MPI_Comm comm, int world_size, void* buf, size_t count, DType dtype,
                             ReduceOp op, size_t max_chunk_elements);

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -272,26 +273,31 @@ void NcclCommunicator::barrier() {
   synchronize();
 }
 
+bool NcclCommunicator::poll() {
+  require_live("poll");
+  const cudaError_t q = cudaStreamQuery(stream_);
+  if (q != cudaSuccess && q != cudaErrorNotReady) {
+    abort_and_fail("CUDA", "cudaStreamQuery(comm stream)", cudaGetErrorString(q), __func__,
+                   __FILE__, __LINE__);
+  }
+  // Asked even once the stream is done: an error NCCL's proxy thread saw (a network failure,
+  // a peer that closed its connection) is reported here, not by the stream.
+  ncclResult_t async = ncclSuccess;
+  DPT_NCCL_OR_ABORT(ncclCommGetAsyncError(comm_, &async));
+  if (async != ncclSuccess && async != ncclInProgress) {
+    abort_and_fail("NCCL", "ncclCommGetAsyncError", nccl_error_text(async, comm_), __func__,
+                   __FILE__, __LINE__);
+  }
+  return q == cudaSuccess;
+}
+
 void NcclCommunicator::synchronize() {
   require_live("synchronize");
   const auto start = std::chrono::steady_clock::now();
   const auto limit = std::chrono::duration<double>(timeout_s_);
   auto pause = kFirstPoll;
   for (;;) {
-    const cudaError_t q = cudaStreamQuery(stream_);
-    if (q != cudaSuccess && q != cudaErrorNotReady) {
-      abort_and_fail("CUDA", "cudaStreamQuery(comm stream)", cudaGetErrorString(q), __func__,
-                     __FILE__, __LINE__);
-    }
-    // Asked even once the stream is done: an error NCCL's proxy thread saw (a network failure,
-    // a peer that closed its connection) is reported here, not by the stream.
-    ncclResult_t async = ncclSuccess;
-    DPT_NCCL_OR_ABORT(ncclCommGetAsyncError(comm_, &async));
-    if (async != ncclSuccess && async != ncclInProgress) {
-      abort_and_fail("NCCL", "ncclCommGetAsyncError", nccl_error_text(async, comm_), __func__,
-                     __FILE__, __LINE__);
-    }
-    if (q == cudaSuccess) return;
+    if (poll()) return;
     if (std::chrono::steady_clock::now() - start > limit) {
       abort_and_fail("NCCL", "synchronize (watchdog)",
                      "the communication stream did not finish within " +
@@ -303,6 +309,81 @@ void NcclCommunicator::synchronize() {
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, kPollInterval);
   }
+}
+
+namespace {
+// A request on the comm stream completes when everything enqueued there so far has: a superset
+// of the one collective, which keeps the hot path free of events ([Sync Streams]). GPU code
+// orders the compute stream by events instead and never needs to wait on a Request.
+class CommStreamWork final : public PendingCollective {
+ public:
+  explicit CommStreamWork(NcclCommunicator& c) : c_(c) {}
+  bool test() override { return c_.poll(); }
+  void wait() override { c_.synchronize(); }
+
+ private:
+  NcclCommunicator& c_;
+};
+}  // namespace
+
+Request NcclCommunicator::iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) {
+  all_reduce(buf, count, dtype, op);
+  return Request(std::make_unique<CommStreamWork>(*this));
+}
+
+// Shards of unequal size ([Shards]) have no NCCL collective of their own: a group of one
+// ncclReduce (or ncclBroadcast) per owner moves the same bytes; equal shards take
+// ncclReduceScatter / ncclAllGather.
+Request NcclCommunicator::ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
+                                          ReduceOp op) {
+  require_live("reduce_scatter");
+  DPT_CHECK(
+      op != ReduceOp::avg || dtype == DType::f32 || dtype == DType::f64,
+      std::string("reduce_scatter avg is defined for f32 and f64 only, got ") + dtype_name(dtype));
+  check_buffer(send, count, "reduce_scatter (send)");
+  const Shard mine = shard_of(count, world_size_, rank_);
+  check_buffer(recv, mine.count, "reduce_scatter (recv)");
+  if (count == 0) return Request();
+  const size_t elem = dtype_size(dtype);
+  const char* base = static_cast<const char*>(send);
+  if (count % static_cast<size_t>(world_size_) == 0) {
+    DPT_NCCL_OR_ABORT(
+        ncclReduceScatter(send, recv, mine.count, nccl_dtype(dtype), nccl_op(op), comm_, stream_));
+  } else {
+    DPT_NCCL_OR_ABORT(ncclGroupStart());
+    for (int r = 0; r < world_size_; ++r) {
+      const Shard sh = shard_of(count, world_size_, r);
+      if (sh.count == 0) continue;
+      DPT_NCCL_OR_ABORT(ncclReduce(base + sh.offset * elem, r == rank_ ? recv : nullptr, sh.count,
+                                   nccl_dtype(dtype), nccl_op(op), r, comm_, stream_));
+    }
+    DPT_NCCL_OR_ABORT(ncclGroupEnd());
+  }
+  return Request(std::make_unique<CommStreamWork>(*this));
+}
+
+Request NcclCommunicator::iall_gather_shards(const void* send, void* recv, size_t count,
+                                             DType dtype) {
+  require_live("all_gather_shards");
+  const Shard mine = shard_of(count, world_size_, rank_);
+  check_buffer(send, mine.count, "all_gather_shards (send)");
+  check_buffer(recv, count, "all_gather_shards (recv)");
+  if (count == 0) return Request();
+  const size_t elem = dtype_size(dtype);
+  char* base = static_cast<char*>(recv);
+  if (count % static_cast<size_t>(world_size_) == 0) {
+    DPT_NCCL_OR_ABORT(ncclAllGather(send, recv, mine.count, nccl_dtype(dtype), comm_, stream_));
+  } else {
+    DPT_NCCL_OR_ABORT(ncclGroupStart());
+    for (int r = 0; r < world_size_; ++r) {
+      const Shard sh = shard_of(count, world_size_, r);
+      if (sh.count == 0) continue;
+      DPT_NCCL_OR_ABORT(ncclBroadcast(r == rank_ ? send : nullptr, base + sh.offset * elem,
+                                      sh.count, nccl_dtype(dtype), r, comm_, stream_));
+    }
+    DPT_NCCL_OR_ABORT(ncclGroupEnd());
+  }
+  return Request(std::make_unique<CommStreamWork>(*this));
 }
 
 void NcclCommunicator::destroy() {

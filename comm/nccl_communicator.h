@@ -82,6 +82,7 @@ class NcclCommunicator final : public Communicator {
   using Communicator::all_gather;
   using Communicator::all_reduce;
   using Communicator::broadcast;
+  using Communicator::iall_reduce;
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
@@ -103,6 +104,12 @@ class NcclCommunicator final : public Communicator {
   void all_reduce(void* buf, size_t count, DType dtype, ReduceOp op) override;
   void broadcast(void* buf, size_t count, DType dtype, int root) override;
   void all_gather(const void* send, void* recv, size_t count, DType dtype) override;
+  // Enqueued as the blocking forms are; the Request completes when the comm stream has drained
+  // (wait() is synchronize()). reduce-scatter and all-gather of [Shards], any count.
+  Request iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) override;
+  Request ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
+                          ReduceOp op) override;
+  Request iall_gather_shards(const void* send, void* recv, size_t count, DType dtype) override;
   // Every rank has reached this call: a one-element all-reduce, then synchronize(). Blocks the
   // host ([Watchdog] bounds it).
   void barrier() override;
@@ -111,6 +118,8 @@ class NcclCommunicator final : public Communicator {
   // [Watchdog] says; throws RuntimeFailure (after aborting the communicator) on an NCCL or CUDA
   // error or on timeout.
   void synchronize();
+  // One look without blocking: true when the comm stream has drained. Errors as synchronize().
+  bool poll();
 
   // Collective: waits for outstanding work (synchronize()), then ncclCommFinalize and
   // ncclCommDestroy, and frees the stream and scratch. On failure it aborts and rethrows.
