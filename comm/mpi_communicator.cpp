@@ -62,37 +62,54 @@ void check_buffer(const void* buf, size_t count, const char* what) {
 
 // --- collectives in flight --------------------------------------------------------------------
 
-// [MPI progress] Open MPI advances a non-blocking collective only inside MPI calls on the
-// issuing thread (MPI_THREAD_FUNNELED, no asynchronous progress thread by default). Callers keep
-// it moving with Request::test() at points they pass often (the trainer: every block boundary
-// of backward, trainer/gradient_exchange.h); a wait() finishes it.
+// [MPI progress] Open MPI advances a non-blocking operation only inside MPI calls on the issuing
+// thread (MPI_THREAD_FUNNELED, no asynchronous progress thread by default). Callers keep it
+// moving with Request::test() at points they pass often (the trainer: every block boundary of
+// backward, trainer/gradient_exchange.h); a wait() finishes it. A communication thread that owns
+// every MPI call would progress without the caller's help, but every collective of the run
+// (the step's votes, validation, checkpoints) would then have to be funnelled through it; tests
+// at block boundaries cost a few MPI_Testall calls per step and keep one thread in MPI.
 //
-// A staged collective: one MPI request at a time; when it completes, advance() starts the next
-// stage (returning true) or finishes (false). The MPI argument arrays (counts, displacements)
-// live in the object, since MPI reads them until the request completes.
-class StagedCollective : public PendingCollective {
+// [In-flight order] MPI matches collectives on a communicator by the order in which ranks issue
+// them. A multi-stage operation must therefore not issue its later stages as collectives: when
+// a stage finishes depends on timing, so two ranks would issue the second stage of one request
+// and the first of another in different orders, and the job would hang or mix buffers. So every
+// collective (MPI_I*) is issued when the request is made, which is the same order on every rank
+// ([Collective contract]); later stages use point-to-point messages, which MPI matches by
+// (source, tag) whatever the order. Each request takes its tags from a counter that advances in
+// issue order, identical on every rank.
+//
+// A request of several MPI requests per stage: when all of a stage's have completed,
+// next_stage() posts the next stage's point-to-point messages (returning true) or ends (false).
+// The MPI argument arrays live in the object, since MPI reads them until a request completes.
+class MpiStages : public PendingCollective {
  public:
   bool test() override {
     while (!finished_) {
-      if (req_ != MPI_REQUEST_NULL) {
-        int flag = 0;
-        DPT_CHECK_MPI(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE));
-        if (!flag) return false;
-      }
-      finished_ = !advance();
+      int flag = 1;
+      if (!reqs_.empty())
+        DPT_CHECK_MPI(
+            MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE));
+      if (!flag) return false;
+      reqs_.clear();
+      finished_ = !next_stage();
     }
     return true;
   }
   void wait() override {
     while (!finished_) {
-      if (req_ != MPI_REQUEST_NULL) DPT_CHECK_MPI(MPI_Wait(&req_, MPI_STATUS_IGNORE));
-      finished_ = !advance();
+      if (!reqs_.empty())
+        DPT_CHECK_MPI(
+            MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
+      reqs_.clear();
+      finished_ = !next_stage();
     }
   }
 
  protected:
-  virtual bool advance() = 0;
-  MPI_Request req_ = MPI_REQUEST_NULL;
+  virtual bool next_stage() { return false; }
+  MPI_Request& add() { return reqs_.emplace_back(MPI_REQUEST_NULL); }
+  std::vector<MPI_Request> reqs_;
 
  private:
   bool finished_ = false;
@@ -121,21 +138,23 @@ void sum_in_rank_order(T* out, const T* parts, size_t count, int world, bool ave
 // averaged in buckets equals the gradient averaged in one call bit for bit, and a
 // reduce-scatter followed by an all-gather equals an all-reduce. MPI_Allreduce promises no such
 // thing (Open MPI picks its algorithm, and so the association, by message size and rank count).
-// Each rank owns shard_of(count) ([Shards]): MPI_Ialltoallv sends every rank its shard of
-// everyone's buffer (the bandwidth of a ring reduce-scatter: (N-1)/N of the buffer out and in),
-// the owner sums the N copies in rank order, and for an all-reduce MPI_Iallgatherv returns the
-// shards to every rank. Buffers past the [MPI count limit] go through in chunks, each a
-// reduce-scatter and all-gather of its own.
-class RankOrderReduce final : public StagedCollective {
+// Each rank owns shard_of(count) ([Shards]): every rank sends each owner its shard of its buffer
+// (the bandwidth of a ring reduce-scatter: (N-1)/N of the buffer out and in), the owner sums
+// the N copies in rank order, and for an all-reduce sends the result to every rank. Both stages
+// are point-to-point messages ([In-flight order]). Buffers past the [MPI count limit] go
+// through in chunks, each a reduce-scatter and all-gather of its own.
+class RankOrderReduce final : public MpiStages {
  public:
   enum class Result { all_reduce, scatter };
   // all_reduce: send == buf, in place. scatter: out receives this rank's shard (out may be null
-  // when that shard is empty, so the mode is said rather than read off the pointers).
-  RankOrderReduce(MPI_Comm comm, int rank, int world, Result result, const void* send, void* buf,
-                  void* out, size_t count, DType dtype, bool average, size_t max_chunk)
+  // when that shard is empty, so the mode is said rather than read off the pointers). Tags
+  // tag and tag + 1 are this request's.
+  RankOrderReduce(MPI_Comm comm, int rank, int world, int tag, Result result, const void* send,
+                  void* buf, void* out, size_t count, DType dtype, bool average, size_t max_chunk)
       : comm_(comm),
         rank_(rank),
         world_(world),
+        tag_(tag),
         result_(result),
         send_(static_cast<const char*>(send)),
         buf_(static_cast<char*>(buf)),
@@ -144,32 +163,32 @@ class RankOrderReduce final : public StagedCollective {
         dtype_(dtype),
         average_(average),
         max_chunk_(max_chunk),
-        chunks_(detail::chunk_count(count, max_chunk)) {
-    counts_.resize(world);
-    displs_.resize(world);
-    recv_counts_.resize(world);
-    recv_displs_.resize(world);
+        chunks_(detail::chunk_count(count, max_chunk)),
+        counts_(world),
+        displs_(world) {
+    if (chunks_ > 0) start_scatter();
   }
 
  protected:
-  bool advance() override {
-    if (stage_ == Stage::summing) {  // the alltoall of chunk_ completed
+  bool next_stage() override {
+    if (stage_ == Stage::scattering) {
       sum_chunk();
-      if (result_ == Result::all_reduce) return start_gather();
-      ++chunk_;
-    } else if (stage_ == Stage::gathering) {
-      ++chunk_;
+      if (result_ == Result::all_reduce) {
+        start_gather();
+        return true;
+      }
     }
-    if (chunk_ >= chunks_) return false;
-    return start_scatter();
+    if (++chunk_ >= chunks_) return false;
+    start_scatter();
+    return true;
   }
 
  private:
-  enum class Stage { idle, summing, gathering };
+  enum class Stage { scattering, gathering };
 
   size_t elem() const { return dtype_size(dtype_); }
 
-  // The current chunk's shards: counts_/displs_ in elements relative to the chunk's start.
+  // The current chunk's shards, in elements relative to the chunk's start.
   void layout_chunk() {
     const detail::Chunk c = detail::chunk_at(count_, chunk_, max_chunk_);
     chunk_offset_ = c.offset;
@@ -180,20 +199,27 @@ class RankOrderReduce final : public StagedCollective {
     }
   }
 
-  bool start_scatter() {
+  // Every rank's copy of this rank's shard lands in scratch_, rank r's at r * mine.
+  void start_scatter() {
     layout_chunk();
-    const int mine = counts_[rank_];
-    for (int r = 0; r < world_; ++r) {
-      recv_counts_[r] = mine;
-      recv_displs_[r] = r * mine;
-    }
+    const size_t mine = static_cast<size_t>(counts_[rank_]);
     scratch_.resize(static_cast<size_t>(world_) * mine * elem());
     const MPI_Datatype type = mpi_dtype(dtype_);
-    DPT_CHECK_MPI(MPI_Ialltoallv(send_ + chunk_offset_ * elem(), counts_.data(), displs_.data(),
-                                 type, scratch_.data(), recv_counts_.data(), recv_displs_.data(),
-                                 type, comm_, &req_));
-    stage_ = Stage::summing;
-    return true;
+    const char* chunk = send_ + chunk_offset_ * elem();
+    for (int r = 0; r < world_; ++r) {
+      if (r == rank_) {
+        std::memcpy(scratch_.data() + r * mine * elem(), chunk + displs_[r] * elem(),
+                    mine * elem());
+        continue;
+      }
+      if (mine > 0)
+        DPT_CHECK_MPI(MPI_Irecv(scratch_.data() + r * mine * elem(), static_cast<int>(mine), type,
+                                r, tag_, comm_, &add()));
+      if (counts_[r] > 0)
+        DPT_CHECK_MPI(
+            MPI_Isend(chunk + displs_[r] * elem(), counts_[r], type, r, tag_, comm_, &add()));
+    }
+    stage_ = Stage::scattering;
   }
 
   void sum_chunk() {
@@ -209,16 +235,24 @@ class RankOrderReduce final : public StagedCollective {
                         reinterpret_cast<const double*>(scratch_.data()), mine, world_, average_);
   }
 
-  bool start_gather() {
+  // This rank's summed shard to every rank; every other shard from its owner, in place.
+  void start_gather() {
     const MPI_Datatype type = mpi_dtype(dtype_);
-    DPT_CHECK_MPI(MPI_Iallgatherv(MPI_IN_PLACE, 0, type, buf_ + chunk_offset_ * elem(),
-                                  counts_.data(), displs_.data(), type, comm_, &req_));
+    char* chunk = buf_ + chunk_offset_ * elem();
+    for (int r = 0; r < world_; ++r) {
+      if (r == rank_) continue;
+      if (counts_[r] > 0)
+        DPT_CHECK_MPI(
+            MPI_Irecv(chunk + displs_[r] * elem(), counts_[r], type, r, tag_ + 1, comm_, &add()));
+      if (counts_[rank_] > 0)
+        DPT_CHECK_MPI(MPI_Isend(chunk + displs_[rank_] * elem(), counts_[rank_], type, r, tag_ + 1,
+                                comm_, &add()));
+    }
     stage_ = Stage::gathering;
-    return true;
   }
 
   MPI_Comm comm_;
-  int rank_, world_;
+  int rank_, world_, tag_;
   Result result_;
   const char* send_;
   char* buf_;
@@ -228,75 +262,44 @@ class RankOrderReduce final : public StagedCollective {
   bool average_;
   size_t max_chunk_, chunks_;
   size_t chunk_ = 0, chunk_offset_ = 0;
-  Stage stage_ = Stage::idle;
-  std::vector<int> counts_, displs_, recv_counts_, recv_displs_;
+  Stage stage_ = Stage::scattering;
+  std::vector<int> counts_, displs_;
   std::vector<char> scratch_;
 };
 
-// MPI_Iallreduce chunk by chunk: integer types and max/min, whose results do not depend on the
-// order of reduction.
-class ChunkedAllReduce final : public StagedCollective {
+// MPI_Iallreduce of every chunk, all issued at once: integer types and max/min, whose results
+// do not depend on the order of reduction.
+class ChunkedAllReduce final : public MpiStages {
  public:
   ChunkedAllReduce(MPI_Comm comm, void* buf, size_t count, DType dtype, ReduceOp op,
-                   size_t max_chunk)
-      : comm_(comm),
-        buf_(buf),
-        count_(count),
-        dtype_(dtype),
-        op_(op),
-        max_chunk_(max_chunk),
-        chunks_(detail::chunk_count(count, max_chunk)) {}
-
- protected:
-  bool advance() override {
-    if (next_ >= chunks_) return false;
-    const detail::Chunk c = detail::chunk_at(count_, next_++, max_chunk_);
-    DPT_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, element_at(buf_, c.offset, dtype_), c.count,
-                                 mpi_dtype(dtype_), mpi_op(op_), comm_, &req_));
-    return true;
+                   size_t max_chunk) {
+    const size_t chunks = detail::chunk_count(count, max_chunk);
+    reqs_.reserve(chunks);
+    for (size_t i = 0; i < chunks; ++i) {
+      const detail::Chunk c = detail::chunk_at(count, i, max_chunk);
+      DPT_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, element_at(buf, c.offset, dtype), c.count,
+                                   mpi_dtype(dtype), mpi_op(op), comm, &add()));
+    }
   }
-
- private:
-  MPI_Comm comm_;
-  void* buf_;
-  size_t count_;
-  DType dtype_;
-  ReduceOp op_;
-  size_t max_chunk_, chunks_, next_ = 0;
 };
 
-class GatherShards final : public StagedCollective {
+class GatherShards final : public MpiStages {
  public:
   GatherShards(MPI_Comm comm, int rank, int world, const void* send, void* recv, size_t count,
-               DType dtype)
-      : comm_(comm), rank_(rank), send_(send), recv_(recv), dtype_(dtype) {
+               DType dtype) {
     for (int r = 0; r < world; ++r) {
       const Shard sh = shard_of(count, world, r);
       counts_.push_back(static_cast<int>(sh.count));
       displs_.push_back(static_cast<int>(sh.offset));
     }
-  }
-
- protected:
-  bool advance() override {
-    if (started_) return false;
-    started_ = true;
-    const MPI_Datatype type = mpi_dtype(dtype_);
-    const char* own = element_at(recv_, static_cast<size_t>(displs_[rank_]), dtype_);
-    const void* send = send_ == own ? MPI_IN_PLACE : send_;
-    DPT_CHECK_MPI(MPI_Iallgatherv(send, counts_[rank_], type, recv_, counts_.data(), displs_.data(),
-                                  type, comm_, &req_));
-    return true;
+    const MPI_Datatype type = mpi_dtype(dtype);
+    const char* own = element_at(recv, static_cast<size_t>(displs_[rank]), dtype);
+    DPT_CHECK_MPI(MPI_Iallgatherv(send == own ? MPI_IN_PLACE : send, counts_[rank], type, recv,
+                                  counts_.data(), displs_.data(), type, comm, &add()));
   }
 
  private:
-  MPI_Comm comm_;
-  int rank_;
-  const void* send_;
-  void* recv_;
-  DType dtype_;
   std::vector<int> counts_, displs_;
-  bool started_ = false;
 };
 
 bool is_float(DType d) {
@@ -319,18 +322,18 @@ void check_int_count(const char* what, size_t count, DType dtype) {
                 "); split the buffer into several calls");
 }
 
-std::unique_ptr<PendingCollective> make_all_reduce(MPI_Comm comm, int rank, int world, void* buf,
-                                                   size_t count, DType dtype, ReduceOp op,
-                                                   size_t max_chunk) {
+std::unique_ptr<PendingCollective> make_all_reduce(MPI_Comm comm, int rank, int world, int tag,
+                                                   void* buf, size_t count, DType dtype,
+                                                   ReduceOp op, size_t max_chunk) {
   check_reduction("all_reduce", dtype, op);
   check_buffer(buf, count, "all_reduce");
   const bool ordered_sum = is_float(dtype) && (op == ReduceOp::sum || op == ReduceOp::avg);
   // One rank: the sum is the value itself and avg multiplies by exactly 1.
   if (ordered_sum && world == 1) return nullptr;
   if (ordered_sum)
-    return std::make_unique<RankOrderReduce>(comm, rank, world, RankOrderReduce::Result::all_reduce,
-                                             buf, buf, nullptr, count, dtype, op == ReduceOp::avg,
-                                             max_chunk);
+    return std::make_unique<RankOrderReduce>(comm, rank, world, tag,
+                                             RankOrderReduce::Result::all_reduce, buf, buf, nullptr,
+                                             count, dtype, op == ReduceOp::avg, max_chunk);
   return std::make_unique<ChunkedAllReduce>(comm, buf, count, dtype, op, max_chunk);
 }
 
@@ -342,7 +345,8 @@ void mpi_all_reduce_chunked(MPI_Comm comm, int world_size, void* buf, size_t cou
                             ReduceOp op, size_t max_chunk_elements) {
   int rank = 0;
   DPT_CHECK_MPI(MPI_Comm_rank(comm, &rank));
-  Request(make_all_reduce(comm, rank, world_size, buf, count, dtype, op, max_chunk_elements))
+  // Tags 0 and 1: a blocking call has no other request of its own in flight.
+  Request(make_all_reduce(comm, rank, world_size, 0, buf, count, dtype, op, max_chunk_elements))
       .wait();
 }
 
@@ -356,6 +360,11 @@ MpiCommunicator::MpiCommunicator(MPI_Comm base) {
     DPT_CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     DPT_CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
     DPT_CHECK_MPI(MPI_Comm_size(comm_, &size_));
+    // MPI_TAG_UB is at least 32767 (MPI 4.0, section 9.1.2).
+    int* tag_ub = nullptr;
+    int has = 0;
+    DPT_CHECK_MPI(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &tag_ub, &has));
+    tag_pairs_ = static_cast<uint64_t>(has && tag_ub != nullptr ? *tag_ub : 32767) / 2;
   } catch (...) {
     MPI_Comm_free(&comm_);  // the destructor does not run for a throwing constructor
     throw;
@@ -380,7 +389,15 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 void MpiCommunicator::all_reduce(void* buf, size_t count, DType dtype, ReduceOp op) {
-  detail::mpi_all_reduce_chunked(comm_, size_, buf, count, dtype, op, detail::kMaxChunkElements);
+  iall_reduce(buf, count, dtype, op).wait();
+}
+
+int MpiCommunicator::next_tag() {
+  // Two tags per request, advancing in issue order ([In-flight order]); the pairs wrap long
+  // after any request that used them has completed.
+  const int tag = static_cast<int>(2 * (issued_ % tag_pairs_));
+  ++issued_;
+  return tag;
 }
 
 void MpiCommunicator::broadcast(void* buf, size_t count, DType dtype, int root) {
@@ -410,8 +427,8 @@ void MpiCommunicator::all_gather(const void* send, void* recv, size_t count, DTy
 }
 
 Request MpiCommunicator::iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) {
-  return Request(
-      make_all_reduce(comm_, rank_, size_, buf, count, dtype, op, detail::kMaxChunkElements));
+  return Request(make_all_reduce(comm_, rank_, size_, next_tag(), buf, count, dtype, op,
+                                 detail::kMaxChunkElements));
 }
 
 Request MpiCommunicator::ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
@@ -432,8 +449,8 @@ Request MpiCommunicator::ireduce_scatter(const void* send, void* recv, size_t co
   // count <= INT_MAX (checked above), so one chunk fits MPI's counts.
   const size_t one_chunk = count > 0 ? count : 1;
   return Request(std::make_unique<RankOrderReduce>(
-      comm_, rank_, size_, RankOrderReduce::Result::scatter, send, nullptr, recv, count, dtype,
-      op == ReduceOp::avg, one_chunk));
+      comm_, rank_, size_, next_tag(), RankOrderReduce::Result::scatter, send, nullptr, recv, count,
+      dtype, op == ReduceOp::avg, one_chunk));
 }
 
 Request MpiCommunicator::iall_gather_shards(const void* send, void* recv, size_t count,

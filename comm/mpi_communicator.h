@@ -4,6 +4,8 @@
 
 #include <mpi.h>
 
+#include <cstdint>
+
 #include "comm/communicator.h"
 
 namespace dpt::comm {
@@ -38,9 +40,14 @@ class MpiCommunicator final : public Communicator {
   Request iall_gather_shards(const void* send, void* recv, size_t count, DType dtype) override;
 
  private:
+  // The first of the two point-to-point tags of the next request ([In-flight order]).
+  int next_tag();
+
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  uint64_t issued_ = 0;     // requests issued, the same count on every rank
+  uint64_t tag_pairs_ = 1;  // MPI_TAG_UB / 2
 };
 
 namespace detail {

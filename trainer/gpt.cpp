@@ -168,14 +168,18 @@ double Gpt<T>::forward(const int32_t* inputs, const int32_t* targets, int batch)
 }
 
 template <typename T>
-void Gpt<T>::backward(double loss_scale) {
+void Gpt<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   DPT_CHECK(last_batch_ > 0, "backward() called before forward()");
   const int batch = last_batch_;
   const size_t BTC = static_cast<size_t>(batch) * cfg_.seq_len * cfg_.d_model;
+  auto offset = [&](const T* g) { return static_cast<size_t>(g - grads_.data()); };
   std::fill(d_res_, d_res_ + BTC, T(0));
   head_backward(loss_scale, d_res_, batch);
-  for (int l = cfg_.n_layer - 1; l >= 0; --l)
+  if (grads_final) grads_final(offset(G_.lnf_w));  // ln_f is the last tensor of the layout
+  for (int l = cfg_.n_layer - 1; l >= 0; --l) {
     block_backward(l, d_res_, batch);
+    if (grads_final) grads_final(offset(G_.layers[l].ln1_w));  // the block's first tensor
+  }
   embed_backward(d_res_, batch);
 }
 

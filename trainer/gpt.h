@@ -8,7 +8,9 @@
 // entries in ParamLayout; the trunk does not change.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -45,8 +47,13 @@ class Gpt {
 
   // inputs, targets [batch, seq_len]; returns the mean cross-entropy over batch * seq_len.
   double forward(const int32_t* inputs, const int32_t* targets, int batch);
-  // Adds d(loss_scale * mean loss)/d(params) into grads() for the last forward().
-  void backward(double loss_scale);
+  // Every gradient at a flat offset >= frontier is final for the step ([Gradient buckets]).
+  using GradsFinal = std::function<void(size_t frontier)>;
+  // Adds d(loss_scale * mean loss)/d(params) into grads() for the last forward(). When
+  // `grads_final` is set, calls it after the head and after each block, with the frontier of
+  // the gradients that backward will not touch again (never 0: the tied token embedding is
+  // final only when backward returns).
+  void backward(double loss_scale, const GradsFinal& grads_final = {});
 
  private:
   struct LayerActs {  // forward activations of one block

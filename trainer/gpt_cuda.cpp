@@ -215,7 +215,7 @@ void GptCuda<T>::block_forward(int l, int batch) {
 }
 
 template <typename T>
-void GptCuda<T>::backward(double loss_scale) {
+void GptCuda<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   DPT_CHECK(last_batch_ > 0, "backward() called before forward()");
   const int batch = last_batch_;
   const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
@@ -231,8 +231,12 @@ void GptCuda<T>::backward(double loss_scale) {
                              stream_);
   k::layernorm_backward_cuda(d_res_, G_.lnf_w, G_.lnf_b, d_ln_, block_input(cfg_.n_layer), P_.lnf_w,
                              lnf_mean_, lnf_rstd_, scratch, N, C, stream_);
-  for (int l = cfg_.n_layer - 1; l >= 0; --l)
+  auto offset = [&](const float* g) { return static_cast<size_t>(g - grads_.get()); };
+  if (grads_final) grads_final(offset(G_.lnf_w));  // ln_f is the last tensor of the layout
+  for (int l = cfg_.n_layer - 1; l >= 0; --l) {
     block_backward(l, d_res_, batch);
+    if (grads_final) grads_final(offset(G_.layers[l].ln1_w));  // the block's first tensor
+  }
   const int32_t* t = tokens_.get();
   k::encoder_backward_cuda(G_.wte, G_.wpe, d_res_, t + 2 * bt_max_, t + 4 * bt_max_,
                            t + 3 * bt_max_, n_buckets_, batch, cfg_.seq_len, C, stream_);

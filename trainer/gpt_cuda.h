@@ -7,7 +7,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "kernels/device_buffer.h"
@@ -40,8 +42,12 @@ class GptCuda {
   // Copies inputs and targets [batch, seq_len] (host) to the device and runs the forward pass;
   // adds the sum of the batch*seq_len position losses into *loss_sum (device, fp32).
   void forward(const int32_t* inputs, const int32_t* targets, int batch, float* loss_sum);
-  // Adds d(loss_scale * mean loss)/d(params) into grads() for the last forward().
-  void backward(double loss_scale);
+  // Every gradient at a flat offset >= frontier is final once the work enqueued so far on the
+  // stream has run ([Gradient buckets]); called on the host as backward enqueues.
+  using GradsFinal = std::function<void(size_t frontier)>;
+  // Adds d(loss_scale * mean loss)/d(params) into grads() for the last forward(). When
+  // `grads_final` is set, calls it after enqueuing the head and each block, as Gpt<T> does.
+  void backward(double loss_scale, const GradsFinal& grads_final = {});
 
  private:
   struct LayerActs {

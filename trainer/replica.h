@@ -6,9 +6,11 @@
 // A step is, in this order on every rank:
 //   zero_grads; forward_backward once per micro-batch; reduce; (the loop's host all-reduce of
 //   stop flags and data waits); update.
-// reduce() issues the step's collectives: the gradient average and the loss average, in that
-// order ([Collective contract]). update() returns the step's loss and gradient norm on the host
-// and applies clipping and AdamW unless either is non-finite ([Non-finite guard]).
+// The gradient average goes in [Gradient buckets]: the last micro-batch's backward starts each
+// bucket as soon as its gradients are final; reduce() starts the rest, then averages the loss,
+// in that order ([Collective contract]), and the update waits for all of them. update()
+// returns the step's loss and gradient norm on the host and applies clipping and AdamW unless
+// either is non-finite ([Non-finite guard]).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,9 @@ namespace dpt::trainer {
 struct ReplicaStep {
   StepStats stats;
   double loss = 0;  // mean cross-entropy over the global batch (identical on every rank)
+  // How long the step waited for the gradient exchange after its backward ended (on the GPU:
+  // how long the compute stream waited for the communication stream).
+  double comm_exposed_ms = 0;
 };
 
 class Replica {
@@ -48,21 +53,26 @@ class Replica {
   virtual void zero_grads() = 0;
   // Adds d(loss_scale * mean loss of the micro-batch)/d(params) into the gradient and the
   // micro-batch's mean loss into the step's loss sum. inputs, targets: [batch, seq_len].
+  // On the step's last micro-batch, backward starts the gradient buckets it finishes; inner
+  // micro-batches exchange nothing.
   virtual void forward_backward(const int32_t* inputs, const int32_t* targets, int batch,
-                                double loss_scale) = 0;
+                                double loss_scale, bool last_micro_batch) = 0;
   // Testing (--fault-nan-step): the first gradient element becomes NaN.
   virtual void poison_grad() = 0;
-  // Averages the gradient and the step's mean loss over the ranks of `comm` (the MPI
-  // communicator; the CUDA replica uses its own NCCL communicator over the same ranks).
-  virtual void reduce(comm::Communicator& comm) = 0;
+  // Starts the gradient buckets not started in backward, then the average of the step's mean
+  // loss, over the replica's communicator (the MPI communicator it was made with; the CUDA
+  // replica's own NCCL communicator over the same ranks).
+  virtual void reduce() = 0;
   virtual ReplicaStep update(int64_t step) = 0;
 
   // Mean loss of a batch without gradients (validation).
   virtual double evaluate(const int32_t* inputs, const int32_t* targets, int batch) = 0;
 };
 
-// The CPU reference replica for micro-batches of up to max_batch sequences.
-std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch);
+// The CPU reference replica for micro-batches of up to max_batch sequences, averaging over
+// `comm` (which must outlive it).
+std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch,
+                                          comm::Communicator& comm);
 
 // The CUDA replica on device `gpu` in `precision` (fp32 or bf16, not automatic); collective over
 // `mpi` (it builds the NCCL communicator). Throws UsageError in a build without CUDA.

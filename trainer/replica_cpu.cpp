@@ -1,9 +1,11 @@
-// [Replica] on the CPU: the reference Gpt<float>, host AdamW, MPI averaging.
+// [Replica] on the CPU: the reference Gpt<float>, host AdamW, MPI averaging in
+// [Gradient buckets].
 #include <cmath>
 #include <limits>
 
 #include "common/errors.h"
 #include "trainer/gpt.h"
+#include "trainer/gradient_exchange.h"
 #include "trainer/replica.h"
 
 namespace dpt::trainer {
@@ -12,8 +14,13 @@ namespace {
 
 class CpuReplica final : public Replica {
  public:
-  CpuReplica(const TrainConfig& cfg, int max_batch)
-      : model_(cfg.model, max_batch), opt_(optimizer_config(cfg)), adamw_(opt_, model_.layout()) {}
+  CpuReplica(const TrainConfig& cfg, int max_batch, comm::Communicator& comm)
+      : comm_(comm),
+        model_(cfg.model, max_batch),
+        opt_(optimizer_config(cfg)),
+        adamw_(opt_, model_.layout()),
+        exchange_(
+            plan_gradient_buckets(model_.params().size(), sizeof(float), cfg.bucket_bytes())) {}
 
   const ParamLayout& layout() const override { return model_.layout(); }
   std::string describe() const override { return "cpu fp32, gradients over MPI"; }
@@ -33,22 +40,29 @@ class CpuReplica final : public Replica {
     loss_sum_ = 0.0;
     micro_batches_ = 0;
   }
-  void forward_backward(const int32_t* inputs, const int32_t* targets, int batch,
-                        double loss_scale) override {
+  void forward_backward(const int32_t* inputs, const int32_t* targets, int batch, double loss_scale,
+                        bool last_micro_batch) override {
     loss_sum_ += model_.forward(inputs, targets, batch);
     ++micro_batches_;
-    model_.backward(loss_scale);
+    if (!last_micro_batch) {
+      model_.backward(loss_scale);
+      return;
+    }
+    exchange_.begin(comm_, model_.grads());
+    model_.backward(loss_scale, [this](size_t frontier) { exchange_.ready_from(frontier); });
   }
   void poison_grad() override { model_.grads()[0] = std::numeric_limits<float>::quiet_NaN(); }
-  void reduce(comm::Communicator& comm) override {
-    // [Gradient averaging] once per optimizer step, one flat tensor, same order on all ranks.
-    comm.all_reduce(model_.grads(), comm::ReduceOp::avg);
+  void reduce() override {
+    // [Gradient averaging] once per optimizer step in [Gradient buckets], then the loss: the
+    // same order on all ranks.
+    comm_exposed_ms_ = exchange_.finish();
     loss_ = loss_sum_ / micro_batches_;
-    comm.all_reduce(std::span<double>(&loss_, 1), comm::ReduceOp::avg);
+    comm_.all_reduce(std::span<double>(&loss_, 1), comm::ReduceOp::avg);
   }
   ReplicaStep update(int64_t step) override {
     ReplicaStep r;
     r.loss = loss_;
+    r.comm_exposed_ms = comm_exposed_ms_;
     // [Non-finite guard]: loss and gradient are identical on every rank after reduce(), so
     // every rank takes the same decision.
     if (std::isfinite(loss_)) {
@@ -71,9 +85,12 @@ class CpuReplica final : public Replica {
     return o;
   }
 
+  comm::Communicator& comm_;
   Gpt<float> model_;
   OptimizerConfig opt_;
   AdamW adamw_;
+  GradientExchange exchange_;
+  double comm_exposed_ms_ = 0.0;
   double loss_sum_ = 0.0;
   int micro_batches_ = 0;
   double loss_ = 0.0;
@@ -81,8 +98,9 @@ class CpuReplica final : public Replica {
 
 }  // namespace
 
-std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch) {
-  return std::make_unique<CpuReplica>(cfg, max_batch);
+std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch,
+                                          comm::Communicator& comm) {
+  return std::make_unique<CpuReplica>(cfg, max_batch, comm);
 }
 
 #ifndef DPT_HAVE_CUDA

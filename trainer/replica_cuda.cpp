@@ -2,17 +2,21 @@
 #include <cuda_bf16.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
 #include <limits>
 #include <memory>
+#include <vector>
 
+#include "common/elapsed.h"
 #include "common/errors.h"
 #include "kernels/adamw.h"
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_device.h"
 #include "kernels/device_buffer.h"
 #include "trainer/gpt_cuda.h"
+#include "trainer/gradient_exchange.h"
 #include "trainer/replica.h"
 #ifdef DPT_HAVE_NCCL
 #include "comm/nccl_communicator.h"
@@ -24,15 +28,21 @@ namespace {
 
 namespace k = dpt::kernels;
 
-// [Sync Streams] of a step: the model computes on `stream_`; reduce() records `grads_ready_`
-// there, the NCCL stream waits for it, averages the gradient and the loss, and records
-// `reduced_`, which the compute stream waits for before the optimizer. The host does not wait
-// inside the step until update() brings the loss and the gradient norm back.
+// [Sync Streams] of a step: the model computes on `stream_`. During the last micro-batch's
+// backward, each time [Gradient buckets] become final the replica records `bucket_ready_` on
+// the compute stream, the NCCL stream waits for it and enqueues those buckets' averages, so
+// they run beside the rest of backward. reduce() records `grads_ready_`, the NCCL stream waits
+// for it, averages the remaining buckets and the loss, and records `reduced_`, which the compute
+// stream waits for before the optimizer: the compute stream never waits for the NCCL stream
+// before that. The host does not wait inside the step until update() brings the loss and the
+// gradient norm back; it then reads the exposed communication as the time from `grads_ready_`
+// to `reduced_`.
 template <typename T>
 class CudaReplica final : public Replica {
  public:
   CudaReplica(const TrainConfig& cfg, int max_batch, int gpu, comm::Communicator& mpi)
-      : gpu_((set_device(gpu), gpu)),
+      : mpi_(mpi),
+        gpu_((set_device(gpu), gpu)),
         opt_(optimizer_config(cfg)),
         model_(cfg.model, max_batch, stream_.get()),
         m_(model_.num_params()),
@@ -41,7 +51,8 @@ class CudaReplica final : public Replica {
         host_scalars_(3),
         host_params_(model_.num_params()),
         host_m_(model_.num_params()),
-        host_v_(model_.num_params()) {
+        host_v_(model_.num_params()),
+        buckets_(plan_gradient_buckets(model_.num_params(), sizeof(float), cfg.bucket_bytes())) {
     const ParamLayout& layout = model_.layout();
     std::vector<k::AdamWSegment> segments;
     for (const TensorView& t : layout.tensors())
@@ -120,10 +131,20 @@ class CudaReplica final : public Replica {
     DPT_CHECK_CUDA(cudaMemsetAsync(loss_sum(), 0, sizeof(float), stream_.get()));
     positions_ = 0;
   }
-  void forward_backward(const int32_t* inputs, const int32_t* targets, int batch,
-                        double loss_scale) override {
+  void forward_backward(const int32_t* inputs, const int32_t* targets, int batch, double loss_scale,
+                        bool last_micro_batch) override {
     model_.forward(inputs, targets, batch, loss_sum());
+    next_bucket_ = 0;
+#ifdef DPT_HAVE_NCCL
+    if (last_micro_batch) {
+      model_.backward(loss_scale, [this](size_t frontier) { start_buckets_from(frontier); });
+    } else {
+      model_.backward(loss_scale);
+    }
+#else
+    (void)last_micro_batch;  // without NCCL the gradient goes through the host after backward
     model_.backward(loss_scale);
+#endif
     positions_ += static_cast<int64_t>(batch) * model_.config().seq_len;
   }
   void poison_grad() override {
@@ -132,20 +153,26 @@ class CudaReplica final : public Replica {
                                    cudaMemcpyHostToDevice, stream_.get()));
   }
 
-  void reduce(comm::Communicator& mpi) override {
+  void reduce() override {
+    comm::Communicator& mpi = mpi_;
     const size_t n = model_.num_params();
 #ifdef DPT_HAVE_NCCL
     DPT_CHECK_CUDA(cudaEventRecord(grads_ready_.get(), stream_.get()));
     nccl_->wait_event(grads_ready_.get());
-    // [Gradient averaging] one flat fp32 tensor, then the loss sum: same order on all ranks.
-    nccl_->all_reduce(model_.grads(), n, comm::DType::f32, comm::ReduceOp::avg);
+    // [Gradient averaging] the fp32 buckets not started in backward, then the loss sum: the
+    // same order on all ranks.
+    while (next_bucket_ < buckets_.size())
+      start_bucket(buckets_[next_bucket_++]);
     nccl_->all_reduce(loss_sum(), 1, comm::DType::f32, comm::ReduceOp::avg);
     nccl_->record_event(reduced_.get());
     DPT_CHECK_CUDA(cudaStreamWaitEvent(stream_.get(), reduced_.get(), 0));
+    (void)n;
     (void)mpi;
 #else
-    // Without NCCL the gradient travels through host memory (correct, not fast). host_m_ is
-    // only a mirror that host_m() refills, so it can carry the gradient here.
+    // Without NCCL the gradient travels through host memory after backward, in one piece
+    // (correct, not fast). host_m_ is only a mirror that host_m() refills, so it can carry the
+    // gradient here.
+    const auto t0 = SteadyClock::now();
     to_host(host_m_, model_.grads());
     mpi.all_reduce(std::span<float>(host_m_.get(), n), comm::ReduceOp::avg);
     float* loss = host_scalars_.get();
@@ -154,6 +181,7 @@ class CudaReplica final : public Replica {
     DPT_CHECK_CUDA(
         cudaMemcpy(model_.grads(), host_m_.get(), n * sizeof(float), cudaMemcpyHostToDevice));
     DPT_CHECK_CUDA(cudaMemcpy(loss_sum(), loss, sizeof(float), cudaMemcpyHostToDevice));
+    host_exchange_ms_ = ms_since(t0);
 #endif
   }
 
@@ -185,6 +213,14 @@ class CudaReplica final : public Replica {
     if (!std::isfinite(r.loss)) r.stats.grad_norm = std::numeric_limits<double>::quiet_NaN();
     r.stats.skipped = !std::isfinite(r.loss) || !std::isfinite(r.stats.grad_norm);
     r.stats.clip = r.stats.skipped ? 1.0 : clip_factor(r.stats.grad_norm, opt_.grad_clip);
+#ifdef DPT_HAVE_NCCL
+    // Both events have completed (the stream waited for reduced_); read without another sync.
+    float exposed_ms = 0.0f;
+    DPT_CHECK_CUDA(cudaEventElapsedTime(&exposed_ms, grads_ready_.get(), reduced_.get()));
+    r.comm_exposed_ms = std::max(0.0, static_cast<double>(exposed_ms));
+#else
+    r.comm_exposed_ms = host_exchange_ms_;
+#endif
     return r;
   }
 
@@ -227,6 +263,20 @@ class CudaReplica final : public Replica {
 #endif
     DPT_CHECK_CUDA(cudaStreamSynchronize(stream_.get()));
   }
+#ifdef DPT_HAVE_NCCL
+  // [Gradient buckets]: every gradient at offset >= frontier has been enqueued on the compute
+  // stream; hand the buckets this makes ready to the NCCL stream behind one event.
+  void start_buckets_from(size_t frontier) {
+    if (next_bucket_ >= buckets_.size() || buckets_[next_bucket_].offset < frontier) return;
+    DPT_CHECK_CUDA(cudaEventRecord(bucket_ready_.get(), stream_.get()));
+    nccl_->wait_event(bucket_ready_.get());  // enqueued now, so the event may be re-recorded
+    while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].offset >= frontier)
+      start_bucket(buckets_[next_bucket_++]);
+  }
+  void start_bucket(const GradientBucket& b) {
+    nccl_->all_reduce(model_.grads() + b.offset, b.count, comm::DType::f32, comm::ReduceOp::avg);
+  }
+#endif
   std::span<const float> to_host(k::PinnedBuffer<float>& host, const float* device) {
     DPT_CHECK_CUDA(
         cudaMemcpyAsync(host.get(), device, host.bytes(), cudaMemcpyDeviceToHost, stream_.get()));
@@ -234,6 +284,7 @@ class CudaReplica final : public Replica {
     return {host.get(), host.size()};
   }
 
+  comm::Communicator& mpi_;  // the host communicator the replica was made with
   int gpu_;
   OptimizerConfig opt_;
   k::CudaStreamHandle stream_;
@@ -244,7 +295,11 @@ class CudaReplica final : public Replica {
   k::PinnedBuffer<float> host_params_, host_m_, host_v_;
   k::DeviceBuffer<k::AdamWChunk> chunks_;
   k::DeviceBuffer<float> sumsq_scratch_;
-  k::CudaEventHandle grads_ready_, reduced_;
+  std::vector<GradientBucket> buckets_;
+  size_t next_bucket_ = 0;         // the next of buckets_ to start in this step
+  double host_exchange_ms_ = 0.0;  // without NCCL: the host's exchange time
+  // grads_ready_ and reduced_ are timed: their interval is the step's exposed communication.
+  k::CudaEventHandle grads_ready_{0}, reduced_{0}, bucket_ready_;
   int64_t positions_ = 0;  // token positions of this step's micro-batches on this rank
   std::string reduce_how_, device_name_;
 #ifdef DPT_HAVE_NCCL

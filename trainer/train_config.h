@@ -38,6 +38,7 @@ struct TrainConfig {
   int64_t global_batch = 16;        // B: sequences per optimizer step over all ranks
   int micro_batch = 8;              // b: sequences per rank per forward pass
   OptimizerConfig opt;
+  double bucket_mb = 25.0;  // [Gradient buckets] of this many MiB (0: one flat exchange)
   uint64_t seed = 1337;
   int threads = 0;             // CPU threads per rank; 0 = cores on the node / ranks on the node
   std::string metrics;         // JSON Lines file written by rank 0 ("" = none)
@@ -66,6 +67,7 @@ struct TrainConfig {
   // The last step this process trains.
   int64_t last_step() const { return stop_at_step > 0 ? std::min(steps, stop_at_step) : steps; }
 
+  size_t bucket_bytes() const { return static_cast<size_t>(bucket_mb * 1024.0 * 1024.0); }
   // Accumulation steps per optimizer step on each rank: B / (world_size * b).
   int accum_steps(int world_size) const {
     return static_cast<int>(global_batch / (int64_t{world_size} * micro_batch));

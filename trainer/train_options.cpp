@@ -405,6 +405,13 @@ void training_options(std::vector<OptionSpec>& t) {
       DPT_FIELD(opt.grad_clip), [](const TrainConfig& c) {
         require(c.opt.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns clipping off).");
       }));
+  t.push_back(option("bucket-mb", kTraining,
+      "average gradients in buckets of this many MiB, each started during backward as soon as "
+      "its gradients are final (the first bucket 1 MiB); 0: one exchange after backward",
+      DPT_FIELD(bucket_mb), [](const TrainConfig& c) {
+        require(c.bucket_mb >= 0 && c.bucket_mb <= 1024 * 1024,
+                "--bucket-mb must be in [0, 1048576] MiB (0: one flat exchange after backward).");
+      }));
   // clang-format on
 }
 

@@ -182,10 +182,10 @@ class TrainingLoop {
       wait_ms += mb.wait_ms;
       // Each micro-batch contributes 1/accum of this rank's mean; the average over ranks in
       // reduce() makes it the gradient of the mean over the global batch.
-      model_.forward_backward(mb.inputs, mb.targets, cfg_.micro_batch, 1.0 / accum);
+      model_.forward_backward(mb.inputs, mb.targets, cfg_.micro_batch, 1.0 / accum, m == accum - 1);
     }
     if (step == cfg_.fault_nan_step && comm_.rank() == comm_.world_size() - 1) model_.poison_grad();
-    model_.reduce(comm_);
+    model_.reduce();
     return wait_ms;
   }
 
@@ -279,7 +279,7 @@ std::unique_ptr<Replica> build_replica(const TrainConfig& cfg, comm::Communicato
   const int b = cfg.micro_batch;
   std::unique_ptr<Replica> model =
       control.gpu >= 0 ? make_cuda_replica(cfg, b, control.gpu, control.precision, comm)
-                       : make_cpu_replica(cfg, b);
+                       : make_cpu_replica(cfg, b, comm);
   if (control.resume) {
     // Every rank received the whole state from the checkpoint's files ([Checkpoint layout]).
     model->set_state(control.resume->params, control.resume->m, control.resume->v);

@@ -112,6 +112,35 @@ TEST(NonBlocking, SeveralAllReducesInFlightMatchRankOrderSumsBitForBit) {
   EXPECT_EQ(wrong_elements<float>(d, ReduceOp::avg, kSeed + 4, n), 0u);
 }
 
+// [In-flight order]: each rank completes the same requests in its own order (rotated by rank,
+// half by polling), so their later stages start at different moments on different ranks; every
+// request must still finish with its own values, and nothing may hang.
+TEST(NonBlocking, RequestsCompletedInADifferentOrderOnEachRankAllFinish) {
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  const int n = comm.world_size();
+  constexpr int kRequests = 8;
+  std::vector<std::vector<float>> bufs;
+  std::vector<Request> requests;
+  for (int k = 0; k < kRequests; ++k) {
+    bufs.push_back(values_of<float>(kSeed + 300 + k, comm.rank(), 97 * (k + 1) + k));
+    requests.push_back(comm.iall_reduce(std::span<float>(bufs.back()), ReduceOp::avg));
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    Request& r = requests[(i + comm.rank() * 3) % kRequests];
+    if (i % 2 == 0) {
+      while (!r.test()) {
+        for (Request& other : requests)
+          other.test();  // advances the others' stages too, at rank-dependent moments
+      }
+    } else {
+      r.wait();
+    }
+  }
+  for (int k = 0; k < kRequests; ++k)
+    EXPECT_EQ(wrong_elements<float>(bufs[k], ReduceOp::avg, kSeed + 300 + k, n), 0u)
+        << "request " << k;
+}
+
 TEST(NonBlocking, BlockingAllReduceIsTheSameRankOrderSum) {
   MpiCommunicator comm(MPI_COMM_WORLD);
   std::vector<double> v = values_of<double>(kSeed + 5, comm.rank(), 4099);

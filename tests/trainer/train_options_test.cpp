@@ -58,6 +58,7 @@ const std::map<std::string, std::string> kOtherValues = {
     {"beta2", "0.999"},
     {"adam-eps", "1e-06"},
     {"grad-clip", "0"},
+    {"bucket-mb", "0.5"},
     {"ckpt-dir", "/ck"},
     {"ckpt-every", "50"},
     {"ckpt-keep", "0"},

@@ -1,0 +1,80 @@
+// The gradient average of a step in buckets, each started as soon as backward has finished its
+// gradients, so the exchange runs beside the rest of backward (PyTorch DDP's reducer, Horovod's
+// tensor fusion).
+//
+// [Gradient buckets] The flat gradient buffer ([Parameter layout]) is cut into contiguous
+// buckets from its end towards its start, the order in which backward finishes gradients
+// (ln_f and the last block first, the embeddings last). The first bucket holds
+// kFirstBucketBytes (or bucket_bytes if smaller), so the network starts early; the others hold
+// bucket_bytes; the last holds what is left. Buckets may split a tensor. The plan depends on
+// the parameter count, the element size and bucket_bytes only, so it is the same on every rank
+// and every step, and so is the order in which buckets are issued ([Collective contract]).
+// bucket_bytes 0 makes one bucket of the whole buffer: one flat exchange after backward.
+//
+// Backward reports a frontier: every gradient at a flat offset >= frontier is final for this
+// step. A bucket starts when its offset is >= the frontier. The tied token embedding (offset 0)
+// receives gradient from the head first and the input embedding last, so it is final only at
+// frontier 0, which the model never reports itself: finish() starts those buckets, after any
+// change the loop makes to the gradient between backward and the exchange (--fault-nan-step).
+//
+// Bucketed and flat exchanges give the same gradient bit for bit: the communicator's float
+// averages are [Rank-order sum]s, whose result for an element does not depend on the split.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "comm/communicator.h"
+
+namespace dpt::trainer {
+
+// PyTorch DDP's first bucket (dist._DEFAULT_FIRST_BUCKET_BYTES); the others default to its
+// bucket_cap_mb=25 (TrainConfig::bucket_mb).
+inline constexpr size_t kFirstBucketBytes = size_t{1} << 20;
+
+struct GradientBucket {
+  size_t offset = 0;  // first element in the flat gradient buffer
+  size_t count = 0;   // elements
+};
+
+// [Gradient buckets] for `total` elements of `elem_bytes` each, in the order they are issued
+// (highest offsets first). Every element is in exactly one bucket; no bucket is empty; no
+// buckets for total 0.
+std::vector<GradientBucket> plan_gradient_buckets(size_t total, size_t elem_bytes,
+                                                  size_t bucket_bytes);
+
+// One step's bucketed average over a communicator, on the host (the CPU replica).
+// Per step: begin(), then ready_from() as backward's frontier moves down, then finish().
+class GradientExchange {
+ public:
+  explicit GradientExchange(std::vector<GradientBucket> plan);
+
+  const std::vector<GradientBucket>& plan() const { return plan_; }
+
+  // The step's exchange averages `grads` over `comm`; nothing is issued yet.
+  void begin(comm::Communicator& comm, std::span<float> grads);
+  // Every gradient at offset >= frontier is final: starts the buckets this makes ready, in plan
+  // order, and advances those in flight ([MPI progress]: Open MPI moves a non-blocking
+  // collective only inside an MPI call on this thread, so the model calls this at every block
+  // boundary of backward).
+  void ready_from(size_t frontier);
+  // Starts the buckets not started yet and waits for all. Returns the milliseconds it waited
+  // (the step's exposed communication on the CPU).
+  double finish();
+
+  // Buckets started by ready_from() during backward in the last step, for tests and the log.
+  size_t started_in_backward() const { return started_in_backward_; }
+
+ private:
+  void start_next();
+
+  std::vector<GradientBucket> plan_;
+  std::vector<comm::Request> in_flight_;
+  comm::Communicator* comm_ = nullptr;
+  std::span<float> grads_;
+  size_t next_ = 0;  // the next bucket of plan_ to start
+  size_t started_in_backward_ = 0;
+};
+
+}  // namespace dpt::trainer
