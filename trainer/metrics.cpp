@@ -64,7 +64,9 @@ void MetricsWriter::write(const StepRecord& r) {
       .add("tokens_per_s", r.tokens_per_s)
       .add("step_ms", r.step_ms)
       .add("data_wait_ms", r.data_wait_ms)
-      .add("io_tokens_per_s", r.io_tokens_per_s);
+      .add("io_tokens_per_s", r.io_tokens_per_s)
+      .add("comm_exposed_ms", r.comm_exposed_ms)
+      .add("mfu", r.mfu);
   if (r.skipped) rec.add("skipped", true);
   if (r.saved) rec.add("ckpt_stall_ms", r.ckpt_stall_ms);
   std::string lines = rec.text() + "\n";
@@ -119,12 +121,15 @@ void ProgressPrinter::on_step(const StepRecord& r) {
   const double mean_ms = timed_steps_ > 0 ? timed_ms_ / timed_steps_ : r.step_ms;
   const double eta_s = mean_ms * static_cast<double>(r.total_steps - r.step) / 1000.0;
   const double tps = mean_ms > 0 ? r.tokens_per_s * r.step_ms / mean_ms : r.tokens_per_s;
+  char mfu[32] = "";
+  if (std::isfinite(r.mfu)) std::snprintf(mfu, sizeof(mfu), " | mfu %.1f%%", 100.0 * r.mfu);
   std::fprintf(out_,
                "step %" PRId64 "/%" PRId64
                " | loss %.6f | lr %.2e | norm %.3f | %.1fk tok/s | "
-               "%.1f ms/step | data stall %.2f%% | %s %s\n",
-               r.step, r.total_steps, r.loss, r.lr, r.grad_norm, tps / 1000.0, mean_ms,
-               total_ms_ > 0 ? 100.0 * stall_ms_ / total_ms_ : 0.0, last ? "done in" : "ETA",
+               "%.1f ms/step%s | comm wait %.1f ms | data stall %.2f%% | %s %s\n",
+               r.step, r.total_steps, r.loss, r.lr, r.grad_norm, tps / 1000.0, mean_ms, mfu,
+               r.comm_exposed_ms, total_ms_ > 0 ? 100.0 * stall_ms_ / total_ms_ : 0.0,
+               last ? "done in" : "ETA",
                format_duration(last ? total_ms_ / 1000.0 : eta_s).c_str());
   std::fflush(out_);
 }

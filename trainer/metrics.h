@@ -12,7 +12,8 @@
 namespace dpt::trainer {
 
 // One JSON object per line ([JSON lines]): per step {"step", "loss", "lr", "grad_norm", "tokens",
-// "tokens_per_s", "step_ms", "data_wait_ms", "io_tokens_per_s"} (plus "skipped": true for a
+// "tokens_per_s", "step_ms", "data_wait_ms", "io_tokens_per_s", "comm_exposed_ms", "mfu"} (mfu
+// null when no peak is known) (plus "skipped": true for a
 // step with a non-finite loss or gradient, whose values print as null, and "ckpt_stall_ms" on
 // a step that saved), {"step", "val_loss"} after each validation, and event lines
 // ({"event": "resume" | "checkpoint" | "stop", ...}).
@@ -32,7 +33,8 @@ class MetricsWriter {
 };
 
 // "step 40/200 | loss 2.871234 | lr 9.76e-04 | norm 0.412 | 41.2k tok/s | 24.8 ms/step |
-//  data stall 0.02% | ETA 0:04", and a "step 40/200 | val_loss 2.9" line after validation.
+//  mfu 31.2% | comm wait 0.4 ms | data stall 0.02% | ETA 0:04", and a "step 40/200 | val_loss
+//  2.9" line after validation.
 class ProgressPrinter {
  public:
   ProgressPrinter(int log_every, FILE* out = stdout) : log_every_(log_every), out_(out) {}

@@ -3,6 +3,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <span>
 
 #include "comm/agreement.h"
 #include "comm/nccl_info.h"
@@ -15,6 +16,7 @@
 #include "kernels/cuda_device.h"
 #include "trainer/checkpoint_meta.h"
 #include "trainer/param_layout.h"
+#include "trainer/peak_flops.h"
 #include "trainer/train_options.h"
 
 namespace dpt::trainer {
@@ -41,6 +43,45 @@ std::optional<TrainConfig> parse_run(comm::Communicator& world, int argc, const 
 }
 
 // ---- place --------------------------------------------------------------------------------------
+
+namespace {
+
+// The denominator of mfu: --peak-tflops, else the GPU's dense peak from the table, else the
+// ranks' mean rate of a short fp32 GEMM (collective: every rank measures at once, as it will
+// train, sharing the node's cores and memory bandwidth).
+double peak_flops_for_mfu(comm::Communicator& world, const TrainConfig& cfg, const RunPlacement& p,
+                          const RunLog& log) {
+  char line[256];
+  if (cfg.peak_tflops > 0) {
+    std::snprintf(line, sizeof(line), "mfu: against %.4g TFLOP/s per rank (--peak-tflops)",
+                  cfg.peak_tflops);
+    log.say(line);
+    return cfg.peak_tflops * 1e12;
+  }
+  if (p.device.device == job::Device::cuda) {
+    const std::string name = kernels::cuda_device_name(p.device.gpu);
+    const double peak = gpu_peak_flops(name, p.precision);
+    if (peak > 0) {
+      std::snprintf(line, sizeof(line), "mfu: against %.4g TFLOP/s per rank (%s dense %s peak)",
+                    peak / 1e12, name.c_str(), precision_name(p.precision));
+    } else {
+      std::snprintf(line, sizeof(line),
+                    "mfu: unknown (no peak for %s in the table); pass --peak-tflops", name.c_str());
+    }
+    log.say(line);
+    return peak;
+  }
+  double peak = measure_cpu_peak_flops();
+  world.all_reduce(std::span<double>(&peak, 1), comm::ReduceOp::avg);
+  std::snprintf(line, sizeof(line),
+                "mfu: against %.4g GFLOP/s per rank (fp32 GEMM 512^3 measured on %d thread%s, "
+                "mean of the ranks)",
+                peak / 1e9, p.threads, p.threads == 1 ? "" : "s");
+  log.say(line);
+  return peak;
+}
+
+}  // namespace
 
 RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
                        const TrainConfig& cfg, job::StopRequests& stop, const RunLog& log) {
@@ -82,6 +123,7 @@ RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
   }
   p.threads = cfg.threads > 0 ? cfg.threads : job::default_cpu_threads(where.local_size);
   kernels::set_cpu_threads(p.threads);
+  p.peak_flops = peak_flops_for_mfu(world, cfg, p, log);
   return p;
 }
 

@@ -49,10 +49,12 @@ struct RunPlacement {
   job::DeviceChoice device;
   Precision precision = Precision::fp32;  // resolved: fp32 or bf16
   int threads = 1;
+  double peak_flops = 0;  // one rank's peak FLOP/s, the denominator of mfu (0: unknown)
 };
 
 // Place (collective): Slurm's view checked against MPI's, the node description, the device and
-// GPU mapping, the precision, the time-limit watch (rank 0) and the CPU threads; logged.
+// GPU mapping, the precision, the time-limit watch (rank 0), the CPU threads and the peak FLOP
+// rate for mfu; logged.
 RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
                        const TrainConfig& cfg, job::StopRequests& stop, const RunLog& log);
 

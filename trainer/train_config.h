@@ -45,6 +45,8 @@ struct TrainConfig {
   int log_every = 10;          // progress line every N steps (and at the first and last)
   int check_sync_every = 100;  // compare parameter hashes across ranks every N steps (0 = only
                                // at start and end)
+  double peak_tflops = 0;      // per rank, the denominator of mfu (0: from the GPU table or a
+                               // measured CPU GEMM)
   // Checkpoints ([Checkpoint layout]) and resume.
   std::string ckpt_dir;              // "" = no checkpoints
   int64_t ckpt_every = 0;            // save every N steps (0: only after the last step)

@@ -291,6 +291,12 @@ void general_options(std::vector<OptionSpec>& t) {
       DPT_FIELD(check_sync_every), [](const TrainConfig& c) {
         require(c.check_sync_every >= 0, "--check-sync-every must be >= 0.");
       }));
+  t.push_back(option("peak-tflops", kGeneral,
+      "peak TFLOP/s of one rank's processor, the denominator of mfu (0: NVIDIA's dense peak of "
+      "the GPU by name, or a measured fp32 GEMM on the CPU)", DPT_FIELD(peak_tflops),
+      [](const TrainConfig& c) {
+        require(c.peak_tflops >= 0, "--peak-tflops must be >= 0 (0: from the processor).");
+      }));
   t.push_back(choice_option("device", kGeneral,
       "'cpu', 'cuda' or 'auto' (cuda when this build has CUDA and every rank has a GPU of its "
       "own, else cpu)", DPT_FIELD(device), kDevices));

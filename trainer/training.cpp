@@ -211,6 +211,12 @@ class TrainingLoop {
     rec.step_ms = ms;
     rec.tokens_per_s = ms > 0 ? tokens_per_step / (ms / 1000.0) : 0.0;
     rec.data_wait_ms = wait_ms;
+    rec.comm_exposed_ms = rs.comm_exposed_ms;
+    // llm.c's MFU: model FLOPs of the step's tokens per second over the ranks' summed peak.
+    const double flops = model_flops_per_token(cfg_.model) * static_cast<double>(tokens_per_step);
+    rec.mfu = control_.peak_flops > 0 && ms > 0
+                  ? flops / (ms / 1000.0) / (control_.peak_flops * comm_.world_size())
+                  : std::numeric_limits<double>::quiet_NaN();
     const auto io = batches_.stats();
     rec.io_tokens_per_s = io.read_seconds > 0 ? io.tokens_read / io.read_seconds : 0.0;
     return rec;

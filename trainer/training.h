@@ -35,6 +35,10 @@ struct StepRecord {
   bool skipped = false;        // non-finite loss or gradient norm: no update ([Non-finite guard])
   bool saved = false;          // a checkpoint of this step was started
   double ckpt_stall_ms = 0;    // time this step spent starting it ([Async save])
+  // Rank 0's wait for the gradient exchange after its backward ended ([Gradient buckets]).
+  double comm_exposed_ms = 0;
+  // Model FLOPs per second over all ranks' peak (NaN when no peak is known).
+  double mfu = 0;
 };
 
 // The data of a run: the training shards and, optionally, held-out shards.
@@ -62,6 +66,7 @@ struct TrainControl {
   job::StopRequests* stop = nullptr;
   int gpu = -1;
   Precision precision = Precision::fp32;
+  double peak_flops = 0;  // one rank's peak FLOP/s for mfu (0: unknown, mfu is NaN)
   std::function<void(const std::string&)> say;  // rank 0's log line (the replica's description)
 };
 

@@ -34,7 +34,10 @@ assert [r["step"] for r in val] == [200, 400, 600, 800], f"val_loss steps: {val}
 print("val_loss", [round(r["val_loss"], 4) for r in val])
 assert val[-1]["val_loss"] < val[0]["val_loss"] and val[-1]["val_loss"] < 2.6, val
 for k in ("lr", "grad_norm", "tokens", "tokens_per_s", "step_ms", "data_wait_ms",
-          "io_tokens_per_s"):
+          "io_tokens_per_s", "comm_exposed_ms", "mfu"):
     assert k in rows[-1], f"metrics miss {k}"
+# mfu against the measured CPU GEMM peak: a share, above zero (no --peak-tflops here).
+assert all(0 < r["mfu"] < 1.5 for r in rows), [r["mfu"] for r in rows if not 0 < r["mfu"] < 1.5]
+assert all(r["comm_exposed_ms"] >= 0 for r in rows)
 assert rows[-1]["tokens"] == 800 * 16 * 64
 PY
