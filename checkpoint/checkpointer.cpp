@@ -21,6 +21,7 @@
 #include "common/errors.h"
 #include "common/hash.h"
 #include "common/rng.h"
+#include "common/trace.h"
 
 namespace dpt::checkpoint {
 
@@ -124,9 +125,16 @@ double Checkpointer::save(int64_t step, std::span<const float> params, std::span
   write_error_ = nullptr;
   stall_ms_ = ms_since(t0);
   if (async_) {
-    writer_ = std::thread([this] { write_in_background(); });
+    // Traced if the step that started it is: the thread may start after the window closed.
+    writer_ = std::thread([this, traced = trace::recording()] {
+      const trace::Span span("checkpoint write", trace::Track::checkpoint_writer, -1, traced);
+      write_in_background();
+    });
   } else {
-    write_in_background();
+    {
+      const trace::Span span("checkpoint write");
+      write_in_background();
+    }
     publish();
     stall_ms_ = ms_since(t0);
   }

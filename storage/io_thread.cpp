@@ -1,6 +1,8 @@
 // The I/O thread's loop: waiting calls first, then the producer's prefetch jobs.
 #include "storage/io_thread.h"
 
+#include "common/trace.h"
+
 namespace dpt::storage {
 
 IoThread::~IoThread() {
@@ -56,7 +58,10 @@ void IoThread::loop() {
       next_producer_ = (next_producer_ + 1) % producers_.size();
       busy_ = p;
       lock.unlock();
-      p->run_claimed();  // the producer keeps its own exceptions for its consumer
+      {
+        const trace::Span span("read ahead", trace::Track::io);
+        p->run_claimed();  // the producer keeps its own exceptions for its consumer
+      }
       lock.lock();
       p->publish_locked();
       busy_ = nullptr;

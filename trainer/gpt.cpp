@@ -7,6 +7,7 @@
 
 #include "common/errors.h"
 #include "common/rng.h"
+#include "common/trace.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/encoder.h"
@@ -161,9 +162,15 @@ double Gpt<T>::forward(const int32_t* inputs, const int32_t* targets, int batch)
   std::copy(inputs, inputs + n, inputs_.begin());
   std::copy(targets, targets + n, targets_.begin());
   last_batch_ = batch;
-  embed_forward(batch);
-  for (int l = 0; l < cfg_.n_layer; ++l)
+  {
+    const trace::Span span("embed fwd");
+    embed_forward(batch);
+  }
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    const trace::Span span("block %d fwd", trace::Track::compute, l);
     block_forward(l, batch);
+  }
+  const trace::Span span("head fwd");
   return head_forward(batch);
 }
 
@@ -174,12 +181,19 @@ void Gpt<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   const size_t BTC = static_cast<size_t>(batch) * cfg_.seq_len * cfg_.d_model;
   auto offset = [&](const T* g) { return static_cast<size_t>(g - grads_.data()); };
   std::fill(d_res_, d_res_ + BTC, T(0));
-  head_backward(loss_scale, d_res_, batch);
+  {
+    const trace::Span span("head bwd");
+    head_backward(loss_scale, d_res_, batch);
+  }
   if (grads_final) grads_final(offset(G_.lnf_w));  // ln_f is the last tensor of the layout
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
-    block_backward(l, d_res_, batch);
+    {
+      const trace::Span span("block %d bwd", trace::Track::compute, l);
+      block_backward(l, d_res_, batch);
+    }
     if (grads_final) grads_final(offset(G_.layers[l].ln1_w));  // the block's first tensor
   }
+  const trace::Span span("embed bwd");
   embed_backward(d_res_, batch);
 }
 

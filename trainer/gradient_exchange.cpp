@@ -7,6 +7,7 @@
 
 #include "common/elapsed.h"
 #include "common/errors.h"
+#include "common/trace.h"
 
 namespace dpt::trainer {
 
@@ -55,10 +56,27 @@ void GradientExchange::begin(comm::Communicator& comm, std::span<float> grads) {
   grads_ = grads;
   next_ = 0;
   started_in_backward_ = 0;
+  ended_.assign(plan_.size(), false);
+  ++exchanges_;
+}
+
+// [Timeline]: each bucket is an async span from issue to the moment this rank saw it complete.
+int64_t GradientExchange::span_id(size_t bucket) const {
+  return exchanges_ * static_cast<int64_t>(plan_.size()) + static_cast<int64_t>(bucket);
+}
+
+void GradientExchange::mark_ended(size_t bucket) {
+  ended_[bucket] = true;
+  trace::async_end(kBucketSpan, static_cast<int>(bucket), trace::Track::comm, span_id(bucket));
 }
 
 void GradientExchange::start_next() {
-  const GradientBucket& b = plan_[next_++];
+  const size_t k = next_++;
+  const GradientBucket& b = plan_[k];
+  trace::async_begin(kBucketSpan, static_cast<int>(k), trace::Track::comm, span_id(k),
+                     {"bytes", static_cast<int64_t>(b.count * sizeof(float))},
+                     {"offset", static_cast<int64_t>(b.offset)},
+                     {"count", static_cast<int64_t>(b.count)});
   in_flight_.push_back(comm_->iall_reduce(grads_.subspan(b.offset, b.count), comm::ReduceOp::avg));
 }
 
@@ -68,8 +86,8 @@ void GradientExchange::ready_from(size_t frontier) {
     start_next();
     ++started_in_backward_;
   }
-  for (comm::Request& r : in_flight_)
-    r.test();
+  for (size_t k = 0; k < in_flight_.size(); ++k)
+    if (!ended_[k] && in_flight_[k].test()) mark_ended(k);
 }
 
 double GradientExchange::finish() {
@@ -77,8 +95,11 @@ double GradientExchange::finish() {
   const auto t0 = SteadyClock::now();
   while (next_ < plan_.size())
     start_next();
-  for (comm::Request& r : in_flight_)
-    r.wait();
+  for (size_t k = 0; k < in_flight_.size(); ++k) {
+    if (ended_[k]) continue;
+    in_flight_[k].wait();
+    mark_ended(k);
+  }
   const double waited_ms = ms_since(t0);
   in_flight_.clear();
   comm_ = nullptr;

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -68,8 +69,14 @@ class GradientExchange {
 
  private:
   void start_next();
+  int64_t span_id(size_t bucket) const;
+  void mark_ended(size_t bucket);
+
+  static constexpr const char* kBucketSpan = "all-reduce bucket %d";
 
   std::vector<GradientBucket> plan_;
+  std::vector<bool> ended_;  // per bucket: seen complete in this exchange
+  int64_t exchanges_ = 0;
   std::vector<comm::Request> in_flight_;
   comm::Communicator* comm_ = nullptr;
   std::span<float> grads_;

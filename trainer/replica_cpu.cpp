@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "common/errors.h"
+#include "common/trace.h"
 #include "trainer/gpt.h"
 #include "trainer/gradient_exchange.h"
 #include "trainer/replica.h"
@@ -42,8 +43,13 @@ class CpuReplica final : public Replica {
   }
   void forward_backward(const int32_t* inputs, const int32_t* targets, int batch, double loss_scale,
                         bool last_micro_batch) override {
-    loss_sum_ += model_.forward(inputs, targets, batch);
-    ++micro_batches_;
+    {
+      trace::Span span("forward");
+      span.arg("micro", micro_batches_);
+      loss_sum_ += model_.forward(inputs, targets, batch);
+    }
+    trace::Span span("backward");
+    span.arg("micro", micro_batches_++);
     if (!last_micro_batch) {
       model_.backward(loss_scale);
       return;
@@ -55,7 +61,10 @@ class CpuReplica final : public Replica {
   void reduce() override {
     // [Gradient averaging] once per optimizer step in [Gradient buckets], then the loss: the
     // same order on all ranks.
-    comm_exposed_ms_ = exchange_.finish();
+    {
+      const trace::Span span("exchange wait");
+      comm_exposed_ms_ = exchange_.finish();
+    }
     loss_ = loss_sum_ / micro_batches_;
     comm_.all_reduce(std::span<double>(&loss_, 1), comm::ReduceOp::avg);
   }

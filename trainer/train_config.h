@@ -45,6 +45,9 @@ struct TrainConfig {
   int log_every = 10;          // progress line every N steps (and at the first and last)
   int check_sync_every = 100;  // compare parameter hashes across ranks every N steps (0 = only
                                // at start and end)
+  std::string trace;            // [Trace file] of the traced steps ("" = none)
+  int64_t trace_first_step = 1;  // --trace-steps A-B: the window (last 0 = to the end)
+  int64_t trace_last_step = 0;
   double peak_tflops = 0;      // per rank, the denominator of mfu (0: from the GPU table or a
                                // measured CPU GEMM)
   // Checkpoints ([Checkpoint layout]) and resume.

@@ -249,6 +249,45 @@ OptionSpec resume_option() {
   return o;
 }
 
+// --trace-steps A-B: both ends included; "A-" or "all" leaves the end open.
+OptionSpec trace_steps_option() {
+  OptionSpec o = entry("trace-steps", kGeneral,
+                       "the steps --trace records: 'A-B' (both included), 'A-' (from A to the "
+                       "end) or 'all'",
+                       OnResume::run_only);
+  o.parse = [](TrainConfig& c, const std::string& t) {
+    const std::string fix =
+        "--trace-steps must be 'A-B' (e.g. '10-20'), 'A-' or 'all', got '" + t + "'.";
+    if (t == "all") {
+      c.trace_first_step = 1;
+      c.trace_last_step = 0;
+      return;
+    }
+    const size_t dash = t.find('-');
+    require(dash != std::string::npos && dash > 0, fix);
+    auto number = [&](const std::string& s) {
+      require(
+          !s.empty() && s.find_first_not_of("0123456789") == std::string::npos && s.size() <= 18,
+          fix);
+      return std::stoll(s);
+    };
+    c.trace_first_step = number(t.substr(0, dash));
+    c.trace_last_step = dash + 1 == t.size() ? 0 : number(t.substr(dash + 1));
+  };
+  o.print = [](const TrainConfig& c) -> std::string {
+    if (c.trace_first_step == 1 && c.trace_last_step == 0) return "all";
+    return std::to_string(c.trace_first_step) + "-" +
+           (c.trace_last_step > 0 ? std::to_string(c.trace_last_step) : "");
+  };
+  o.check = [](const TrainConfig& c) {
+    require(c.trace_first_step >= 1, "--trace-steps: the first step must be >= 1.");
+    require(c.trace_last_step == 0 || c.trace_last_step >= c.trace_first_step,
+            "--trace-steps A-B needs A <= B.");
+  };
+  o.default_text = o.print(TrainConfig{});
+  return o;
+}
+
 OptionSpec preempt_signal_option() {
   OptionSpec o = entry("preempt-signal", kJobs,
                        "signal that asks for a checkpoint and a stop, e.g. from '#SBATCH "
@@ -297,6 +336,11 @@ void general_options(std::vector<OptionSpec>& t) {
       [](const TrainConfig& c) {
         require(c.peak_tflops >= 0, "--peak-tflops must be >= 0 (0: from the processor).");
       }));
+  t.push_back(option("trace", kGeneral,
+      "write a timeline of every rank (Chrome trace-event JSON for ui.perfetto.dev or "
+      "chrome://tracing) of the --trace-steps to this file (rank 0)", DPT_FIELD(trace), {},
+      OnResume::run_only));
+  t.push_back(trace_steps_option());
   t.push_back(choice_option("device", kGeneral,
       "'cpu', 'cuda' or 'auto' (cuda when this build has CUDA and every rank has a GPU of its "
       "own, else cpu)", DPT_FIELD(device), kDevices));

@@ -15,10 +15,12 @@
 #include "common/elapsed.h"
 #include "common/errors.h"
 #include "common/hash.h"
+#include "common/trace.h"
 #include "datasets/batch_stream.h"
 #include "trainer/gpt.h"
 #include "trainer/optimizer.h"
 #include "trainer/replica.h"
+#include "trainer/trace_file.h"
 
 namespace dpt::trainer {
 
@@ -121,19 +123,26 @@ class TrainingLoop {
     if (data.val)
       validator_.emplace(*data.val, cfg.val_samples, comm.world_size(), comm.rank(),
                          cfg.micro_batch);
+    if (tracing_) reserve_trace();
   }
 
   TrainResult run() {
     const int64_t last = cfg_.last_step();
     result_.steps.reserve(static_cast<size_t>(std::max<int64_t>(0, cfg_.steps - first_step_ + 1)));
     for (int64_t step = first_step_; step <= last; ++step) {
+      if (tracing_) trace::Recorder::get().set_recording(in_trace_window(step));
       const unsigned stop_requested = one_step(step, last);
+      if (tracing_ && step == cfg_.trace_last_step) write_trace();
       if (stop_requested != 0 && step < last) {
         result_.stopped_by = stop_requested;
         break;
       }
     }
-    if (control_.saver) control_.saver->finish();
+    if (control_.saver) {
+      const trace::Span span("checkpoint finish");
+      control_.saver->finish();
+    }
+    if (tracing_ && !trace_written_) write_trace();
     result_.final_param_hash = check_sync("at the end", 0);
     const std::span<const float> final_params = model_.host_params();
     result_.final_params.assign(final_params.begin(), final_params.end());
@@ -143,12 +152,17 @@ class TrainingLoop {
  private:
   // One optimizer step; returns the agreed stop requests (StopReason bits).
   unsigned one_step(int64_t step, int64_t last) {
+    trace::Span span("step");
+    span.arg("step", step);
     const auto t0 = std::chrono::steady_clock::now();
     const double wait_ms = accumulate(step);
     const StepVotes votes = vote(wait_ms);
     const unsigned stop_requested = votes.stop.reasons();
     // [Non-finite guard] inside update(): the same decision on every rank.
-    const ReplicaStep rs = model_.update(step);
+    const ReplicaStep rs = [&] {
+      const trace::Span optimizer("optimizer");
+      return model_.update(step);
+    }();
     skipped_in_a_row_ = rs.stats.skipped ? skipped_in_a_row_ + 1 : 0;
     skipped_total_ += rs.stats.skipped ? 1 : 0;
     if (control_.saver && control_.saver->pending() && votes.writing == 0.0)
@@ -177,7 +191,10 @@ class TrainingLoop {
     model_.zero_grads();
     double wait_ms = 0.0;
     for (int m = 0; m < accum; ++m) {
-      const auto mb = batches_.next();
+      const auto mb = [&] {
+        const trace::Span wait("data wait");
+        return batches_.next();
+      }();
       DPT_CHECK(mb.step == step - 1 && mb.micro == m, "the batch stream is out of order");
       wait_ms += mb.wait_ms;
       // Each micro-batch contributes 1/accum of this rank's mean; the average over ranks in
@@ -190,6 +207,7 @@ class TrainingLoop {
   }
 
   StepVotes vote(double wait_ms) {
+    const trace::Span span("step votes");
     StepVotes v;
     v.data_wait_ms = wait_ms;
     v.writing = control_.saver ? control_.saver->writing_flag() : 0.0;
@@ -226,6 +244,7 @@ class TrainingLoop {
     const bool due =
         (cfg_.val_every > 0 && rec.step % cfg_.val_every == 0) || rec.step == cfg_.steps;
     if (!validator_ || !due) return;
+    const trace::Span span("validation");
     rec.has_val = true;
     rec.val_loss = validator_->evaluate(model_, comm_);
   }
@@ -234,6 +253,7 @@ class TrainingLoop {
     checkpoint::Checkpointer* saver = control_.saver;
     if (!saver || !((cfg_.ckpt_every > 0 && rec.step % cfg_.ckpt_every == 0) || final_step)) return;
     rec.saved = true;
+    const trace::Span span("checkpoint snapshot");
     // The copies back from a GPU count as stall: the step waits for them.
     const auto t0 = std::chrono::steady_clock::now();
     const std::span<const float> p = model_.host_params(), m = model_.host_m(), v = model_.host_v();
@@ -264,6 +284,48 @@ class TrainingLoop {
     return sync_.check(p.data(), p.size(), when, step);
   }
 
+  bool in_trace_window(int64_t step) const {
+    return step >= cfg_.trace_first_step &&
+           (cfg_.trace_last_step == 0 || step <= cfg_.trace_last_step);
+  }
+
+  // Room for the window's spans, so that recording does not allocate in the step loop: per
+  // micro-batch a forward and a backward of L blocks and their parts, per step the buckets and
+  // the step's own spans. Capped; a longer window grows the buffer as it goes.
+  void reserve_trace() {
+    const int64_t end = cfg_.trace_last_step > 0 ? cfg_.trace_last_step : cfg_.steps;
+    const int64_t steps =
+        std::max<int64_t>(0, end - std::max(first_step_, cfg_.trace_first_step) + 1);
+    const int64_t accum = cfg_.accum_steps(comm_.world_size());
+    const int64_t buckets = 1 + static_cast<int64_t>(model_.layout().total() * sizeof(float) /
+                                                     std::max<size_t>(1, cfg_.bucket_bytes()));
+    const int64_t per_step = accum * (2 * cfg_.model.n_layer + 10) + 2 * buckets + 16;
+    trace::Recorder::get().reserve(
+        static_cast<size_t>(std::min<int64_t>(steps * per_step, int64_t{1} << 20)));
+  }
+
+  // Collective: [Trace file] of the window so far; recording stops.
+  void write_trace() {
+    trace::Recorder::get().set_recording(false);
+    trace_written_ = true;
+    boost::json::object model{
+        {"vocab_size", cfg_.model.vocab_size}, {"seq_len", cfg_.model.seq_len},
+        {"d_model", cfg_.model.d_model},       {"n_layer", cfg_.model.n_layer},
+        {"n_head", cfg_.model.n_head},         {"params", model_.layout().total()}};
+    const boost::json::object other{{"tool", "dpt train"},
+                                    {"world_size", comm_.world_size()},
+                                    {"device", control_.gpu >= 0 ? "cuda" : "cpu"},
+                                    {"precision", precision_name(control_.precision)},
+                                    {"model", std::move(model)},
+                                    {"global_batch", cfg_.global_batch},
+                                    {"micro_batch", cfg_.micro_batch},
+                                    {"accum_steps", cfg_.accum_steps(comm_.world_size())},
+                                    {"bucket_bytes", cfg_.bucket_bytes()},
+                                    {"peak_flops", control_.peak_flops},
+                                    {"trace_steps", {cfg_.trace_first_step, cfg_.trace_last_step}}};
+    write_trace_file(comm_, cfg_.trace, other);
+  }
+
   const TrainConfig& cfg_;
   comm::Communicator& comm_;
   Replica& model_;
@@ -276,6 +338,8 @@ class TrainingLoop {
   int64_t skipped_total_;
   int skipped_in_a_row_ = 0;
   TrainResult result_;
+  const bool tracing_ = !cfg_.trace.empty();
+  bool trace_written_ = false;
 };
 
 }  // namespace

@@ -60,6 +60,8 @@ const std::map<std::string, std::string> kOtherValues = {
     {"grad-clip", "0"},
     {"bucket-mb", "0.5"},
     {"peak-tflops", "12.5"},
+    {"trace", "/tmp/t.json"},
+    {"trace-steps", "3-9"},
     {"ckpt-dir", "/ck"},
     {"ckpt-every", "50"},
     {"ckpt-keep", "0"},
