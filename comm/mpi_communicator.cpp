@@ -149,12 +149,14 @@ class RankOrderReduce final : public MpiStages {
   // all_reduce: send == buf, in place. scatter: out receives this rank's shard (out may be null
   // when that shard is empty, so the mode is said rather than read off the pointers). Tags
   // tag and tag + 1 are this request's.
-  RankOrderReduce(MPI_Comm comm, int rank, int world, int tag, Result result, const void* send,
+  RankOrderReduce(MPI_Comm comm, int rank, int world, int tag,
+                  std::shared_ptr<detail::ScratchPool> pool, Result result, const void* send,
                   void* buf, void* out, size_t count, DType dtype, bool average, size_t max_chunk)
       : comm_(comm),
         rank_(rank),
         world_(world),
         tag_(tag),
+        pool_(std::move(pool)),
         result_(result),
         send_(static_cast<const char*>(send)),
         buf_(static_cast<char*>(buf)),
@@ -168,6 +170,9 @@ class RankOrderReduce final : public MpiStages {
         displs_(world) {
     if (chunks_ > 0) start_scatter();
   }
+  ~RankOrderReduce() override {
+    if (scratch_.data) pool_->give(std::move(scratch_));
+  }
 
  protected:
   bool next_stage() override {
@@ -178,7 +183,11 @@ class RankOrderReduce final : public MpiStages {
         return true;
       }
     }
-    if (++chunk_ >= chunks_) return false;
+    if (++chunk_ >= chunks_) {
+      pool_->give(std::move(scratch_));
+      scratch_ = {};
+      return false;
+    }
     start_scatter();
     return true;
   }
@@ -203,18 +212,22 @@ class RankOrderReduce final : public MpiStages {
   void start_scatter() {
     layout_chunk();
     const size_t mine = static_cast<size_t>(counts_[rank_]);
-    scratch_.resize(static_cast<size_t>(world_) * mine * elem());
+    const size_t need = static_cast<size_t>(world_) * mine * elem();
+    if (scratch_.bytes < need) {
+      if (scratch_.data) pool_->give(std::move(scratch_));
+      scratch_ = pool_->take(need);
+    }
+    char* scratch = scratch_.data.get();
     const MPI_Datatype type = mpi_dtype(dtype_);
     const char* chunk = send_ + chunk_offset_ * elem();
     for (int r = 0; r < world_; ++r) {
       if (r == rank_) {
-        std::memcpy(scratch_.data() + r * mine * elem(), chunk + displs_[r] * elem(),
-                    mine * elem());
+        std::memcpy(scratch + r * mine * elem(), chunk + displs_[r] * elem(), mine * elem());
         continue;
       }
       if (mine > 0)
-        DPT_CHECK_MPI(MPI_Irecv(scratch_.data() + r * mine * elem(), static_cast<int>(mine), type,
-                                r, tag_, comm_, &add()));
+        DPT_CHECK_MPI(MPI_Irecv(scratch + r * mine * elem(), static_cast<int>(mine), type, r, tag_,
+                                comm_, &add()));
       if (counts_[r] > 0)
         DPT_CHECK_MPI(
             MPI_Isend(chunk + displs_[r] * elem(), counts_[r], type, r, tag_, comm_, &add()));
@@ -229,10 +242,12 @@ class RankOrderReduce final : public MpiStages {
         result_ == Result::scatter ? out_ : buf_ + (chunk_offset_ + displs_[rank_]) * elem();
     if (dtype_ == DType::f32)
       sum_in_rank_order(reinterpret_cast<float*>(dst),
-                        reinterpret_cast<const float*>(scratch_.data()), mine, world_, average_);
+                        reinterpret_cast<const float*>(scratch_.data.get()), mine, world_,
+                        average_);
     else
       sum_in_rank_order(reinterpret_cast<double*>(dst),
-                        reinterpret_cast<const double*>(scratch_.data()), mine, world_, average_);
+                        reinterpret_cast<const double*>(scratch_.data.get()), mine, world_,
+                        average_);
   }
 
   // This rank's summed shard to every rank; every other shard from its owner, in place.
@@ -253,6 +268,7 @@ class RankOrderReduce final : public MpiStages {
 
   MPI_Comm comm_;
   int rank_, world_, tag_;
+  std::shared_ptr<detail::ScratchPool> pool_;
   Result result_;
   const char* send_;
   char* buf_;
@@ -264,7 +280,7 @@ class RankOrderReduce final : public MpiStages {
   size_t chunk_ = 0, chunk_offset_ = 0;
   Stage stage_ = Stage::scattering;
   std::vector<int> counts_, displs_;
-  std::vector<char> scratch_;
+  detail::ScratchPool::Block scratch_;  // the scatter stage's landing place ([Scratch reuse])
 };
 
 // MPI_Iallreduce of every chunk, all issued at once: integer types and max/min, whose results
@@ -323,6 +339,7 @@ void check_int_count(const char* what, size_t count, DType dtype) {
 }
 
 std::unique_ptr<PendingCollective> make_all_reduce(MPI_Comm comm, int rank, int world, int tag,
+                                                   std::shared_ptr<detail::ScratchPool> pool,
                                                    void* buf, size_t count, DType dtype,
                                                    ReduceOp op, size_t max_chunk) {
   check_reduction("all_reduce", dtype, op);
@@ -331,7 +348,7 @@ std::unique_ptr<PendingCollective> make_all_reduce(MPI_Comm comm, int rank, int 
   // One rank: the sum is the value itself and avg multiplies by exactly 1.
   if (ordered_sum && world == 1) return nullptr;
   if (ordered_sum)
-    return std::make_unique<RankOrderReduce>(comm, rank, world, tag,
+    return std::make_unique<RankOrderReduce>(comm, rank, world, tag, std::move(pool),
                                              RankOrderReduce::Result::all_reduce, buf, buf, nullptr,
                                              count, dtype, op == ReduceOp::avg, max_chunk);
   return std::make_unique<ChunkedAllReduce>(comm, buf, count, dtype, op, max_chunk);
@@ -341,12 +358,34 @@ std::unique_ptr<PendingCollective> make_all_reduce(MPI_Comm comm, int rank, int 
 
 namespace detail {
 
+ScratchPool::Block ScratchPool::take(size_t bytes) {
+  size_t best = free_.size(), largest = free_.size();
+  for (size_t i = 0; i < free_.size(); ++i) {
+    if (free_[i].bytes >= bytes && (best == free_.size() || free_[i].bytes < free_[best].bytes))
+      best = i;
+    if (largest == free_.size() || free_[i].bytes > free_[largest].bytes) largest = i;
+  }
+  if (best == free_.size() && largest != free_.size()) best = largest;  // to be replaced
+  Block b;
+  if (best != free_.size()) {
+    b = std::move(free_[best]);
+    free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(best));
+  }
+  if (b.bytes < bytes) b = Block{std::make_unique<char[]>(bytes), bytes};
+  return b;
+}
+
+void ScratchPool::give(Block block) {
+  if (block.data) free_.push_back(std::move(block));
+}
+
 void mpi_all_reduce_chunked(MPI_Comm comm, int world_size, void* buf, size_t count, DType dtype,
                             ReduceOp op, size_t max_chunk_elements) {
   int rank = 0;
   DPT_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   // Tags 0 and 1: a blocking call has no other request of its own in flight.
-  Request(make_all_reduce(comm, rank, world_size, 0, buf, count, dtype, op, max_chunk_elements))
+  Request(make_all_reduce(comm, rank, world_size, 0, std::make_shared<ScratchPool>(), buf, count,
+                          dtype, op, max_chunk_elements))
       .wait();
 }
 
@@ -427,7 +466,7 @@ void MpiCommunicator::all_gather(const void* send, void* recv, size_t count, DTy
 }
 
 Request MpiCommunicator::iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) {
-  return Request(make_all_reduce(comm_, rank_, size_, next_tag(), buf, count, dtype, op,
+  return Request(make_all_reduce(comm_, rank_, size_, next_tag(), scratch_, buf, count, dtype, op,
                                  detail::kMaxChunkElements));
 }
 
@@ -449,8 +488,8 @@ Request MpiCommunicator::ireduce_scatter(const void* send, void* recv, size_t co
   // count <= INT_MAX (checked above), so one chunk fits MPI's counts.
   const size_t one_chunk = count > 0 ? count : 1;
   return Request(std::make_unique<RankOrderReduce>(
-      comm_, rank_, size_, next_tag(), RankOrderReduce::Result::scatter, send, nullptr, recv, count,
-      dtype, op == ReduceOp::avg, one_chunk));
+      comm_, rank_, size_, next_tag(), scratch_, RankOrderReduce::Result::scatter, send, nullptr,
+      recv, count, dtype, op == ReduceOp::avg, one_chunk));
 }
 
 Request MpiCommunicator::iall_gather_shards(const void* send, void* recv, size_t count,

@@ -2,6 +2,7 @@
 // NCCL error, NCCL's own last-error text for the communicator, function, file:line, rank and host.
 #pragma once
 
+#include <cuda_runtime.h>
 #include <nccl.h>
 
 #include <string>
@@ -21,6 +22,13 @@ inline std::string nccl_error_text(ncclResult_t rc, ncclComm_t comm) {
 }
 
 }  // namespace dpt::comm
+
+// The same CUDA alias as kernels/cuda_check.h, which comm/ does not include: that header brings
+// cuBLAS, and comm/ must not depend on kernels/ (CONVENTIONS.md, the house).
+#ifndef DPT_CHECK_CUDA
+#define DPT_CHECK_CUDA(call) \
+  DPT_CHECK_GEN("CUDA", call, _dpt_rc == cudaSuccess, cudaGetErrorString(_dpt_rc))
+#endif
 
 // `nccl_comm` is the communicator the call concerns (or nullptr), evaluated only on failure.
 #define DPT_CHECK_NCCL(nccl_comm, call)               \

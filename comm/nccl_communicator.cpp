@@ -20,13 +20,6 @@
 #include "comm/nccl_info.h"
 #include "common/errors.h"
 
-// The same alias as kernels/cuda_check.h, which comm/ does not include: that header brings
-// cuBLAS, and comm/ must not depend on kernels/ (CONVENTIONS.md, the house).
-#ifndef DPT_CHECK_CUDA
-#define DPT_CHECK_CUDA(call) \
-  DPT_CHECK_GEN("CUDA", call, _dpt_rc == cudaSuccess, cudaGetErrorString(_dpt_rc))
-#endif
-
 // An NCCL call on a live communicator: a failure aborts the communicator first, so that a rank
 // that stops here does not leave its NCCL kernels spinning, then throws like DPT_CHECK_NCCL.
 #define DPT_NCCL_OR_ABORT(call)                                                               \
