@@ -11,6 +11,7 @@
 
 #include "common/elapsed.h"
 #include "common/errors.h"
+#include "common/trace.h"
 #include "kernels/adamw.h"
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_device.h"
@@ -27,6 +28,55 @@ namespace dpt::trainer {
 namespace {
 
 namespace k = dpt::kernels;
+
+// [Timeline] on the GPU: CUDA events recorded around the step's work on both streams while the
+// step is traced, read after update()'s wait (no host sync inside the step for them), and placed
+// on the host clock by the last one, which completed just before that wait returned (so the
+// spans are late by at most the wait's wake-up time).
+class GpuSpans {
+ public:
+  explicit GpuSpans(size_t events) {
+    for (size_t i = 0; i < events; ++i)
+      events_.push_back(std::make_unique<k::CudaEventHandle>(0u));  // timed
+  }
+  // An event recorded now on `stream`, or -1 when not tracing or out of events.
+  int mark(cudaStream_t stream) {
+    if (!trace::recording() || used_ >= events_.size()) return -1;
+    DPT_CHECK_CUDA(cudaEventRecord(events_[used_]->get(), stream));
+    return static_cast<int>(used_++);
+  }
+  void span(const char* name, int index, trace::Track track, int start, int end) {
+    if (start >= 0 && end >= 0) spans_.push_back({name, index, track, start, end});
+  }
+  // After the stream work up to `anchor` has completed: every span onto the host clock.
+  void flush(int anchor, int64_t anchor_host_ns) {
+    if (anchor >= 0) {
+      for (const Span& s : spans_) {
+        float start_ms = 0, end_ms = 0;
+        DPT_CHECK_CUDA(
+            cudaEventElapsedTime(&start_ms, events_[s.start]->get(), events_[anchor]->get()));
+        DPT_CHECK_CUDA(
+            cudaEventElapsedTime(&end_ms, events_[s.end]->get(), events_[anchor]->get()));
+        trace::complete(s.name, s.index, s.track,
+                        anchor_host_ns - static_cast<int64_t>(start_ms * 1e6),
+                        anchor_host_ns - static_cast<int64_t>(end_ms * 1e6));
+      }
+    }
+    spans_.clear();
+    used_ = 0;
+  }
+
+ private:
+  struct Span {
+    const char* name;
+    int index;
+    trace::Track track;
+    int start, end;
+  };
+  std::vector<std::unique_ptr<k::CudaEventHandle>> events_;
+  std::vector<Span> spans_;
+  size_t used_ = 0;
+};
 
 // [Sync Streams] of a step: the model computes on `stream_`. During the last micro-batch's
 // backward, each time [Gradient buckets] become final the replica records `bucket_ready_` on
@@ -52,7 +102,10 @@ class CudaReplica final : public Replica {
         host_params_(model_.num_params()),
         host_m_(model_.num_params()),
         host_v_(model_.num_params()),
-        buckets_(plan_gradient_buckets(model_.num_params(), sizeof(float), cfg.bucket_bytes())) {
+        buckets_(plan_gradient_buckets(model_.num_params(), sizeof(float), cfg.bucket_bytes())),
+        // Per step: 3 per micro-batch, 2 per bucket, 3 for the optimizer and the anchor.
+        gpu_spans_(static_cast<size_t>(3 * std::max(1, cfg.accum_steps(mpi.world_size())) +
+                                       2 * buckets_.size() + 3)) {
     const ParamLayout& layout = model_.layout();
     std::vector<k::AdamWSegment> segments;
     for (const TensorView& t : layout.tensors())
@@ -133,7 +186,10 @@ class CudaReplica final : public Replica {
   }
   void forward_backward(const int32_t* inputs, const int32_t* targets, int batch, double loss_scale,
                         bool last_micro_batch) override {
+    const int f0 = gpu_spans_.mark(stream_.get());
     model_.forward(inputs, targets, batch, loss_sum());
+    const int f1 = gpu_spans_.mark(stream_.get());
+    gpu_spans_.span("forward", -1, trace::Track::gpu_compute, f0, f1);
     next_bucket_ = 0;
 #ifdef DPT_HAVE_NCCL
     if (last_micro_batch) {
@@ -145,6 +201,7 @@ class CudaReplica final : public Replica {
     (void)last_micro_batch;  // without NCCL the gradient goes through the host after backward
     model_.backward(loss_scale);
 #endif
+    gpu_spans_.span("backward", -1, trace::Track::gpu_compute, f1, gpu_spans_.mark(stream_.get()));
     positions_ += static_cast<int64_t>(batch) * model_.config().seq_len;
   }
   void poison_grad() override {
@@ -190,6 +247,7 @@ class CudaReplica final : public Replica {
     const size_t n = model_.num_params();
     ReplicaStep r;
     r.stats.lr = learning_rate(opt_, step);
+    const int o0 = gpu_spans_.mark(s);
     k::sum_squares_cuda(sumsq(), model_.grads(), n, sumsq_scratch_.get(), s);
     k::AdamWCudaParams p{};
     p.lr = static_cast<float>(r.stats.lr);
@@ -204,9 +262,13 @@ class CudaReplica final : public Replica {
     k::adamw_update_cuda<T>(model_.params(), copy, m_.get(), v_.get(), model_.grads(),
                             chunks_.get(), static_cast<int>(chunks_.size()), sumsq(), loss_sum(), p,
                             s);
+    const int o1 = gpu_spans_.mark(s);
+    gpu_spans_.span("optimizer", -1, trace::Track::gpu_compute, o0, o1);
     DPT_CHECK_CUDA(cudaMemcpyAsync(host_scalars_.get(), device_scalars_.get(), 2 * sizeof(float),
                                    cudaMemcpyDeviceToHost, s));
+    const int anchor = gpu_spans_.mark(s);
     wait();
+    gpu_spans_.flush(anchor, trace::now_ns());
     // The device decided with the same two numbers ([Non-finite guard]).
     r.loss = static_cast<double>(host_scalars_.get()[0]) / static_cast<double>(positions_);
     r.stats.grad_norm = std::sqrt(static_cast<double>(host_scalars_.get()[1]));
@@ -274,7 +336,10 @@ class CudaReplica final : public Replica {
       start_bucket(buckets_[next_bucket_++]);
   }
   void start_bucket(const GradientBucket& b) {
+    const int c0 = gpu_spans_.mark(nccl_->stream());
     nccl_->all_reduce(model_.grads() + b.offset, b.count, comm::DType::f32, comm::ReduceOp::avg);
+    gpu_spans_.span("all-reduce bucket %d", static_cast<int>(&b - buckets_.data()),
+                    trace::Track::gpu_comm, c0, gpu_spans_.mark(nccl_->stream()));
   }
 #endif
   std::span<const float> to_host(k::PinnedBuffer<float>& host, const float* device) {
@@ -296,7 +361,8 @@ class CudaReplica final : public Replica {
   k::DeviceBuffer<k::AdamWChunk> chunks_;
   k::DeviceBuffer<float> sumsq_scratch_;
   std::vector<GradientBucket> buckets_;
-  size_t next_bucket_ = 0;         // the next of buckets_ to start in this step
+  size_t next_bucket_ = 0;  // the next of buckets_ to start in this step
+  GpuSpans gpu_spans_;
   double host_exchange_ms_ = 0.0;  // without NCCL: the host's exchange time
   // grads_ready_ and reduced_ are timed: their interval is the step's exposed communication.
   k::CudaEventHandle grads_ready_{0}, reduced_{0}, bucket_ready_;
