@@ -11,7 +11,7 @@ packages=(
   libgtest-dev
   libopenblas-openmp-dev
   fortunes-min fortunes
-  python3 python3-h5py python3-numpy
+  python3 python3-h5py python3-numpy python3-matplotlib
 )
 
 missing=()
