@@ -154,12 +154,34 @@ float value(int rank, size_t i) {
          0.125f;
 }
 
-// The buffers of one size. Host vectors for MPI; for NCCL the same on the device.
-struct Buffers {
-  std::vector<float> host;      // the whole vector (all-reduce in place, gather target)
-  std::vector<float> shard;     // this rank's shard (reduce-scatter output, gather input)
-  std::vector<float> expected;  // what the check compares with
-};
+// Wrong elements over all ranks (collective over `mpi`): `got` is the whole vector after an
+// all-reduce or all-gather, this rank's shard after a reduce-scatter. Sums of multiples of 1/8
+// are exact in any order, so == compares.
+size_t wrong_elements(Op op, const float* got, size_t count, int n, int rank, MPI_Comm mpi) {
+  auto sum = [n](size_t i) {
+    float s = 0;
+    for (int r = 0; r < n; ++r)
+      s += value(r, i);
+    return s;
+  };
+  uint64_t wrong = 0;
+  const Shard mine = shard_of(count, n, rank);
+  if (op == Op::all_reduce) {
+    for (size_t i = 0; i < count; ++i)
+      wrong += got[i] != sum(i);
+  } else if (op == Op::reduce_scatter) {
+    for (size_t i = 0; i < mine.count; ++i)
+      wrong += got[i] != sum(mine.offset + i);
+  } else {
+    for (int r = 0; r < n; ++r) {
+      const Shard s = shard_of(count, n, r);
+      for (size_t i = s.offset; i < s.offset + s.count; ++i)
+        wrong += got[i] != value(r, i);
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_UINT64_T, MPI_SUM, mpi);
+  return wrong;
+}
 
 // Median-free timing, as nccl-tests does: `iters` back-to-back operations, the mean time per
 // operation, then the slowest rank's mean (a collective ends when its last rank ends).
@@ -299,39 +321,24 @@ Row run_mpi(Op op, size_t count, MPI_Comm mpi, dpt::comm::MpiCommunicator& comm,
   fill();
   if (op == Op::all_reduce) {
     comm.all_reduce(buf.data(), count, DType::f32, ReduceOp::sum);
-    for (size_t i = 0; i < count; ++i) {
-      float want = 0;
-      for (int r = 0; r < n; ++r)
-        want += value(r, i);
-      row.wrong += buf[i] != want;
-    }
   } else if (op == Op::reduce_scatter) {
     comm.reduce_scatter(buf.data(), shard.data(), count, DType::f32, ReduceOp::sum);
-    for (size_t i = 0; i < mine.count; ++i) {
-      float want = 0;
-      for (int r = 0; r < n; ++r)
-        want += value(r, mine.offset + i);
-      row.wrong += shard[i] != want;
-    }
   } else {
     std::fill(buf.begin(), buf.end(), -1e30f);
     for (size_t i = 0; i < mine.count; ++i)
       shard[i] = value(rank, mine.offset + i);
     comm.all_gather_shards(shard.data(), buf.data(), count, DType::f32);
-    for (int r = 0; r < n; ++r) {
-      const Shard s = shard_of(count, n, r);
-      for (size_t i = s.offset; i < s.offset + s.count; ++i)
-        row.wrong += buf[i] != value(r, i);
-    }
   }
-  MPI_Allreduce(MPI_IN_PLACE, &row.wrong, 1, MPI_UINT64_T, MPI_SUM, mpi);
+  row.wrong =
+      wrong_elements(op, op == Op::reduce_scatter ? shard.data() : buf.data(), count, n, rank, mpi);
   return row;
 }
 
 #ifdef DPT_HAVE_NCCL
 // The NCCL backend: device buffers on this rank's GPU (local rank modulo visible devices); the
 // host waits on the communicator's stream ([Watchdog]) once per timed batch.
-Row run_nccl(Op op, size_t count, dpt::comm::NcclCommunicator& comm, Bench& bench, int rank) {
+Row run_nccl(Op op, size_t count, dpt::comm::NcclCommunicator& comm, Bench& bench, int rank,
+             MPI_Comm mpi) {
   const int n = comm.world_size();
   const Shard mine = shard_of(count, n, rank);
   Row row{op, count * sizeof(float), count, {}, {}, 0};
@@ -371,39 +378,19 @@ Row run_nccl(Op op, size_t count, dpt::comm::NcclCommunicator& comm, Bench& benc
       break;
   }
   fill();
-  std::vector<float> got;
   if (op == Op::all_reduce) {
     comm.all_reduce(dbuf, count, DType::f32, ReduceOp::sum);
-    comm.synchronize();
-    got.resize(count);
-    DPT_CHECK_CUDA(cudaMemcpy(got.data(), dbuf, count * sizeof(float), cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < count; ++i) {
-      float want = 0;
-      for (int r = 0; r < n; ++r)
-        want += value(r, i);
-      row.wrong += got[i] != want;
-    }
   } else if (op == Op::reduce_scatter) {
     comm.reduce_scatter(dbuf, dshard, count, DType::f32, ReduceOp::sum);
-    got.resize(mine.count);
-    DPT_CHECK_CUDA(
-        cudaMemcpy(got.data(), dshard, mine.count * sizeof(float), cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < mine.count; ++i) {
-      float want = 0;
-      for (int r = 0; r < n; ++r)
-        want += value(r, mine.offset + i);
-      row.wrong += got[i] != want;
-    }
   } else {
     comm.all_gather_shards(dbuf + mine.offset, dbuf, count, DType::f32);
-    got.resize(count);
-    DPT_CHECK_CUDA(cudaMemcpy(got.data(), dbuf, count * sizeof(float), cudaMemcpyDeviceToHost));
-    for (int r = 0; r < n; ++r) {
-      const Shard s = shard_of(count, n, r);
-      for (size_t i = s.offset; i < s.offset + s.count; ++i)
-        row.wrong += got[i] != value(r, i);
-    }
   }
+  comm.synchronize();
+  const bool shard_only = op == Op::reduce_scatter;
+  std::vector<float> got(shard_only ? mine.count : count);
+  DPT_CHECK_CUDA(cudaMemcpy(got.data(), shard_only ? dshard : dbuf, got.size() * sizeof(float),
+                            cudaMemcpyDeviceToHost));
+  row.wrong = wrong_elements(op, got.data(), count, n, rank, mpi);
   cudaFree(dbuf);
   cudaFree(dshard);
   return row;
@@ -448,7 +435,7 @@ int run(int argc, char** argv, dpt::comm::MpiSession& session) {
       Row row{};
 #ifdef DPT_HAVE_NCCL
       if (nccl)
-        row = run_nccl(op, count, *nccl, bench, world.rank());
+        row = run_nccl(op, count, *nccl, bench, world.rank(), peer_comm);
       else
 #endif
         row = run_mpi(op, count, peer_comm, world, bench);

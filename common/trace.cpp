@@ -85,15 +85,22 @@ Span& Span::arg(const char* key, int64_t value) {
   return *this;
 }
 
-void async_begin(const char* name, int index, Track track, int64_t id, Arg a0, Arg a1, Arg a2) {
-  if (!recording()) return;
+namespace {
+Event event(const char* name, int index, Track track, char phase, int64_t start_ns) {
   Event e;
   e.name = name;
   e.index = index;
   e.track = track;
-  e.phase = 'b';
+  e.phase = phase;
+  e.start_ns = start_ns;
+  return e;
+}
+}  // namespace
+
+void async_begin(const char* name, int index, Track track, int64_t id, Arg a0, Arg a1, Arg a2) {
+  if (!recording()) return;
+  Event e = event(name, index, track, 'b', now_ns());
   e.id = id;
-  e.start_ns = now_ns();
   e.args[0] = a0;
   e.args[1] = a1;
   e.args[2] = a2;
@@ -102,23 +109,14 @@ void async_begin(const char* name, int index, Track track, int64_t id, Arg a0, A
 
 void async_end(const char* name, int index, Track track, int64_t id) {
   if (!recording()) return;
-  Event e;
-  e.name = name;
-  e.index = index;
-  e.track = track;
-  e.phase = 'e';
+  Event e = event(name, index, track, 'e', now_ns());
   e.id = id;
-  e.start_ns = now_ns();
   Recorder::get().add(e);
 }
 
 void complete(const char* name, int index, Track track, int64_t start_ns, int64_t end_ns, Arg a0) {
   if (!recording()) return;
-  Event e;
-  e.name = name;
-  e.index = index;
-  e.track = track;
-  e.start_ns = start_ns;
+  Event e = event(name, index, track, 'X', start_ns);
   e.dur_ns = end_ns - start_ns;
   e.args[0] = a0;
   Recorder::get().add(e);
