@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/program_options.hpp>
 
 #include "comm/agreement.h"
@@ -40,7 +42,6 @@
 namespace {
 
 namespace po = boost::program_options;
-using dpt::comm::Communicator;
 using dpt::comm::DType;
 using dpt::comm::ReduceOp;
 using dpt::comm::Request;
@@ -192,7 +193,7 @@ struct Timing {
 
 class Bench {
  public:
-  Bench(Communicator& comm, MPI_Comm mpi, const Options& o) : comm_(comm), mpi_(mpi), o_(o) {}
+  Bench(MPI_Comm mpi, double seconds) : mpi_(mpi), seconds_(seconds) {}
 
   // Collective: iterations agreed so every rank runs the same number of operations.
   template <typename Run, typename Sync>
@@ -206,8 +207,7 @@ class Bench {
     sync();
     double one_s = dpt::seconds_since(t0);
     MPI_Allreduce(MPI_IN_PLACE, &one_s, 1, MPI_DOUBLE, MPI_MAX, mpi_);
-    const int iters =
-        static_cast<int>(std::clamp(o_.seconds / std::max(one_s, 1e-9), 1.0, 10000.0));
+    const int iters = static_cast<int>(std::clamp(seconds_ / std::max(one_s, 1e-9), 1.0, 10000.0));
     MPI_Barrier(mpi_);
     t0 = dpt::SteadyClock::now();
     for (int k = 0; k < iters; ++k)
@@ -219,9 +219,8 @@ class Bench {
   }
 
  private:
-  Communicator& comm_;
   MPI_Comm mpi_;
-  const Options& o_;
+  double seconds_;
 };
 
 struct Row {
@@ -254,15 +253,17 @@ void print_row(const Row& r, int n) {
 
 std::string json_line(const Row& r, const std::string& backend, int n) {
   const double algbw = r.bytes / (r.ours.us * 1e-6) / 1e9;
-  char buf[512];
-  std::snprintf(buf, sizeof(buf),
-                "{\"backend\": \"%s\", \"op\": \"%s\", \"ranks\": %d, \"bytes\": %zu, "
-                "\"time_us\": %.9g, \"algbw_GBps\": %.9g, \"busbw_GBps\": %.9g, "
-                "\"peer_time_us\": %s, \"wrong\": %zu}",
-                backend.c_str(), op_name(r.op), n, r.bytes, r.ours.us, algbw,
-                algbw * bus_factor(r.op, n),
-                r.peer.iters > 0 ? std::to_string(r.peer.us).c_str() : "null", r.wrong);
-  return buf;
+  boost::json::object o{{"backend", backend},
+                        {"op", op_name(r.op)},
+                        {"ranks", n},
+                        {"bytes", r.bytes},
+                        {"time_us", r.ours.us},
+                        {"algbw_GBps", algbw},
+                        {"busbw_GBps", algbw * bus_factor(r.op, n)},
+                        {"peer_time_us", nullptr},
+                        {"wrong", r.wrong}};
+  if (r.peer.iters > 0) o["peer_time_us"] = r.peer.us;
+  return boost::json::serialize(o);
 }
 
 // The MPI backend: ours through MpiCommunicator, the peer through Open MPI's collective.
@@ -414,7 +415,7 @@ int run(int argc, char** argv, dpt::comm::MpiSession& session) {
     if (!*json) throw dpt::UsageError("--json " + o.json + ": cannot open for writing");
   });
   if (world.rank() == 0) print_header(o.backend, n);
-  Bench bench(world, peer_comm, o);
+  Bench bench(peer_comm, o.seconds);
 #ifdef DPT_HAVE_NCCL
   std::unique_ptr<dpt::comm::NcclCommunicator> nccl;
   if (o.backend == "nccl") {

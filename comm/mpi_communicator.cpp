@@ -115,6 +115,15 @@ class MpiStages : public PendingCollective {
   bool finished_ = false;
 };
 
+// Every rank's [Shards] of `count` elements as MPI's counts and displacements (count <= INT_MAX).
+void shard_layout(size_t count, int world, std::vector<int>& counts, std::vector<int>& displs) {
+  for (int r = 0; r < world; ++r) {
+    const Shard sh = shard_of(count, world, r);
+    counts[r] = static_cast<int>(sh.count);
+    displs[r] = static_cast<int>(sh.offset);
+  }
+}
+
 // avg as the [Collective contract] defines it (the sum times 1/world_size, the reciprocal
 // rounded once in T), and the rank-order sum below.
 template <typename T>
@@ -201,11 +210,7 @@ class RankOrderReduce final : public MpiStages {
   void layout_chunk() {
     const detail::Chunk c = detail::chunk_at(count_, chunk_, max_chunk_);
     chunk_offset_ = c.offset;
-    for (int r = 0; r < world_; ++r) {
-      const Shard sh = shard_of(static_cast<size_t>(c.count), world_, r);
-      counts_[r] = static_cast<int>(sh.count);
-      displs_[r] = static_cast<int>(sh.offset);
-    }
+    shard_layout(static_cast<size_t>(c.count), world_, counts_, displs_);
   }
 
   // Every rank's copy of this rank's shard lands in scratch_, rank r's at r * mine.
@@ -302,12 +307,9 @@ class ChunkedAllReduce final : public MpiStages {
 class GatherShards final : public MpiStages {
  public:
   GatherShards(MPI_Comm comm, int rank, int world, const void* send, void* recv, size_t count,
-               DType dtype) {
-    for (int r = 0; r < world; ++r) {
-      const Shard sh = shard_of(count, world, r);
-      counts_.push_back(static_cast<int>(sh.count));
-      displs_.push_back(static_cast<int>(sh.offset));
-    }
+               DType dtype)
+      : counts_(world), displs_(world) {
+    shard_layout(count, world, counts_, displs_);
     const MPI_Datatype type = mpi_dtype(dtype);
     const char* own = element_at(recv, static_cast<size_t>(displs_[rank]), dtype);
     DPT_CHECK_MPI(MPI_Iallgatherv(send == own ? MPI_IN_PLACE : send, counts_[rank], type, recv,
@@ -472,7 +474,6 @@ Request MpiCommunicator::iall_reduce(void* buf, size_t count, DType dtype, Reduc
 
 Request MpiCommunicator::ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
                                          ReduceOp op) {
-  check_reduction("reduce_scatter", dtype, op);
   DPT_CHECK(is_float(dtype) && (op == ReduceOp::sum || op == ReduceOp::avg),
             std::string("reduce_scatter supports sum and avg of f32 and f64, got ") +
                 reduce_op_name(op) + " of " + dtype_name(dtype));

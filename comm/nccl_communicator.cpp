@@ -75,6 +75,13 @@ ncclRedOp_t nccl_op(ReduceOp op) {
              __func__, __FILE__, __LINE__);
 }
 
+// Checked before any traffic, as the MPI backend does: every rank fails the same way.
+void check_avg(const char* what, DType dtype, ReduceOp op) {
+  DPT_CHECK(op != ReduceOp::avg || dtype == DType::f32 || dtype == DType::f64,
+            std::string(what) + " avg is defined for f32 and f64 only, got " + dtype_name(dtype) +
+                "; use sum and divide where integer rounding is intended");
+}
+
 void check_buffer(const void* buf, size_t count, const char* what) {
   DPT_CHECK(buf != nullptr || count == 0,
             std::string(what) + " got a null buffer for " + std::to_string(count) + " elements");
@@ -232,10 +239,7 @@ void NcclCommunicator::record_event(CUevent_st* done) {
 
 void NcclCommunicator::all_reduce(void* buf, size_t count, DType dtype, ReduceOp op) {
   require_live("all_reduce");
-  // Checked before any traffic, as the MPI backend does: every rank fails the same way.
-  DPT_CHECK(op != ReduceOp::avg || dtype == DType::f32 || dtype == DType::f64,
-            std::string("all_reduce avg is defined for f32 and f64 only, got ") +
-                dtype_name(dtype) + "; use sum and divide where integer rounding is intended");
+  check_avg("all_reduce", dtype, op);
   check_buffer(buf, count, "all_reduce");
   if (count == 0) return;
   DPT_NCCL_OR_ABORT(ncclAllReduce(buf, buf, count, nccl_dtype(dtype), nccl_op(op), comm_, stream_));
@@ -330,9 +334,7 @@ Request NcclCommunicator::iall_reduce(void* buf, size_t count, DType dtype, Redu
 Request NcclCommunicator::ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
                                           ReduceOp op) {
   require_live("reduce_scatter");
-  DPT_CHECK(
-      op != ReduceOp::avg || dtype == DType::f32 || dtype == DType::f64,
-      std::string("reduce_scatter avg is defined for f32 and f64 only, got ") + dtype_name(dtype));
+  check_avg("reduce_scatter", dtype, op);
   check_buffer(send, count, "reduce_scatter (send)");
   const Shard mine = shard_of(count, world_size_, rank_);
   check_buffer(recv, mine.count, "reduce_scatter (recv)");

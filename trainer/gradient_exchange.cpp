@@ -34,8 +34,16 @@ std::vector<GradientBucket> plan_gradient_buckets(size_t total, size_t elem_byte
   return plan;
 }
 
-GradientExchange::GradientExchange(std::vector<GradientBucket> plan) : plan_(std::move(plan)) {
-  size_t end = plan_.empty() ? 0 : plan_.front().offset + plan_.front().count;
+size_t buckets_ready(const std::vector<GradientBucket>& plan, size_t next, size_t frontier) {
+  while (next < plan.size() && plan[next].offset >= frontier)
+    ++next;
+  return next;
+}
+
+GradientExchange::GradientExchange(std::vector<GradientBucket> plan)
+    : plan_(std::move(plan)),
+      total_(plan_.empty() ? 0 : plan_.front().offset + plan_.front().count) {
+  size_t end = total_;
   for (const GradientBucket& b : plan_) {
     DPT_CHECK(b.count > 0 && b.offset + b.count == end,
               "gradient buckets must tile the buffer from its end, without gaps or empty buckets");
@@ -48,15 +56,13 @@ GradientExchange::GradientExchange(std::vector<GradientBucket> plan) : plan_(std
 void GradientExchange::begin(comm::Communicator& comm, std::span<float> grads) {
   DPT_CHECK(in_flight_.empty() && (next_ == 0 || next_ == plan_.size()),
             "a gradient exchange began while the previous one was unfinished");
-  const size_t covered = plan_.empty() ? 0 : plan_.front().offset + plan_.front().count;
-  DPT_CHECK(grads.size() == covered, "the gradient buffer has " + std::to_string(grads.size()) +
-                                         " elements, the bucket plan covers " +
-                                         std::to_string(covered));
+  DPT_CHECK(grads.size() == total_, "the gradient buffer has " + std::to_string(grads.size()) +
+                                        " elements, the bucket plan covers " +
+                                        std::to_string(total_));
   comm_ = &comm;
   grads_ = grads;
   next_ = 0;
   started_in_backward_ = 0;
-  ended_.assign(plan_.size(), false);
   ++exchanges_;
 }
 
@@ -65,8 +71,7 @@ int64_t GradientExchange::span_id(size_t bucket) const {
   return exchanges_ * static_cast<int64_t>(plan_.size()) + static_cast<int64_t>(bucket);
 }
 
-void GradientExchange::mark_ended(size_t bucket) {
-  ended_[bucket] = true;
+void GradientExchange::end_span(size_t bucket) {
   trace::async_end(kBucketSpan, static_cast<int>(bucket), trace::Track::comm, span_id(bucket));
 }
 
@@ -78,16 +83,17 @@ void GradientExchange::start_next() {
                      {"offset", static_cast<int64_t>(b.offset)},
                      {"count", static_cast<int64_t>(b.count)});
   in_flight_.push_back(comm_->iall_reduce(grads_.subspan(b.offset, b.count), comm::ReduceOp::avg));
+  if (in_flight_.back().done()) end_span(k);  // complete at issue (one rank)
 }
 
 void GradientExchange::ready_from(size_t frontier) {
   DPT_CHECK(comm_ != nullptr, "ready_from() outside a gradient exchange");
-  while (next_ < plan_.size() && plan_[next_].offset >= frontier) {
+  const size_t ready = buckets_ready(plan_, next_, frontier);
+  started_in_backward_ += ready - next_;
+  while (next_ < ready)
     start_next();
-    ++started_in_backward_;
-  }
   for (size_t k = 0; k < in_flight_.size(); ++k)
-    if (!ended_[k] && in_flight_[k].test()) mark_ended(k);
+    if (!in_flight_[k].done() && in_flight_[k].test()) end_span(k);
 }
 
 double GradientExchange::finish() {
@@ -96,9 +102,9 @@ double GradientExchange::finish() {
   while (next_ < plan_.size())
     start_next();
   for (size_t k = 0; k < in_flight_.size(); ++k) {
-    if (ended_[k]) continue;
+    if (in_flight_[k].done()) continue;
     in_flight_[k].wait();
-    mark_ended(k);
+    end_span(k);
   }
   const double waited_ms = ms_since(t0);
   in_flight_.clear();

@@ -45,6 +45,10 @@ struct GradientBucket {
 std::vector<GradientBucket> plan_gradient_buckets(size_t total, size_t elem_bytes,
                                                   size_t bucket_bytes);
 
+// The end of the run of buckets, from `next` on, whose gradients are all final at `frontier`
+// (each bucket starts once its offset is >= the frontier; plan order is issue order).
+size_t buckets_ready(const std::vector<GradientBucket>& plan, size_t next, size_t frontier);
+
 // One step's bucketed average over a communicator, on the host (the CPU replica).
 // Per step: begin(), then ready_from() as backward's frontier moves down, then finish().
 class GradientExchange {
@@ -70,12 +74,12 @@ class GradientExchange {
  private:
   void start_next();
   int64_t span_id(size_t bucket) const;
-  void mark_ended(size_t bucket);
+  void end_span(size_t bucket);
 
   static constexpr const char* kBucketSpan = "all-reduce bucket %d";
 
   std::vector<GradientBucket> plan_;
-  std::vector<bool> ended_;  // per bucket: seen complete in this exchange
+  size_t total_ = 0;  // elements the plan covers
   int64_t exchanges_ = 0;
   std::vector<comm::Request> in_flight_;
   comm::Communicator* comm_ = nullptr;

@@ -329,10 +329,11 @@ class CudaReplica final : public Replica {
   // [Gradient buckets]: every gradient at offset >= frontier has been enqueued on the compute
   // stream; hand the buckets this makes ready to the NCCL stream behind one event.
   void start_buckets_from(size_t frontier) {
-    if (next_bucket_ >= buckets_.size() || buckets_[next_bucket_].offset < frontier) return;
+    const size_t ready = buckets_ready(buckets_, next_bucket_, frontier);
+    if (ready == next_bucket_) return;
     DPT_CHECK_CUDA(cudaEventRecord(bucket_ready_.get(), stream_.get()));
     nccl_->wait_event(bucket_ready_.get());  // enqueued now, so the event may be re-recorded
-    while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].offset >= frontier)
+    while (next_bucket_ < ready)
       start_bucket(buckets_[next_bucket_++]);
   }
   void start_bucket(const GradientBucket& b) {

@@ -6,8 +6,6 @@
 #include <limits>
 #include <vector>
 
-#include <unistd.h>
-
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -60,10 +58,12 @@ double us(int64_t ns) {
 std::string rank_events(const std::vector<trace::Event>& events, int rank, const std::string& host,
                         int64_t offset_ns, int64_t origin_ns) {
   json::array out;
-  json::object proc{{"ph", "M"},
-                    {"name", "process_name"},
-                    {"pid", rank},
-                    {"args", {{"name", "rank " + std::to_string(rank) + " (" + host + ")"}}}};
+  json::object proc{
+      {"ph", "M"},
+      {"name", "process_name"},
+      {"pid", rank},
+      {"args",
+       {{"name", "rank " + std::to_string(rank) + (host.empty() ? "" : " (" + host + ")")}}}};
   out.push_back(proc);
   out.push_back(json::object{{"ph", "M"},
                              {"name", "process_sort_index"},
@@ -110,17 +110,10 @@ std::string rank_events(const std::vector<trace::Event>& events, int rank, const
   return json::serialize(out);
 }
 
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "?";
-  return buf;
-}
-
 }  // namespace
 
-bool write_trace_file(comm::Communicator& comm, const std::string& path,
+bool write_trace_file(comm::Communicator& comm, const std::string& path, const std::string& host,
                       const boost::json::object& other_data) {
-  const std::string host = host_name();
   const std::vector<trace::Event> events = trace::Recorder::get().take();
   const std::vector<int64_t> offsets = clock_offsets(comm);
   const int64_t offset = offsets[comm.rank()];

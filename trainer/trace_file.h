@@ -19,7 +19,8 @@ namespace dpt::trainer {
 // microseconds from the first span. Complete spans are "X" events; overlapping spans of one
 // track (buckets in flight) are async "b"/"e" pairs. Returns false (and rank 0 prints a
 // warning) when rank 0 could not write the file: the trace is a by-product, the run goes on.
-bool write_trace_file(comm::Communicator& comm, const std::string& path,
+// `host` names this rank's process ("rank r (host)"); empty leaves it out.
+bool write_trace_file(comm::Communicator& comm, const std::string& path, const std::string& host,
                       const boost::json::object& other_data);
 
 }  // namespace dpt::trainer

@@ -40,16 +40,16 @@ struct TrainConfig {
   OptimizerConfig opt;
   double bucket_mb = 25.0;  // [Gradient buckets] of this many MiB (0: one flat exchange)
   uint64_t seed = 1337;
-  int threads = 0;             // CPU threads per rank; 0 = cores on the node / ranks on the node
-  std::string metrics;         // JSON Lines file written by rank 0 ("" = none)
-  int log_every = 10;          // progress line every N steps (and at the first and last)
-  int check_sync_every = 100;  // compare parameter hashes across ranks every N steps (0 = only
-                               // at start and end)
-  std::string trace;            // [Trace file] of the traced steps ("" = none)
+  int threads = 0;               // CPU threads per rank; 0 = cores on the node / ranks on the node
+  std::string metrics;           // JSON Lines file written by rank 0 ("" = none)
+  int log_every = 10;            // progress line every N steps (and at the first and last)
+  int check_sync_every = 100;    // compare parameter hashes across ranks every N steps (0 = only
+                                 // at start and end)
+  std::string trace;             // [Trace file] of the traced steps ("" = none)
   int64_t trace_first_step = 1;  // --trace-steps A-B: the window (last 0 = to the end)
   int64_t trace_last_step = 0;
-  double peak_tflops = 0;      // per rank, the denominator of mfu (0: from the GPU table or a
-                               // measured CPU GEMM)
+  double peak_tflops = 0;  // per rank, the denominator of mfu (0: from the GPU table or a
+                           // measured CPU GEMM)
   // Checkpoints ([Checkpoint layout]) and resume.
   std::string ckpt_dir;              // "" = no checkpoints
   int64_t ckpt_every = 0;            // save every N steps (0: only after the last step)

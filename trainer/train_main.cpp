@@ -63,6 +63,7 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     control.gpu = placed.device.gpu;  // -1 unless the ranks train on GPUs
     control.precision = placed.precision;
     control.peak_flops = placed.peak_flops;
+    control.host = session.placement().host;
     control.say = log.sayer();
     const std::unique_ptr<Replica> model = build_replica(cfg, world, control);
 

@@ -18,6 +18,7 @@
 #include "common/trace.h"
 #include "datasets/batch_stream.h"
 #include "trainer/gpt.h"
+#include "trainer/gradient_exchange.h"
 #include "trainer/optimizer.h"
 #include "trainer/replica.h"
 #include "trainer/trace_file.h"
@@ -119,7 +120,9 @@ class TrainingLoop {
                                          cfg.micro_batch},
                  first_step_ - 1, cfg.prefetch),
         sync_(comm),
-        skipped_total_(control.resume ? control.resume->meta.nonfinite_skipped : 0) {
+        skipped_total_(control.resume ? control.resume->meta.nonfinite_skipped : 0),
+        model_flops_per_step_(model_flops_per_token(cfg.model) *
+                              static_cast<double>(cfg.global_batch * cfg.model.seq_len)) {
     if (data.val)
       validator_.emplace(*data.val, cfg.val_samples, comm.world_size(), comm.rank(),
                          cfg.micro_batch);
@@ -231,10 +234,9 @@ class TrainingLoop {
     rec.data_wait_ms = wait_ms;
     rec.comm_exposed_ms = rs.comm_exposed_ms;
     // llm.c's MFU: model FLOPs of the step's tokens per second over the ranks' summed peak.
-    const double flops = model_flops_per_token(cfg_.model) * static_cast<double>(tokens_per_step);
-    rec.mfu = control_.peak_flops > 0 && ms > 0
-                  ? flops / (ms / 1000.0) / (control_.peak_flops * comm_.world_size())
-                  : std::numeric_limits<double>::quiet_NaN();
+    rec.mfu = control_.peak_flops > 0 && ms > 0 ? model_flops_per_step_ / (ms / 1000.0) /
+                                                      (control_.peak_flops * comm_.world_size())
+                                                : std::numeric_limits<double>::quiet_NaN();
     const auto io = batches_.stats();
     rec.io_tokens_per_s = io.read_seconds > 0 ? io.tokens_read / io.read_seconds : 0.0;
     return rec;
@@ -297,8 +299,8 @@ class TrainingLoop {
     const int64_t steps =
         std::max<int64_t>(0, end - std::max(first_step_, cfg_.trace_first_step) + 1);
     const int64_t accum = cfg_.accum_steps(comm_.world_size());
-    const int64_t buckets = 1 + static_cast<int64_t>(model_.layout().total() * sizeof(float) /
-                                                     std::max<size_t>(1, cfg_.bucket_bytes()));
+    const int64_t buckets = static_cast<int64_t>(
+        plan_gradient_buckets(model_.layout().total(), sizeof(float), cfg_.bucket_bytes()).size());
     const int64_t per_step = accum * (2 * cfg_.model.n_layer + 10) + 2 * buckets + 16;
     trace::Recorder::get().reserve(
         static_cast<size_t>(std::min<int64_t>(steps * per_step, int64_t{1} << 20)));
@@ -323,7 +325,7 @@ class TrainingLoop {
                                     {"bucket_bytes", cfg_.bucket_bytes()},
                                     {"peak_flops", control_.peak_flops},
                                     {"trace_steps", {cfg_.trace_first_step, cfg_.trace_last_step}}};
-    write_trace_file(comm_, cfg_.trace, other);
+    write_trace_file(comm_, cfg_.trace, control_.host, other);
   }
 
   const TrainConfig& cfg_;
@@ -340,6 +342,7 @@ class TrainingLoop {
   TrainResult result_;
   const bool tracing_ = !cfg_.trace.empty();
   bool trace_written_ = false;
+  const double model_flops_per_step_;  // over the global batch, for mfu
 };
 
 }  // namespace
