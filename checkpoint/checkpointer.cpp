@@ -87,14 +87,20 @@ Checkpointer::~Checkpointer() {
 }
 
 double Checkpointer::save(int64_t step, std::span<const float> params, std::span<const float> m,
-                          std::span<const float> v, int64_t nonfinite_skipped) {
+                          std::span<const float> v, size_t state_offset,
+                          int64_t nonfinite_skipped) {
   const auto t0 = Clock::now();
   if (pending_) publish();  // one save at a time
   save_t0_ = t0;
   const size_t n = hi_ - lo_;
+  DPT_CHECK(params.size() >= hi_ && state_offset <= lo_ && m.size() == v.size() &&
+                m.size() >= hi_ - state_offset,
+            "the state handed to save() does not cover this rank's checkpoint slice [" +
+                std::to_string(lo_) + ", " + std::to_string(hi_) + ")");
+  const size_t s = lo_ - state_offset;
   const bool finite = copy_finite(params.data() + lo_, n, snapshot_[0].data()) &
-                      copy_finite(m.data() + lo_, n, snapshot_[1].data()) &
-                      copy_finite(v.data() + lo_, n, snapshot_[2].data());
+                      copy_finite(m.data() + s, n, snapshot_[1].data()) &
+                      copy_finite(v.data() + s, n, snapshot_[2].data());
   partial_ = dir_ + "/.partial." + step_dir_name(step) + "." + hex16(run_token_);
   file_path_ = partial_ + "/" + rank_file_name(comm_.rank());
   run_agreed(comm_, [&] {

@@ -48,10 +48,12 @@ class Checkpointer {
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
-  // Collective. Starts saving the state after `step` (synchronously when not async). Returns
-  // the time spent here (the step's stall), in milliseconds.
+  // Collective. Starts saving the state after `step` (synchronously when not async): params
+  // whole, m and v from element `state_offset` on (a sharded optimizer holds only its range,
+  // which must cover this rank's slice). Returns the time spent here (the step's stall), in
+  // milliseconds.
   double save(int64_t step, std::span<const float> params, std::span<const float> m,
-              std::span<const float> v, int64_t nonfinite_skipped);
+              std::span<const float> v, size_t state_offset, int64_t nonfinite_skipped);
   // 1 while this rank's background write runs, for the step's max all-reduce.
   double writing_flag() const { return pending_ && !written_.load() ? 1.0 : 0.0; }
   bool pending() const { return pending_; }

@@ -18,6 +18,25 @@ Shard shard_of(size_t count, int world, int rank) {
   return Shard{r * base + (r < extra ? r : extra), base + (r < extra ? 1 : 0)};
 }
 
+std::vector<size_t> shard_counts(size_t count, int world) {
+  std::vector<size_t> counts(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r)
+    counts[static_cast<size_t>(r)] = shard_of(count, world, r).count;
+  return counts;
+}
+
+Request Communicator::ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
+                                      ReduceOp op) {
+  const std::vector<size_t> counts = shard_counts(count, world_size());
+  return ireduce_scatter_v(send, recv, counts, dtype, op);
+}
+
+Request Communicator::iall_gather_shards(const void* send, void* recv, size_t count,
+                                         DType dtype) {
+  const std::vector<size_t> counts = shard_counts(count, world_size());
+  return iall_gather_v(send, recv, counts, dtype);
+}
+
 Request& Request::operator=(Request&& other) noexcept {
   if (this != &other) {
     finish_quietly();

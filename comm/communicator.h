@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace dpt::comm {
 
@@ -44,6 +45,8 @@ struct Shard {
   size_t count = 0;
 };
 Shard shard_of(size_t count, int world, int rank);
+// Every rank's shard_of(count, ...) count, in rank order.
+std::vector<size_t> shard_counts(size_t count, int world);
 
 // A backend's collective in flight. test() advances it without blocking and says whether it has
 // completed; wait() blocks until it has. Both may throw RuntimeFailure; both are no-ops once
@@ -110,13 +113,23 @@ class Communicator {
 
   // Non-blocking forms ([Collective contract], in flight). iall_reduce: as all_reduce.
   virtual Request iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) = 0;
-  // send: `count` elements on every rank; recv: this rank's shard_of(count, ...) of the
-  // reduction (recv may be send + that shard's offset).
-  virtual Request ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
-                                  ReduceOp op) = 0;
-  // send: this rank's shard of `count` elements (it may be recv + that shard's offset); recv:
-  // all `count` elements, every rank's shard in place.
-  virtual Request iall_gather_shards(const void* send, void* recv, size_t count, DType dtype) = 0;
+  // [Shards] chosen by the caller: rank r's shard is counts[r] elements starting at
+  // counts[0] + ... + counts[r-1] (counts: world_size entries, the same on every rank; zeros
+  // allowed). send: the sum of counts elements on every rank; recv: this rank's counts[rank]
+  // elements of the reduction (recv may be send + this rank's offset).
+  virtual Request ireduce_scatter_v(const void* send, void* recv, std::span<const size_t> counts,
+                                    DType dtype, ReduceOp op) = 0;
+  // send: this rank's counts[rank] elements (it may be recv + this rank's offset); recv: the
+  // sum of counts elements, every rank's shard in place.
+  virtual Request iall_gather_v(const void* send, void* recv, std::span<const size_t> counts,
+                                DType dtype) = 0;
+
+  // The same over shard_of(count, ...): send: `count` elements on every rank; recv: this rank's
+  // shard of the reduction (recv may be send + that shard's offset).
+  Request ireduce_scatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op);
+  // send: this rank's shard_of(count, ...) (it may be recv + that shard's offset); recv: all
+  // `count` elements, every rank's shard in place.
+  Request iall_gather_shards(const void* send, void* recv, size_t count, DType dtype);
 
   void reduce_scatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) {
     ireduce_scatter(send, recv, count, dtype, op).wait();

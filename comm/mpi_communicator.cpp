@@ -124,6 +124,17 @@ void shard_layout(size_t count, int world, std::vector<int>& counts, std::vector
   }
 }
 
+// Shards the caller chose (their sum <= INT_MAX, checked by the caller), the same way.
+void shard_layout(std::span<const size_t> given, std::vector<int>& counts,
+                  std::vector<int>& displs) {
+  int offset = 0;
+  for (size_t r = 0; r < given.size(); ++r) {
+    counts[r] = static_cast<int>(given[r]);
+    displs[r] = offset;
+    offset += counts[r];
+  }
+}
+
 // avg as the [Collective contract] defines it (the sum times 1/world_size, the reciprocal
 // rounded once in T), and the rank-order sum below.
 template <typename T>
@@ -157,10 +168,12 @@ class RankOrderReduce final : public MpiStages {
   enum class Result { all_reduce, scatter };
   // all_reduce: send == buf, in place. scatter: out receives this rank's shard (out may be null
   // when that shard is empty, so the mode is said rather than read off the pointers). Tags
-  // tag and tag + 1 are this request's.
+  // tag and tag + 1 are this request's. `shards`: the caller's [Shards] of a scatter (one
+  // chunk); empty: shard_of of each chunk.
   RankOrderReduce(MPI_Comm comm, int rank, int world, int tag,
                   std::shared_ptr<detail::ScratchPool> pool, Result result, const void* send,
-                  void* buf, void* out, size_t count, DType dtype, bool average, size_t max_chunk)
+                  void* buf, void* out, size_t count, DType dtype, bool average, size_t max_chunk,
+                  std::span<const size_t> shards = {})
       : comm_(comm),
         rank_(rank),
         world_(world),
@@ -176,7 +189,9 @@ class RankOrderReduce final : public MpiStages {
         max_chunk_(max_chunk),
         chunks_(detail::chunk_count(count, max_chunk)),
         counts_(world),
-        displs_(world) {
+        displs_(world),
+        given_(shards.begin(), shards.end()) {
+    DPT_CHECK(given_.empty() || chunks_ <= 1, "chosen shards cover one chunk only");
     if (chunks_ > 0) start_scatter();
   }
   ~RankOrderReduce() override {
@@ -210,7 +225,11 @@ class RankOrderReduce final : public MpiStages {
   void layout_chunk() {
     const detail::Chunk c = detail::chunk_at(count_, chunk_, max_chunk_);
     chunk_offset_ = c.offset;
-    shard_layout(static_cast<size_t>(c.count), world_, counts_, displs_);
+    if (given_.empty()) {
+      shard_layout(static_cast<size_t>(c.count), world_, counts_, displs_);
+    } else {
+      shard_layout(given_, counts_, displs_);
+    }
   }
 
   // Every rank's copy of this rank's shard lands in scratch_, rank r's at r * mine.
@@ -285,6 +304,7 @@ class RankOrderReduce final : public MpiStages {
   size_t chunk_ = 0, chunk_offset_ = 0;
   Stage stage_ = Stage::scattering;
   std::vector<int> counts_, displs_;
+  std::vector<size_t> given_;
   detail::ScratchPool::Block scratch_;  // the scatter stage's landing place ([Scratch reuse])
 };
 
@@ -306,10 +326,10 @@ class ChunkedAllReduce final : public MpiStages {
 
 class GatherShards final : public MpiStages {
  public:
-  GatherShards(MPI_Comm comm, int rank, int world, const void* send, void* recv, size_t count,
-               DType dtype)
+  GatherShards(MPI_Comm comm, int rank, int world, const void* send, void* recv,
+               std::span<const size_t> shards, DType dtype)
       : counts_(world), displs_(world) {
-    shard_layout(count, world, counts_, displs_);
+    shard_layout(shards, counts_, displs_);
     const MPI_Datatype type = mpi_dtype(dtype);
     const char* own = element_at(recv, static_cast<size_t>(displs_[rank]), dtype);
     DPT_CHECK_MPI(MPI_Iallgatherv(send == own ? MPI_IN_PLACE : send, counts_[rank], type, recv,
@@ -330,14 +350,6 @@ void check_reduction(const char* what, DType dtype, ReduceOp op) {
   DPT_CHECK(op != ReduceOp::avg || is_float(dtype),
             std::string(what) + " avg is defined for f32 and f64 only, got " + dtype_name(dtype) +
                 "; use sum and divide where integer rounding is intended");
-}
-
-// MPI's displacements are int: a call whose whole buffer is addressed at once must fit.
-void check_int_count(const char* what, size_t count, DType dtype) {
-  DPT_CHECK(count <= static_cast<size_t>(INT_MAX),
-            std::string(what) + " of " + std::to_string(count) + " " + dtype_name(dtype) +
-                " elements exceeds MPI's int count limit (INT_MAX = " + std::to_string(INT_MAX) +
-                "); split the buffer into several calls");
 }
 
 std::unique_ptr<PendingCollective> make_all_reduce(MPI_Comm comm, int rank, int world, int tag,
@@ -472,15 +484,34 @@ Request MpiCommunicator::iall_reduce(void* buf, size_t count, DType dtype, Reduc
                                  detail::kMaxChunkElements));
 }
 
-Request MpiCommunicator::ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
-                                         ReduceOp op) {
+// The total of the caller's [Shards], checked: one entry per rank, and a total MPI's int
+// displacements can address (the whole buffer is addressed at once).
+static size_t checked_shards(const char* what, std::span<const size_t> counts, int world,
+                      DType dtype) {
+  DPT_CHECK(counts.size() == static_cast<size_t>(world),
+            std::string(what) + " got " + std::to_string(counts.size()) +
+                " shard counts for a world of " + std::to_string(world));
+  size_t total = 0;
+  for (size_t c : counts) {
+    DPT_CHECK(c <= static_cast<size_t>(INT_MAX) - total,
+              std::string(what) + " shards sum past MPI's int count limit (INT_MAX = " +
+                  std::to_string(INT_MAX) + ") of " + dtype_name(dtype) +
+                  " elements; split the buffer into several calls");
+    total += c;
+  }
+  return total;
+}
+
+Request MpiCommunicator::ireduce_scatter_v(const void* send, void* recv,
+                                           std::span<const size_t> counts, DType dtype,
+                                           ReduceOp op) {
   DPT_CHECK(is_float(dtype) && (op == ReduceOp::sum || op == ReduceOp::avg),
             std::string("reduce_scatter supports sum and avg of f32 and f64, got ") +
                 reduce_op_name(op) + " of " + dtype_name(dtype));
-  check_int_count("reduce_scatter", count, dtype);
+  const size_t count = checked_shards("reduce_scatter", counts, size_, dtype);
+  const size_t mine = counts[static_cast<size_t>(rank_)];
   check_buffer(send, count, "reduce_scatter (send)");
-  const Shard mine = shard_of(count, size_, rank_);
-  check_buffer(recv, mine.count, "reduce_scatter (recv)");
+  check_buffer(recv, mine, "reduce_scatter (recv)");
   if (size_ == 1) {
     if (recv != send) std::memmove(recv, send, count * dtype_size(dtype));
     return Request();
@@ -490,20 +521,19 @@ Request MpiCommunicator::ireduce_scatter(const void* send, void* recv, size_t co
   const size_t one_chunk = count > 0 ? count : 1;
   return Request(std::make_unique<RankOrderReduce>(
       comm_, rank_, size_, next_tag(), scratch_, RankOrderReduce::Result::scatter, send, nullptr,
-      recv, count, dtype, op == ReduceOp::avg, one_chunk));
+      recv, count, dtype, op == ReduceOp::avg, one_chunk, counts));
 }
 
-Request MpiCommunicator::iall_gather_shards(const void* send, void* recv, size_t count,
-                                            DType dtype) {
-  check_int_count("all_gather_shards", count, dtype);
-  const Shard mine = shard_of(count, size_, rank_);
-  check_buffer(send, mine.count, "all_gather_shards (send)");
-  check_buffer(recv, count, "all_gather_shards (recv)");
+Request MpiCommunicator::iall_gather_v(const void* send, void* recv,
+                                       std::span<const size_t> counts, DType dtype) {
+  const size_t count = checked_shards("all_gather", counts, size_, dtype);
+  check_buffer(send, counts[static_cast<size_t>(rank_)], "all_gather (send)");
+  check_buffer(recv, count, "all_gather (recv)");
   if (size_ == 1) {
     if (recv != send) std::memmove(recv, send, count * dtype_size(dtype));
     return Request();
   }
-  return Request(std::make_unique<GatherShards>(comm_, rank_, size_, send, recv, count, dtype));
+  return Request(std::make_unique<GatherShards>(comm_, rank_, size_, send, recv, counts, dtype));
 }
 
 void MpiCommunicator::barrier() {

@@ -62,10 +62,11 @@ class MpiCommunicator final : public Communicator {
   // [Rank-order sum] for f32/f64 sum and avg; MPI_Iallreduce for the rest. Progress only inside
   // test()/wait() ([MPI progress]).
   Request iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) override;
-  // f32/f64 sum and avg only, at most INT_MAX elements.
-  Request ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
-                          ReduceOp op) override;
-  Request iall_gather_shards(const void* send, void* recv, size_t count, DType dtype) override;
+  // f32/f64 sum and avg only ([Rank-order sum]), at most INT_MAX elements in all.
+  Request ireduce_scatter_v(const void* send, void* recv, std::span<const size_t> counts,
+                            DType dtype, ReduceOp op) override;
+  Request iall_gather_v(const void* send, void* recv, std::span<const size_t> counts,
+                        DType dtype) override;
 
  private:
   // The first of the two point-to-point tags of the next request ([In-flight order]).

@@ -331,50 +331,82 @@ Request NcclCommunicator::iall_reduce(void* buf, size_t count, DType dtype, Redu
 // Shards of unequal size ([Shards]) have no NCCL collective of their own: a group of one
 // ncclReduce (or ncclBroadcast) per owner moves the same bytes; equal shards take
 // ncclReduceScatter / ncclAllGather.
-Request NcclCommunicator::ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
-                                          ReduceOp op) {
+namespace {
+
+// The total of the caller's [Shards], checked: one entry per rank.
+size_t shard_total(const char* what, std::span<const size_t> counts, int world) {
+  DPT_CHECK(counts.size() == static_cast<size_t>(world),
+            std::string(what) + " got " + std::to_string(counts.size()) +
+                " shard counts for a world of " + std::to_string(world));
+  size_t total = 0;
+  for (size_t c : counts)
+    total += c;
+  return total;
+}
+
+bool all_equal(std::span<const size_t> counts) {
+  for (size_t c : counts)
+    if (c != counts[0]) return false;
+  return true;
+}
+
+}  // namespace
+
+// Equal shards go through NCCL's own reduce-scatter and all-gather; unequal ones (any count,
+// or buckets that meet only some ranks' owned ranges) as one group of a reduce to, or a
+// broadcast from, each rank with a non-empty shard: the same bytes on the wire as a ring
+// reduce-scatter, in one launch.
+Request NcclCommunicator::ireduce_scatter_v(const void* send, void* recv,
+                                            std::span<const size_t> counts, DType dtype,
+                                            ReduceOp op) {
   require_live("reduce_scatter");
   check_avg("reduce_scatter", dtype, op);
+  const size_t count = shard_total("reduce_scatter", counts, world_size_);
+  const size_t mine = counts[static_cast<size_t>(rank_)];
   check_buffer(send, count, "reduce_scatter (send)");
-  const Shard mine = shard_of(count, world_size_, rank_);
-  check_buffer(recv, mine.count, "reduce_scatter (recv)");
+  check_buffer(recv, mine, "reduce_scatter (recv)");
   if (count == 0) return Request();
   const size_t elem = dtype_size(dtype);
   const char* base = static_cast<const char*>(send);
-  if (count % static_cast<size_t>(world_size_) == 0) {
+  if (all_equal(counts)) {
     DPT_NCCL_OR_ABORT(
-        ncclReduceScatter(send, recv, mine.count, nccl_dtype(dtype), nccl_op(op), comm_, stream_));
+        ncclReduceScatter(send, recv, mine, nccl_dtype(dtype), nccl_op(op), comm_, stream_));
   } else {
     DPT_NCCL_OR_ABORT(ncclGroupStart());
+    size_t offset = 0;
     for (int r = 0; r < world_size_; ++r) {
-      const Shard sh = shard_of(count, world_size_, r);
-      if (sh.count == 0) continue;
-      DPT_NCCL_OR_ABORT(ncclReduce(base + sh.offset * elem, r == rank_ ? recv : nullptr, sh.count,
-                                   nccl_dtype(dtype), nccl_op(op), r, comm_, stream_));
+      const size_t n = counts[static_cast<size_t>(r)];
+      if (n > 0)
+        DPT_NCCL_OR_ABORT(ncclReduce(base + offset * elem, r == rank_ ? recv : nullptr, n,
+                                     nccl_dtype(dtype), nccl_op(op), r, comm_, stream_));
+      offset += n;
     }
     DPT_NCCL_OR_ABORT(ncclGroupEnd());
   }
   return Request(std::make_unique<CommStreamWork>(*this));
 }
 
-Request NcclCommunicator::iall_gather_shards(const void* send, void* recv, size_t count,
-                                             DType dtype) {
-  require_live("all_gather_shards");
-  const Shard mine = shard_of(count, world_size_, rank_);
-  check_buffer(send, mine.count, "all_gather_shards (send)");
-  check_buffer(recv, count, "all_gather_shards (recv)");
+Request NcclCommunicator::iall_gather_v(const void* send, void* recv,
+                                        std::span<const size_t> counts, DType dtype) {
+  require_live("all_gather");
+  const size_t count = shard_total("all_gather", counts, world_size_);
+  const size_t mine = counts[static_cast<size_t>(rank_)];
+  check_buffer(send, mine, "all_gather (send)");
+  check_buffer(recv, count, "all_gather (recv)");
   if (count == 0) return Request();
   const size_t elem = dtype_size(dtype);
   char* base = static_cast<char*>(recv);
-  if (count % static_cast<size_t>(world_size_) == 0) {
-    DPT_NCCL_OR_ABORT(ncclAllGather(send, recv, mine.count, nccl_dtype(dtype), comm_, stream_));
+  if (all_equal(counts)) {
+    DPT_NCCL_OR_ABORT(ncclAllGather(send, recv, mine, nccl_dtype(dtype), comm_, stream_));
   } else {
     DPT_NCCL_OR_ABORT(ncclGroupStart());
+    size_t offset = 0;
     for (int r = 0; r < world_size_; ++r) {
-      const Shard sh = shard_of(count, world_size_, r);
-      if (sh.count == 0) continue;
-      DPT_NCCL_OR_ABORT(ncclBroadcast(r == rank_ ? send : nullptr, base + sh.offset * elem,
-                                      sh.count, nccl_dtype(dtype), r, comm_, stream_));
+      const size_t n = counts[static_cast<size_t>(r)];
+      if (n > 0)
+        DPT_NCCL_OR_ABORT(ncclBroadcast(r == rank_ ? send : nullptr, base + offset * elem, n,
+                                        nccl_dtype(dtype), r, comm_, stream_));
+      offset += n;
     }
     DPT_NCCL_OR_ABORT(ncclGroupEnd());
   }

@@ -107,9 +107,10 @@ class NcclCommunicator final : public Communicator {
   // Enqueued as the blocking forms are; the Request completes when the comm stream has drained
   // (wait() is synchronize()). reduce-scatter and all-gather of [Shards], any count.
   Request iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) override;
-  Request ireduce_scatter(const void* send, void* recv, size_t count, DType dtype,
-                          ReduceOp op) override;
-  Request iall_gather_shards(const void* send, void* recv, size_t count, DType dtype) override;
+  Request ireduce_scatter_v(const void* send, void* recv, std::span<const size_t> counts,
+                            DType dtype, ReduceOp op) override;
+  Request iall_gather_v(const void* send, void* recv, std::span<const size_t> counts,
+                        DType dtype) override;
   // Every rank has reached this call: a one-element all-reduce, then synchronize(). Blocks the
   // host ([Watchdog] bounds it).
   void barrier() override;

@@ -41,7 +41,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
   cfg_.validate();
   DPT_CHECK(max_batch > 0, "max_batch must be positive");
   params_.assign(layout_.total(), T(0));
-  grads_.assign(layout_.total(), T(0));
+  grads_ = PageBuffer<T>(layout_.total());
   P_ = views(params_.data());
   G_ = views(grads_.data());
   inputs_.assign(static_cast<size_t>(max_batch) * cfg.seq_len, 0);

@@ -14,6 +14,7 @@
 #include <span>
 #include <vector>
 
+#include "common/page_buffer.h"
 #include "trainer/model_config.h"
 #include "trainer/param_layout.h"
 
@@ -37,13 +38,16 @@ class Gpt {
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   std::span<T> params() { return params_; }
-  std::span<T> grads() { return grads_; }
+  std::span<T> grads() { return {grads_.data(), grads_.size()}; }
   std::span<const T> params() const { return params_; }
-  std::span<const T> grads() const { return grads_; }
+  std::span<const T> grads() const { return {grads_.data(), grads_.size()}; }
 
   // init_gpt_params into params().
   void init_params(uint64_t seed);
   void zero_grads();
+  // Gives back the memory of the whole pages of gradient elements [first, first + count): they
+  // read as zero afterwards ([ZeRO] stage 2 keeps only the buckets in flight). Returns bytes.
+  size_t release_grads(size_t first, size_t count) { return grads_.release(first, count); }
 
   // inputs, targets [batch, seq_len]; returns the mean cross-entropy over batch * seq_len.
   double forward(const int32_t* inputs, const int32_t* targets, int batch);
@@ -89,7 +93,7 @@ class Gpt {
   ParamLayout layout_;
   int max_batch_;
   std::vector<T> params_;
-  std::vector<T> grads_;
+  PageBuffer<T> grads_;  // pages of their own, so that stage 2 can give them back
   std::vector<T> acts_;   // forward activations
   std::vector<T> dacts_;  // gradient scratch, reused by every layer
   // What the last forward() saw, kept for backward().

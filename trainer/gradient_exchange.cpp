@@ -8,6 +8,7 @@
 #include "common/elapsed.h"
 #include "common/errors.h"
 #include "common/trace.h"
+#include "trainer/zero.h"
 
 namespace dpt::trainer {
 
@@ -53,6 +54,17 @@ GradientExchange::GradientExchange(std::vector<GradientBucket> plan)
   in_flight_.reserve(plan_.size());
 }
 
+GradientExchange::GradientExchange(std::vector<GradientBucket> plan, int world, int rank)
+    : GradientExchange(std::move(plan)) {
+  const OwnedRange own = owned_range(total_, world, rank);
+  for (const GradientBucket& b : plan_) {
+    owner_counts_.push_back(owner_counts(b.offset, b.count, total_, world));
+    // In place: this rank's part starts at its first owned element of the bucket (any offset
+    // inside the bucket when it owns none: nothing is written).
+    recv_offset_.push_back(std::clamp(own.lo, b.offset, b.offset + b.count));
+  }
+}
+
 void GradientExchange::begin(comm::Communicator& comm, std::span<float> grads) {
   DPT_CHECK(in_flight_.empty() && (next_ == 0 || next_ == plan_.size()),
             "a gradient exchange began while the previous one was unfinished");
@@ -62,6 +74,7 @@ void GradientExchange::begin(comm::Communicator& comm, std::span<float> grads) {
   comm_ = &comm;
   grads_ = grads;
   next_ = 0;
+  reported_ = 0;
   started_in_backward_ = 0;
   ++exchanges_;
 }
@@ -72,18 +85,32 @@ int64_t GradientExchange::span_id(size_t bucket) const {
 }
 
 void GradientExchange::end_span(size_t bucket) {
-  trace::async_end(kBucketSpan, static_cast<int>(bucket), trace::Track::comm, span_id(bucket));
+  trace::async_end(span_name(), static_cast<int>(bucket), trace::Track::comm, span_id(bucket));
 }
 
 void GradientExchange::start_next() {
   const size_t k = next_++;
   const GradientBucket& b = plan_[k];
-  trace::async_begin(kBucketSpan, static_cast<int>(k), trace::Track::comm, span_id(k),
+  trace::async_begin(span_name(), static_cast<int>(k), trace::Track::comm, span_id(k),
                      {"bytes", static_cast<int64_t>(b.count * sizeof(float))},
                      {"offset", static_cast<int64_t>(b.offset)},
                      {"count", static_cast<int64_t>(b.count)});
-  in_flight_.push_back(comm_->iall_reduce(grads_.subspan(b.offset, b.count), comm::ReduceOp::avg));
+  if (to_owners()) {
+    in_flight_.push_back(comm_->ireduce_scatter_v(grads_.data() + b.offset,
+                                                  grads_.data() + recv_offset_[k], owner_counts_[k],
+                                                  comm::DType::f32, comm::ReduceOp::avg));
+  } else {
+    in_flight_.push_back(
+        comm_->iall_reduce(grads_.subspan(b.offset, b.count), comm::ReduceOp::avg));
+  }
   if (in_flight_.back().done()) end_span(k);  // complete at issue (one rank)
+}
+
+void GradientExchange::report_reduced() {
+  while (reported_ < in_flight_.size() && in_flight_[reported_].done()) {
+    if (on_reduced_) on_reduced_(reported_);
+    ++reported_;
+  }
 }
 
 void GradientExchange::ready_from(size_t frontier) {
@@ -94,6 +121,7 @@ void GradientExchange::ready_from(size_t frontier) {
     start_next();
   for (size_t k = 0; k < in_flight_.size(); ++k)
     if (!in_flight_[k].done() && in_flight_[k].test()) end_span(k);
+  report_reduced();
 }
 
 double GradientExchange::finish() {
@@ -106,6 +134,7 @@ double GradientExchange::finish() {
     in_flight_[k].wait();
     end_span(k);
   }
+  report_reduced();
   const double waited_ms = ms_since(t0);
   in_flight_.clear();
   comm_ = nullptr;

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -51,11 +52,19 @@ size_t buckets_ready(const std::vector<GradientBucket>& plan, size_t next, size_
 
 // One step's bucketed average over a communicator, on the host (the CPU replica).
 // Per step: begin(), then ready_from() as backward's frontier moves down, then finish().
+// Every rank receives every bucket's average (all-reduce), or, to owners ([ZeRO]), each rank
+// only the average of the part of each bucket inside its [Owned ranges] range, in place.
 class GradientExchange {
  public:
   explicit GradientExchange(std::vector<GradientBucket> plan);
+  // To owners: this rank is `rank` of `world`, and owns owned_range(total, world, rank).
+  GradientExchange(std::vector<GradientBucket> plan, int world, int rank);
 
   const std::vector<GradientBucket>& plan() const { return plan_; }
+  bool to_owners() const { return !owner_counts_.empty(); }
+  // Called with each bucket's index once its average is in place, in plan order, from
+  // ready_from() or finish() ([ZeRO] stage 2 takes its part and gives the memory back).
+  void on_reduced(std::function<void(size_t bucket)> f) { on_reduced_ = std::move(f); }
 
   // The step's exchange averages `grads` over `comm`; nothing is issued yet.
   void begin(comm::Communicator& comm, std::span<float> grads);
@@ -76,7 +85,10 @@ class GradientExchange {
   int64_t span_id(size_t bucket) const;
   void end_span(size_t bucket);
 
-  static constexpr const char* kBucketSpan = "all-reduce bucket %d";
+  void report_reduced();
+  const char* span_name() const {
+    return to_owners() ? "reduce-scatter bucket %d" : "all-reduce bucket %d";
+  }
 
   std::vector<GradientBucket> plan_;
   size_t total_ = 0;  // elements the plan covers
@@ -84,7 +96,11 @@ class GradientExchange {
   std::vector<comm::Request> in_flight_;
   comm::Communicator* comm_ = nullptr;
   std::span<float> grads_;
-  size_t next_ = 0;  // the next bucket of plan_ to start
+  size_t next_ = 0;      // the next bucket of plan_ to start
+  size_t reported_ = 0;  // buckets passed to on_reduced_ in this exchange
+  std::vector<std::vector<size_t>> owner_counts_;  // per bucket, to owners: each rank's part
+  std::vector<size_t> recv_offset_;                // per bucket, to owners: this rank's part
+  std::function<void(size_t)> on_reduced_;
   size_t started_in_backward_ = 0;
 };
 

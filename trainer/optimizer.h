@@ -37,15 +37,28 @@ struct StepStats {
   bool skipped = false;  // the gradient norm was not finite: nothing was updated
 };
 
+// AdamW over elements [lo, hi) of the flat buffer (all of it, or a rank's [Owned ranges] range
+// under [ZeRO]); its moments cover that range only. A range may start or end inside a tensor:
+// each element gets its own tensor's weight decay ([Weight decay rule]).
 class AdamW {
  public:
   AdamW(const OptimizerConfig& cfg, const ParamLayout& layout);
+  AdamW(const OptimizerConfig& cfg, const ParamLayout& layout, size_t lo, size_t hi);
 
-  // One update with the already averaged gradient. `step` is 1-based. A non-finite gradient
-  // norm leaves parameters and moments untouched and returns skipped ([Non-finite guard]).
+  // One update of the whole buffer (the range must be all of it) with the already averaged
+  // gradient, whose norm it computes. `step` is 1-based. A non-finite gradient norm leaves
+  // parameters and moments untouched and returns skipped ([Non-finite guard]).
   StepStats step(std::span<float> params, std::span<const float> grads, int64_t step);
-  // Restores the moments of a checkpoint (the bias correction follows the step number).
+  // The same for the range: params and grads hold its elements only, and grad_norm is the
+  // global norm the ranks agreed on.
+  StepStats step(std::span<float> params, std::span<const float> grads, int64_t step,
+                 double grad_norm);
+  // Restores the moments of a checkpoint (the bias correction follows the step number): the
+  // range's elements of full-size moments.
   void load_moments(std::span<const float> m, std::span<const float> v);
+
+  size_t lo() const { return lo_; }
+  size_t hi() const { return hi_; }
 
   std::span<float> m() { return m_; }
   std::span<float> v() { return v_; }
@@ -54,6 +67,7 @@ class AdamW {
  private:
   OptimizerConfig cfg_;
   const ParamLayout& layout_;
+  size_t lo_ = 0, hi_ = 0;
   std::vector<float> m_;
   std::vector<float> v_;
 };

@@ -22,6 +22,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/param_layout.h"
 #include "trainer/train_config.h"
+#include "trainer/zero.h"
 
 namespace dpt::trainer {
 
@@ -41,11 +42,16 @@ class Replica {
   // "cpu fp32", "cuda:0 bf16 (NVIDIA H100 ...), gradients over nccl 2.28.3", for the log.
   virtual std::string describe() const = 0;
 
-  // Parameters and AdamW moments from the host; empty m and v start the moments at zero.
+  // The elements of the flat buffer whose AdamW moments this replica holds: all of them, or its
+  // [Owned ranges] range under [ZeRO].
+  virtual OwnedRange state_range() const = 0;
+  // Parameters and AdamW moments from the host (full size; a sharded replica keeps its range
+  // of the moments); empty m and v start the moments at zero.
   virtual void set_state(std::span<const float> params, std::span<const float> m,
                          std::span<const float> v) = 0;
   // The current parameters / moments on the host. The CUDA replica copies them back and waits;
   // the spans stay valid until the next call that changes the state.
+  // host_m() and host_v() hold the elements of state_range() only.
   virtual std::span<const float> host_params() = 0;
   virtual std::span<const float> host_m() = 0;
   virtual std::span<const float> host_v() = 0;
@@ -70,13 +76,16 @@ class Replica {
 };
 
 // The CPU reference replica for micro-batches of up to max_batch sequences, averaging over
-// `comm` (which must outlive it).
+// `comm` (which must outlive it), sharded as `zero` says ([ZeRO]).
 std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch,
-                                          comm::Communicator& comm);
+                                          comm::Communicator& comm,
+                                          ZeroStage zero = ZeroStage::off);
 
 // The CUDA replica on device `gpu` in `precision` (fp32 or bf16, not automatic); collective over
-// `mpi` (it builds the NCCL communicator). Throws UsageError in a build without CUDA.
+// `mpi` (it builds the NCCL communicator), sharded as `zero` says. Throws UsageError in a build
+// without CUDA.
 std::unique_ptr<Replica> make_cuda_replica(const TrainConfig& cfg, int max_batch, int gpu,
-                                           Precision precision, comm::Communicator& mpi);
+                                           Precision precision, comm::Communicator& mpi,
+                                           ZeroStage zero = ZeroStage::off);
 
 }  // namespace dpt::trainer

@@ -145,6 +145,9 @@ class CudaReplica final : public Replica {
   const ParamLayout& layout() const override {
     return model_.layout();
   }
+  OwnedRange state_range() const override {
+    return {0, model_.num_params()};
+  }
   std::string describe() const override {
     return "cuda:" + std::to_string(gpu_) + " " + dtype_name() + " (" + device_name_ +
            "), gradients over " + reduce_how_;
@@ -377,7 +380,11 @@ class CudaReplica final : public Replica {
 }  // namespace
 
 std::unique_ptr<Replica> make_cuda_replica(const TrainConfig& cfg, int max_batch, int gpu,
-                                           Precision precision, comm::Communicator& mpi) {
+                                           Precision precision, comm::Communicator& mpi,
+                                           ZeroStage zero) {
+  if (zero != ZeroStage::off)
+    throw UsageError("--zero " + std::to_string(zero_level(zero)) +
+                     " is not built for the GPU yet: pass --zero 0 with --device cuda");
   if (precision == Precision::bf16)
     return std::make_unique<CudaReplica<__nv_bfloat16>>(cfg, max_batch, gpu, mpi);
   DPT_CHECK(

@@ -112,6 +112,18 @@ RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
                        "). Pass --dtype fp32 or auto, or run where every rank has a GPU.");
     });
   }
+  // [ZeRO] --zero auto: shard the optimizer state where memory is scarce and the exchange is
+  // NCCL's (more than one rank on GPUs); the CPU path keeps round one's exchange.
+  const bool sharding_pays = cuda && world.world_size() > 1;
+  p.zero = cfg.zero != ZeroStage::automatic
+               ? cfg.zero
+               : (sharding_pays ? ZeroStage::optimizer : ZeroStage::off);
+  log.say("zero: " + describe_zero(p.zero) +
+          (cfg.zero != ZeroStage::automatic ? " (--zero)"
+           : sharding_pays                  ? " (--zero auto: more than one rank on GPUs)"
+                                            : " (--zero auto: " +
+                                                  std::string(cuda ? "one rank" : "CPU ranks") +
+                                                  "; pass --zero 1 or 2 to shard)"));
   if (cfg.stop_before_limit_s > 0 && world.rank() == 0) {
     if (p.slurm.in_job()) {
       stop.watch_time_limit(p.slurm.job_id, cfg.stop_before_limit_s, log.sayer());

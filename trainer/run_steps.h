@@ -48,6 +48,7 @@ struct RunPlacement {
   job::SlurmEnv slurm;
   job::DeviceChoice device;
   Precision precision = Precision::fp32;  // resolved: fp32 or bf16
+  ZeroStage zero = ZeroStage::off;        // resolved: 0, 1 or 2
   int threads = 1;
   double peak_flops = 0;  // one rank's peak FLOP/s, the denominator of mfu (0: unknown)
 };

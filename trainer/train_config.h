@@ -13,6 +13,7 @@
 #include "job/device.h"
 #include "trainer/model_config.h"
 #include "trainer/optimizer.h"
+#include "trainer/zero.h"
 
 namespace dpt::trainer {
 
@@ -39,6 +40,7 @@ struct TrainConfig {
   int micro_batch = 8;              // b: sequences per rank per forward pass
   OptimizerConfig opt;
   double bucket_mb = 25.0;  // [Gradient buckets] of this many MiB (0: one flat exchange)
+  ZeroStage zero = ZeroStage::automatic;  // [ZeRO] sharding of optimizer state and gradients
   uint64_t seed = 1337;
   int threads = 0;               // CPU threads per rank; 0 = cores on the node / ranks on the node
   std::string metrics;           // JSON Lines file written by rank 0 ("" = none)

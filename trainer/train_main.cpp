@@ -62,6 +62,7 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     control.stop = &stop;
     control.gpu = placed.device.gpu;  // -1 unless the ranks train on GPUs
     control.precision = placed.precision;
+    control.zero = placed.zero;
     control.peak_flops = placed.peak_flops;
     control.host = session.placement().host;
     control.say = log.sayer();

@@ -192,6 +192,11 @@ constexpr Choice<Precision> kPrecisions[] = {
 constexpr Choice<NonFinitePolicy> kNonFinite[] = {{"stop", NonFinitePolicy::stop},
                                                   {"skip", NonFinitePolicy::skip}};
 
+constexpr Choice<ZeroStage> kZeroStages[] = {{"auto", ZeroStage::automatic},
+                                             {"0", ZeroStage::off},
+                                             {"1", ZeroStage::optimizer},
+                                             {"2", ZeroStage::gradients}};
+
 constexpr const char* kGeneral = "General";
 constexpr const char* kData = "Data";
 constexpr const char* kModel = "Model";
@@ -462,6 +467,11 @@ void training_options(std::vector<OptionSpec>& t) {
         require(c.bucket_mb >= 0 && c.bucket_mb <= 1024 * 1024,
                 "--bucket-mb must be in [0, 1048576] MiB (0: one flat exchange after backward).");
       }));
+  t.push_back(choice_option("zero", kTraining,
+      "shard over the ranks: '1' the AdamW state (each rank updates the parameters it owns, "
+      "then all gather them), '2' also the gradient (reduce-scattered every micro-batch), '0' "
+      "nothing; 'auto': 1 with more than one rank on GPUs, else 0. Resume may change it",
+      DPT_FIELD(zero), kZeroStages));
   // clang-format on
 }
 

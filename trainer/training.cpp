@@ -260,7 +260,8 @@ class TrainingLoop {
     const auto t0 = std::chrono::steady_clock::now();
     const std::span<const float> p = model_.host_params(), m = model_.host_m(), v = model_.host_v();
     const double copy_ms = ms_since(t0);
-    rec.ckpt_stall_ms = copy_ms + saver->save(rec.step, p, m, v, skipped_total_);
+    rec.ckpt_stall_ms =
+        copy_ms + saver->save(rec.step, p, m, v, model_.state_range().lo, skipped_total_);
   }
 
   [[noreturn]] void stop_diverged(int64_t step, const ReplicaStep& rs) {
@@ -351,8 +352,9 @@ std::unique_ptr<Replica> build_replica(const TrainConfig& cfg, comm::Communicato
                                        const TrainControl& control) {
   const int b = cfg.micro_batch;
   std::unique_ptr<Replica> model =
-      control.gpu >= 0 ? make_cuda_replica(cfg, b, control.gpu, control.precision, comm)
-                       : make_cpu_replica(cfg, b, comm);
+      control.gpu >= 0
+          ? make_cuda_replica(cfg, b, control.gpu, control.precision, comm, control.zero)
+          : make_cpu_replica(cfg, b, comm, control.zero);
   if (control.resume) {
     // Every rank received the whole state from the checkpoint's files ([Checkpoint layout]).
     model->set_state(control.resume->params, control.resume->m, control.resume->v);

@@ -66,6 +66,7 @@ struct TrainControl {
   job::StopRequests* stop = nullptr;
   int gpu = -1;
   Precision precision = Precision::fp32;
+  ZeroStage zero = ZeroStage::off;  // resolved ([ZeRO])
   double peak_flops = 0;  // one rank's peak FLOP/s for mfu (0: unknown, mfu is NaN)
   std::string host;       // this rank's host, naming its process in --trace (MPI's placement)
   std::function<void(const std::string&)> say;  // rank 0's log line (the replica's description)

@@ -246,6 +246,65 @@ TEST(NonBlocking, ReduceScatterThenAllGatherEqualsAllReduceBitForBit) {
   EXPECT_EQ(std::memcmp(reduced.data(), buf.data(), count * sizeof(float)), 0);
 }
 
+// Shard counts the caller chose for a world of n: every pattern a bucket meeting some ranks'
+// owned ranges makes (zeros before, between and after, one rank holding everything).
+std::vector<std::vector<size_t>> chosen_shards(int n) {
+  std::vector<std::vector<size_t>> out;
+  std::vector<size_t> c(static_cast<size_t>(n), 0);
+  c[0] = 5;
+  out.push_back(c);  // the first rank only
+  c.assign(static_cast<size_t>(n), 0);
+  c.back() = 3;
+  out.push_back(c);  // the last rank only
+  c.assign(static_cast<size_t>(n), 0);
+  for (int r = 0; r < n; ++r)
+    c[static_cast<size_t>(r)] = r % 2 == 0 ? 0 : static_cast<size_t>(2 * r + 1);
+  out.push_back(c);  // zeros between
+  c.assign(static_cast<size_t>(n), 0);
+  for (int r = 0; r < n; ++r)
+    c[static_cast<size_t>(r)] = static_cast<size_t>(7 + 3 * r);
+  out.push_back(c);  // all unequal
+  out.push_back(std::vector<size_t>(static_cast<size_t>(n), 0));  // nothing at all
+  return out;
+}
+
+TEST(NonBlocking, ReduceScatterAndAllGatherOfChosenShardsMatchRankOrderSums) {
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  const int n = comm.world_size();
+  const size_t me = static_cast<size_t>(comm.rank());
+  uint64_t seed = kSeed + 300;
+  for (const std::vector<size_t>& counts : chosen_shards(n)) {
+    size_t total = 0, offset = 0;
+    for (size_t r = 0; r < counts.size(); ++r) {
+      if (r < me) offset += counts[r];
+      total += counts[r];
+    }
+    for (bool in_place : {false, true}) {
+      std::vector<float> send = values_of<float>(seed, comm.rank(), total);
+      std::vector<float> out(counts[me], std::numeric_limits<float>::quiet_NaN());
+      float* recv = in_place ? send.data() + offset : out.data();
+      comm.ireduce_scatter_v(send.data(), recv, counts, DType::f32, ReduceOp::avg).wait();
+      EXPECT_EQ(wrong_elements<float>(std::span<const float>(recv, counts[me]), ReduceOp::avg,
+                                      seed, n, offset),
+                0u)
+          << "reduce_scatter_v of " << total << (in_place ? " in place" : "");
+      // Gather them back: every rank's reduced shard lands at its offset.
+      std::vector<float> all(total, std::numeric_limits<float>::quiet_NaN());
+      std::copy(recv, recv + counts[me], all.begin() + static_cast<std::ptrdiff_t>(offset));
+      const float* src = in_place ? all.data() + offset : recv;
+      comm.iall_gather_v(src, all.data(), counts, DType::f32).wait();
+      EXPECT_EQ(wrong_elements<float>(std::span<const float>(all), ReduceOp::avg, seed, n), 0u)
+          << "all_gather_v of " << total << (in_place ? " in place" : "");
+      ++seed;
+    }
+  }
+  const std::vector<size_t> short_counts(static_cast<size_t>(n) + 1, 1);
+  std::vector<float> buf(static_cast<size_t>(n) + 1);
+  EXPECT_THROW(comm.ireduce_scatter_v(buf.data(), buf.data(), short_counts, DType::f32,
+                                      ReduceOp::sum),
+               dpt::RuntimeFailure);
+}
+
 TEST(NonBlocking, InFlightRequestsInterleaveWithBlockingCollectives) {
   MpiCommunicator comm(MPI_COMM_WORLD);
   const int n = comm.world_size();

@@ -59,6 +59,7 @@ const std::map<std::string, std::string> kOtherValues = {
     {"adam-eps", "1e-06"},
     {"grad-clip", "0"},
     {"bucket-mb", "0.5"},
+    {"zero", "2"},
     {"peak-tflops", "12.5"},
     {"trace", "/tmp/t.json"},
     {"trace-steps", "3-9"},
