@@ -44,4 +44,15 @@ std::string cuda_device_uuid(int index) {
   return buf;
 }
 
+CudaMemory cuda_memory(int index) {
+  int current = 0;
+  DPT_CHECK_CUDA(cudaGetDevice(&current));
+  DPT_CHECK_CUDA(cudaSetDevice(index));
+  CudaMemory m;
+  const cudaError_t rc = cudaMemGetInfo(&m.free, &m.total);
+  DPT_CHECK_CUDA(cudaSetDevice(current));
+  DPT_CHECK_CUDA(rc);
+  return m;
+}
+
 }  // namespace dpt::kernels

@@ -1,6 +1,7 @@
 // What the CUDA runtime can see: the build's CUDA switch and the visible devices.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace dpt::kernels {
@@ -29,5 +30,12 @@ std::string cuda_device_name(int index);
 // "GPU-8c1f5e2a-..." as nvidia-smi prints it: the same physical GPU has the same UUID in
 // every process, whatever CUDA_VISIBLE_DEVICES renumbers.
 std::string cuda_device_uuid(int index);
+
+
+struct CudaMemory {
+  size_t free = 0, total = 0;  // bytes, cudaMemGetInfo of the device
+};
+// Free and total memory of device `index` now (the calling thread's current device is kept).
+CudaMemory cuda_memory(int index);
 
 }  // namespace dpt::kernels

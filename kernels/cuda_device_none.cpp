@@ -20,4 +20,9 @@ std::string cuda_device_uuid(int index) {
   return cuda_device_name(index);  // throws the same explanation
 }
 
+CudaMemory cuda_memory(int index) {
+  cuda_device_name(index);  // throws the same explanation
+  return {};
+}
+
 }  // namespace dpt::kernels

@@ -42,6 +42,8 @@ class Gpt {
   std::span<const T> params() const { return params_; }
   std::span<const T> grads() const { return {grads_.data(), grads_.size()}; }
 
+  // Forward activations and backward scratch, as allocated ([Memory plan]).
+  size_t activation_bytes() const { return (acts_.size() + dacts_.size()) * sizeof(T); }
   // init_gpt_params into params().
   void init_params(uint64_t seed);
   void zero_grads();

@@ -166,6 +166,34 @@ RunData::RunData(comm::Communicator& world, storage::IoThread& io, TrainConfig& 
   }
 }
 
+// ---- plan memory --------------------------------------------------------------------------------
+
+MemoryPlan plan_run_memory(comm::Communicator& world, const comm::Placement& where,
+                           const TrainConfig& cfg, const RunPlacement& placed, const RunLog& log) {
+  const bool gpu = placed.device.device == job::Device::cuda;
+  const bool checkpoints = !cfg.ckpt_dir.empty();
+  const MemoryPlan plan =
+      plan_memory(cfg, world.world_size(), placed.zero, gpu, placed.precision, checkpoints);
+  log.say("memory per rank: " + plan.describe());
+  run_agreed(world, [&] {
+    uint64_t available = 0;
+    std::string what;
+    if (gpu) {
+      const kernels::CudaMemory m = kernels::cuda_memory(placed.device.gpu);
+      available = m.free;
+      what = "GPU " + std::to_string(placed.device.gpu) + " of " + where.host + " (free now)";
+    } else {
+      // The ranks of a node share its memory, and all of them start now.
+      available = host_memory_available() / static_cast<uint64_t>(std::max(1, where.local_size));
+      what = "rank " + std::to_string(world.rank()) + "'s share of " + where.host + " (" +
+             std::to_string(where.local_size) + " rank(s) on the node)";
+    }
+    check_memory_fits(plan, available, what, cfg, world.world_size(), placed.zero,
+                      placed.precision, checkpoints);
+  });
+  return plan;
+}
+
 // ---- resume -------------------------------------------------------------------------------------
 
 std::optional<checkpoint::ResumeState> resume_run(comm::Communicator& world, storage::IoThread& io,

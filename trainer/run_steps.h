@@ -19,6 +19,7 @@
 #include "job/stop_request.h"
 #include "storage/io_thread.h"
 #include "trainer/data_setup.h"
+#include "trainer/memory_plan.h"
 #include "trainer/metrics.h"
 #include "trainer/train_config.h"
 #include "trainer/training.h"
@@ -72,6 +73,12 @@ class RunData {
   std::optional<datasets::TokenDataset> train;  // always set once constructed
   std::optional<datasets::TokenDataset> val;
 };
+
+// Plan (collective): the [Memory plan] of a rank, logged, and checked against its share of the
+// node's available memory (CPU) or its GPU's free memory: a run that cannot fit stops on every
+// rank with exit 2 and the options that would make it fit, before anything large is allocated.
+MemoryPlan plan_run_memory(comm::Communicator& world, const comm::Placement& where,
+                           const TrainConfig& cfg, const RunPlacement& placed, const RunLog& log);
 
 // Resume (collective): the checkpoint --resume names, checked against this run's options
 // (the option table's must_match entries), its tensors and its data, and loaded on every rank;

@@ -50,6 +50,7 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
 
     storage::IoThread io;  // [I/O thread], before the datasets, which close their files on it
     RunData data(world, io, cfg);
+    plan_run_memory(world, session.placement(), cfg, placed, log);
     const std::optional<checkpoint::ResumeState> resumed = resume_run(world, io, cfg, data, log);
     if (resumed && nothing_left(cfg, *resumed, log)) return 0;
     RunOutputs out;

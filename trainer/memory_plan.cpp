@@ -1,0 +1,164 @@
+// [Memory plan]: the bytes of one rank, the memory the node and the GPU have, and the refusal.
+#include "trainer/memory_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "checkpoint/format.h"
+#include "common/errors.h"
+#include "kernels/attention.h"
+#include "trainer/gradient_exchange.h"
+#include "trainer/param_layout.h"
+
+namespace dpt::trainer {
+
+namespace {
+
+std::string gb(uint64_t bytes) {
+  char s[32];
+  if (bytes >= (uint64_t{1} << 30)) {
+    std::snprintf(s, sizeof(s), "%.2f GiB", bytes / double(uint64_t{1} << 30));
+  } else {
+    std::snprintf(s, sizeof(s), "%.1f MiB", bytes / double(1 << 20));
+  }
+  return s;
+}
+
+// The largest owned range of `world` ranks (rank 0's is never larger than the last's).
+uint64_t largest_range(uint64_t total, int world) {
+  return checkpoint::slice_begin(total, world, world) - checkpoint::slice_begin(total, world - 1, world);
+}
+
+// Gradient elements backward holds under stage 2 before its buckets are reduced: the tied token
+// embedding and the position embedding (written by the head or the embedding and reduced last,
+// after backward), ln_f, and about two blocks or two buckets (what was issued at the last block
+// boundary and the block being computed).
+uint64_t stage2_window_elements(const ModelConfig& m, uint64_t total, size_t bucket_bytes) {
+  const uint64_t C = static_cast<uint64_t>(m.d_model);
+  const uint64_t embeddings = static_cast<uint64_t>(m.vocab_size) * C +
+                              static_cast<uint64_t>(m.seq_len) * C + 2 * C;
+  const uint64_t block = m.n_layer > 0 ? (total - embeddings) / static_cast<uint64_t>(m.n_layer) : 0;
+  const uint64_t bucket = bucket_bytes == 0 ? total : bucket_bytes / sizeof(float);
+  return std::min(total, embeddings + 2 * std::max(block, bucket));
+}
+
+}  // namespace
+
+std::string MemoryPlan::describe() const {
+  return "parameters " + gb(params) + ", gradients " + gb(grads) + ", optimizer state " +
+         gb(optimizer) + ", activations " + gb(activations) + ", buffers " + gb(buffers) +
+         ": " + gb(total()) + (gpu ? " of GPU memory" : " of host memory");
+}
+
+uint64_t cpu_activation_elements(const ModelConfig& m, int batch) {
+  const uint64_t B = static_cast<uint64_t>(batch), T = static_cast<uint64_t>(m.seq_len),
+                 C = static_cast<uint64_t>(m.d_model), V = static_cast<uint64_t>(m.vocab_size),
+                 NH = static_cast<uint64_t>(m.n_head), L = static_cast<uint64_t>(m.n_layer);
+  const uint64_t BT = B * T;
+  // Gpt<T>'s forward activations: per block 18 BTC (ln1, qkv 3, atty, attproj, res2, ln2,
+  // fch 4, fch_gelu 4, fcproj, res3) + 4 BT of LayerNorm statistics + B NH T^2 of attention;
+  // then the embedding output, ln_f with its statistics, logits, probabilities and losses.
+  const uint64_t acts = BT * C + L * (18 * BT * C + 4 * BT + B * NH * T * T) + BT * C + 2 * BT +
+                        2 * BT * V + BT;
+  // Its backward scratch, reused by every block: d_res, d_ln, d_qkv 3, d_atty, d_fch_gelu 4,
+  // d_fch 4 (BTC each), the logits' and losses' gradients, attention's scratch.
+  const uint64_t dacts = 14 * BT * C + BT * V + BT +
+                         kernels::attention_backward_scratch_elems(batch, m.seq_len, m.n_head);
+  return acts + dacts;
+}
+
+MemoryPlan plan_memory(const TrainConfig& cfg, int world, ZeroStage zero, bool gpu,
+                       Precision precision, bool checkpoints) {
+  const uint64_t psi = ParamLayout(cfg.model).total();
+  const bool sharded = zero != ZeroStage::off;
+  const uint64_t own = sharded ? largest_range(psi, world) : psi;
+  const uint64_t f = sizeof(float);
+  MemoryPlan p;
+  p.gpu = gpu;
+  const uint64_t compute = gpu && precision == Precision::bf16 ? 2 : 4;
+  p.params = f * psi + (compute == 2 ? 2 * psi : 0);
+  p.optimizer = 2 * f * own;
+  if (zero == ZeroStage::gradients) {
+    p.grads = f * own + f * stage2_window_elements(cfg.model, psi, cfg.bucket_bytes());
+  } else {
+    p.grads = f * psi;
+  }
+  p.activations = compute * cpu_activation_elements(cfg.model, cfg.micro_batch);
+  // The exchange's scratch: a [Rank-order sum] gathers every rank's copy of this rank's part
+  // of a bucket (about two buckets in flight); NCCL keeps its own buffers.
+  if (!gpu) {
+    const uint64_t bucket = cfg.bucket_bytes() == 0 ? psi : cfg.bucket_bytes() / f;
+    const uint64_t part = sharded ? std::min(bucket, own) * static_cast<uint64_t>(world)
+                                  : bucket;
+    p.buffers += 2 * f * part;
+  }
+  // The host snapshot of an asynchronous checkpoint: this rank's slice of three tensors.
+  if (checkpoints && !gpu) p.buffers += 3 * f * largest_range(psi, world);
+  // The data reader's chunk cache budget.
+  if (!gpu) p.buffers += static_cast<uint64_t>(cfg.data_cache_mb) << 20;
+  return p;
+}
+
+uint64_t host_memory_available() {
+  uint64_t avail = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") avail = kb * 1024;
+  }
+  // cgroup v2: this process's group may be capped below what the machine has.
+  std::ifstream max_file("/sys/fs/cgroup/memory.max"), cur_file("/sys/fs/cgroup/memory.current");
+  std::string max_text;
+  uint64_t current = 0;
+  if (max_file >> max_text && max_text != "max" && cur_file >> current) {
+    const uint64_t cap = std::stoull(max_text);
+    avail = std::min(avail, cap > current ? cap - current : 0);
+  }
+  return avail;
+}
+
+void check_memory_fits(const MemoryPlan& plan, uint64_t available, const std::string& where,
+                       const TrainConfig& cfg, int world, ZeroStage zero, Precision precision,
+                       bool checkpoints) {
+  if (plan.total() <= available) return;
+  std::ostringstream msg;
+  msg << "this run needs " << gb(plan.total()) << " per rank (" << plan.describe() << ") but "
+      << where << " has " << gb(available) << ".";
+  // What each change would need, computed with the same plan.
+  auto need = [&](ZeroStage z, int ranks, int micro) {
+    TrainConfig c = cfg;
+    c.micro_batch = micro;
+    return plan_memory(c, ranks, z, plan.gpu, precision, checkpoints).total();
+  };
+  const uint64_t floor_bytes = need(ZeroStage::gradients, 1 << 20, 1);
+  if (floor_bytes > available) {
+    msg << " Even with --zero 2 on any number of ranks and --micro-batch 1 a rank holds the "
+           "whole model ("
+        << gb(floor_bytes)
+        << "): make the model smaller (--n-layer, --d-model, --seq-len, --vocab-size) or run "
+           "where a rank has more memory.";
+    throw UsageError(msg.str());
+  }
+  msg << " To fit:";
+  if (zero != ZeroStage::gradients)
+    msg << " --zero 2 (" << gb(need(ZeroStage::gradients, world, cfg.micro_batch)) << ");";
+  for (int w = world * 2; w <= (1 << 20); w *= 2) {
+    const ZeroStage z = zero == ZeroStage::off ? ZeroStage::optimizer : zero;
+    if (need(z, w, cfg.micro_batch) <= available) {
+      msg << " more ranks (" << w << " ranks with --zero " << zero_level(z) << ": "
+          << gb(need(z, w, cfg.micro_batch)) << " each);";
+      break;
+    }
+  }
+  if (cfg.micro_batch > 1)
+    msg << " a smaller --micro-batch (1: " << gb(need(zero, world, 1))
+        << ", the global batch then accumulates over more micro-batches).";
+  throw UsageError(msg.str());
+}
+
+}  // namespace dpt::trainer
