@@ -135,10 +135,14 @@ void check_memory_fits(const MemoryPlan& plan, uint64_t available, const std::st
     c.micro_batch = micro;
     return plan_memory(c, ranks, z, plan.gpu, precision, checkpoints).total();
   };
-  const uint64_t floor_bytes = need(ZeroStage::gradients, 1 << 20, 1);
+  // The least a rank can hold: --zero 2, --micro-batch 1, over rank counts up to 4096 (the
+  // exchange's scratch grows with the rank count once a range is smaller than a bucket).
+  uint64_t floor_bytes = need(ZeroStage::gradients, world, 1);
+  for (int w = world; w <= 4096; w *= 2)
+    floor_bytes = std::min(floor_bytes, need(ZeroStage::gradients, w, 1));
   if (floor_bytes > available) {
-    msg << " Even with --zero 2 on any number of ranks and --micro-batch 1 a rank holds the "
-           "whole model ("
+    msg << " Even with --zero 2, --micro-batch 1 and up to 4096 ranks a rank holds the whole "
+           "model and more ("
         << gb(floor_bytes)
         << "): make the model smaller (--n-layer, --d-model, --seq-len, --vocab-size) or run "
            "where a rank has more memory.";
@@ -147,12 +151,16 @@ void check_memory_fits(const MemoryPlan& plan, uint64_t available, const std::st
   msg << " To fit:";
   if (zero != ZeroStage::gradients)
     msg << " --zero 2 (" << gb(need(ZeroStage::gradients, world, cfg.micro_batch)) << ");";
-  for (int w = world * 2; w <= (1 << 20); w *= 2) {
-    const ZeroStage z = zero == ZeroStage::off ? ZeroStage::optimizer : zero;
-    if (need(z, w, cfg.micro_batch) <= available) {
-      msg << " more ranks (" << w << " ranks with --zero " << zero_level(z) << ": "
-          << gb(need(z, w, cfg.micro_batch)) << " each);";
-      break;
+  // The fewest ranks (doubling) that fit, sharding the optimizer state first, then gradients.
+  bool found = false;
+  for (ZeroStage z : {ZeroStage::optimizer, ZeroStage::gradients}) {
+    if (zero_level(z) < zero_level(zero)) continue;
+    for (int w = world * 2; w <= 4096 && !found; w *= 2) {
+      if (need(z, w, cfg.micro_batch) <= available) {
+        msg << " more ranks (" << w << " with --zero " << zero_level(z) << ": "
+            << gb(need(z, w, cfg.micro_batch)) << " each);";
+        found = true;
+      }
     }
   }
   if (cfg.micro_batch > 1)
