@@ -154,6 +154,24 @@ class Communicator {
   void all_gather(std::span<const T> send, std::span<T> recv) {
     all_gather(send.data(), recv.data(), send.size(), dtype_of<T>());
   }
+
+  // [Bytes sent] The bytes this rank has handed to other ranks through this communicator since
+  // it was made: what its algorithm sends where the backend chooses it (the [Rank-order sum]'s
+  // point-to-point messages), a ring's share where the library does (all-reduce 2(W-1)/W of
+  // the buffer, reduce-scatter (W-1)/W, all-gather its shard to W-1 ranks, broadcast the
+  // buffer once from the root). Counted at issue. For the step metrics and benchmarks.
+  uint64_t bytes_sent() const { return bytes_sent_; }
+
+ protected:
+  void count_sent(uint64_t bytes) { bytes_sent_ += bytes; }
+  // A ring all-reduce's share of `bytes` on `world` ranks.
+  static uint64_t ring_all_reduce_bytes(uint64_t bytes, int world) {
+    return world > 1 ? 2 * bytes * static_cast<uint64_t>(world - 1) / static_cast<uint64_t>(world)
+                     : 0;
+  }
+
+ private:
+  uint64_t bytes_sent_ = 0;
 };
 
 }  // namespace dpt::comm

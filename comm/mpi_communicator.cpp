@@ -455,6 +455,7 @@ int MpiCommunicator::next_tag() {
 
 void MpiCommunicator::broadcast(void* buf, size_t count, DType dtype, int root) {
   check_buffer(buf, count, "broadcast");
+  if (rank_ == root && size_ > 1) count_sent(count * dtype_size(dtype));
   // The root is left for MPI to check (MPI_ERR_ROOT), so a bad root reads as the failed call.
   const MPI_Datatype type = mpi_dtype(dtype);
   const size_t chunks = detail::chunk_count(count);
@@ -476,10 +477,20 @@ void MpiCommunicator::all_gather(const void* send, void* recv, size_t count, DTy
   check_buffer(recv, count, "all_gather (recv)");
   const MPI_Datatype type = mpi_dtype(dtype);
   const int n = static_cast<int>(count);
+  count_sent(count * dtype_size(dtype) * static_cast<uint64_t>(size_ - 1));
   DPT_CHECK_MPI(MPI_Allgather(send, n, type, recv, n, type, comm_));
 }
 
 Request MpiCommunicator::iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) {
+  // [Bytes sent]: the rank-order sum sends every other rank its shard, then its own sum to
+  // each; a ring's share where MPI reduces (the same figure when the shards are equal).
+  const uint64_t bytes = count * dtype_size(dtype);
+  if (is_float(dtype) && (op == ReduceOp::sum || op == ReduceOp::avg) && size_ > 1) {
+    const uint64_t mine = shard_of(count, size_, rank_).count * dtype_size(dtype);
+    count_sent(bytes - mine + mine * static_cast<uint64_t>(size_ - 1));
+  } else {
+    count_sent(ring_all_reduce_bytes(bytes, size_));
+  }
   return Request(make_all_reduce(comm_, rank_, size_, next_tag(), scratch_, buf, count, dtype, op,
                                  detail::kMaxChunkElements));
 }
@@ -487,16 +498,16 @@ Request MpiCommunicator::iall_reduce(void* buf, size_t count, DType dtype, Reduc
 // The total of the caller's [Shards], checked: one entry per rank, and a total MPI's int
 // displacements can address (the whole buffer is addressed at once).
 static size_t checked_shards(const char* what, std::span<const size_t> counts, int world,
-                      DType dtype) {
+                             DType dtype) {
   DPT_CHECK(counts.size() == static_cast<size_t>(world),
             std::string(what) + " got " + std::to_string(counts.size()) +
                 " shard counts for a world of " + std::to_string(world));
   size_t total = 0;
   for (size_t c : counts) {
     DPT_CHECK(c <= static_cast<size_t>(INT_MAX) - total,
-              std::string(what) + " shards sum past MPI's int count limit (INT_MAX = " +
-                  std::to_string(INT_MAX) + ") of " + dtype_name(dtype) +
-                  " elements; split the buffer into several calls");
+              std::string(what) +
+                  " shards sum past MPI's int count limit (INT_MAX = " + std::to_string(INT_MAX) +
+                  ") of " + dtype_name(dtype) + " elements; split the buffer into several calls");
     total += c;
   }
   return total;
@@ -519,13 +530,14 @@ Request MpiCommunicator::ireduce_scatter_v(const void* send, void* recv,
   // One chunk: this rank's shard of the whole buffer is not the union of its shards of chunks.
   // count <= INT_MAX (checked above), so one chunk fits MPI's counts.
   const size_t one_chunk = count > 0 ? count : 1;
+  count_sent((count - mine) * dtype_size(dtype));  // [Bytes sent]: every other owner its part
   return Request(std::make_unique<RankOrderReduce>(
       comm_, rank_, size_, next_tag(), scratch_, RankOrderReduce::Result::scatter, send, nullptr,
       recv, count, dtype, op == ReduceOp::avg, one_chunk, counts));
 }
 
-Request MpiCommunicator::iall_gather_v(const void* send, void* recv,
-                                       std::span<const size_t> counts, DType dtype) {
+Request MpiCommunicator::iall_gather_v(const void* send, void* recv, std::span<const size_t> counts,
+                                       DType dtype) {
   const size_t count = checked_shards("all_gather", counts, size_, dtype);
   check_buffer(send, counts[static_cast<size_t>(rank_)], "all_gather (send)");
   check_buffer(recv, count, "all_gather (recv)");
@@ -533,6 +545,8 @@ Request MpiCommunicator::iall_gather_v(const void* send, void* recv,
     if (recv != send) std::memmove(recv, send, count * dtype_size(dtype));
     return Request();
   }
+  count_sent(counts[static_cast<size_t>(rank_)] * dtype_size(dtype) *
+             static_cast<uint64_t>(size_ - 1));  // [Bytes sent]
   return Request(std::make_unique<GatherShards>(comm_, rank_, size_, send, recv, counts, dtype));
 }
 

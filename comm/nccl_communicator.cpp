@@ -242,6 +242,7 @@ void NcclCommunicator::all_reduce(void* buf, size_t count, DType dtype, ReduceOp
   check_avg("all_reduce", dtype, op);
   check_buffer(buf, count, "all_reduce");
   if (count == 0) return;
+  count_sent(ring_all_reduce_bytes(count * dtype_size(dtype), world_size_));  // [Bytes sent]
   DPT_NCCL_OR_ABORT(ncclAllReduce(buf, buf, count, nccl_dtype(dtype), nccl_op(op), comm_, stream_));
 }
 
@@ -252,6 +253,7 @@ void NcclCommunicator::broadcast(void* buf, size_t count, DType dtype, int root)
                                                  std::to_string(world_size_) + " ranks");
   check_buffer(buf, count, "broadcast");
   if (count == 0) return;
+  if (rank_ == root && world_size_ > 1) count_sent(count * dtype_size(dtype));
   DPT_NCCL_OR_ABORT(ncclBroadcast(buf, buf, count, nccl_dtype(dtype), root, comm_, stream_));
 }
 
@@ -260,6 +262,7 @@ void NcclCommunicator::all_gather(const void* send, void* recv, size_t count, DT
   check_buffer(send, count, "all_gather (send)");
   check_buffer(recv, count, "all_gather (recv)");
   if (count == 0) return;
+  count_sent(count * dtype_size(dtype) * static_cast<uint64_t>(world_size_ - 1));
   DPT_NCCL_OR_ABORT(ncclAllGather(send, recv, count, nccl_dtype(dtype), comm_, stream_));
 }
 
@@ -356,18 +359,18 @@ bool all_equal(std::span<const size_t> counts) {
 // or buckets that meet only some ranks' owned ranges) as one group of a reduce to, or a
 // broadcast from, each rank with a non-empty shard: the same bytes on the wire as a ring
 // reduce-scatter, in one launch.
-Request NcclCommunicator::ireduce_scatter_v(const void* send, void* recv,
-                                            std::span<const size_t> counts, DType dtype,
-                                            ReduceOp op) {
+void NcclCommunicator::reduce_scatter_v(const void* send, void* recv,
+                                        std::span<const size_t> counts, DType dtype, ReduceOp op) {
   require_live("reduce_scatter");
   check_avg("reduce_scatter", dtype, op);
   const size_t count = shard_total("reduce_scatter", counts, world_size_);
   const size_t mine = counts[static_cast<size_t>(rank_)];
   check_buffer(send, count, "reduce_scatter (send)");
   check_buffer(recv, mine, "reduce_scatter (recv)");
-  if (count == 0) return Request();
+  if (count == 0) return;
   const size_t elem = dtype_size(dtype);
   const char* base = static_cast<const char*>(send);
+  count_sent((count - mine) * elem);  // [Bytes sent]: a ring's (W-1)/W of equal shards
   if (all_equal(counts)) {
     DPT_NCCL_OR_ABORT(
         ncclReduceScatter(send, recv, mine, nccl_dtype(dtype), nccl_op(op), comm_, stream_));
@@ -383,19 +386,19 @@ Request NcclCommunicator::ireduce_scatter_v(const void* send, void* recv,
     }
     DPT_NCCL_OR_ABORT(ncclGroupEnd());
   }
-  return Request(std::make_unique<CommStreamWork>(*this));
 }
 
-Request NcclCommunicator::iall_gather_v(const void* send, void* recv,
-                                        std::span<const size_t> counts, DType dtype) {
+void NcclCommunicator::all_gather_v(const void* send, void* recv, std::span<const size_t> counts,
+                                    DType dtype) {
   require_live("all_gather");
   const size_t count = shard_total("all_gather", counts, world_size_);
   const size_t mine = counts[static_cast<size_t>(rank_)];
   check_buffer(send, mine, "all_gather (send)");
   check_buffer(recv, count, "all_gather (recv)");
-  if (count == 0) return Request();
+  if (count == 0) return;
   const size_t elem = dtype_size(dtype);
   char* base = static_cast<char*>(recv);
+  count_sent(mine * elem * static_cast<uint64_t>(world_size_ - 1));  // [Bytes sent]
   if (all_equal(counts)) {
     DPT_NCCL_OR_ABORT(ncclAllGather(send, recv, mine, nccl_dtype(dtype), comm_, stream_));
   } else {
@@ -410,6 +413,18 @@ Request NcclCommunicator::iall_gather_v(const void* send, void* recv,
     }
     DPT_NCCL_OR_ABORT(ncclGroupEnd());
   }
+}
+
+Request NcclCommunicator::ireduce_scatter_v(const void* send, void* recv,
+                                            std::span<const size_t> counts, DType dtype,
+                                            ReduceOp op) {
+  reduce_scatter_v(send, recv, counts, dtype, op);
+  return Request(std::make_unique<CommStreamWork>(*this));
+}
+
+Request NcclCommunicator::iall_gather_v(const void* send, void* recv,
+                                        std::span<const size_t> counts, DType dtype) {
+  all_gather_v(send, recv, counts, dtype);
   return Request(std::make_unique<CommStreamWork>(*this));
 }
 

@@ -104,6 +104,12 @@ class NcclCommunicator final : public Communicator {
   void all_reduce(void* buf, size_t count, DType dtype, ReduceOp op) override;
   void broadcast(void* buf, size_t count, DType dtype, int root) override;
   void all_gather(const void* send, void* recv, size_t count, DType dtype) override;
+  // Reduce-scatter and all-gather of caller-chosen [Shards] (any counts, zeros allowed),
+  // enqueued likewise with no Request: in place when recv (reduce-scatter) or send (all-gather)
+  // is this rank's shard inside the full buffer. [ZeRO] on the GPU orders them by events.
+  void reduce_scatter_v(const void* send, void* recv, std::span<const size_t> counts, DType dtype,
+                        ReduceOp op);
+  void all_gather_v(const void* send, void* recv, std::span<const size_t> counts, DType dtype);
   // Enqueued as the blocking forms are; the Request completes when the comm stream has drained
   // (wait() is synchronize()). reduce-scatter and all-gather of [Shards], any count.
   Request iall_reduce(void* buf, size_t count, DType dtype, ReduceOp op) override;

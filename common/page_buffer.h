@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/errors.h"
 
@@ -22,8 +23,8 @@ class PageBuffer {
   PageBuffer() = default;
   explicit PageBuffer(size_t n) : size_(n) {
     if (n == 0) return;
-    void* p = ::mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+    void* p =
+        ::mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
       throw RuntimeFailure("mmap of " + std::to_string(n * sizeof(T)) +
                            " bytes failed: " + errno_string(errno));
@@ -33,12 +34,15 @@ class PageBuffer {
   PageBuffer(const PageBuffer&) = delete;
   PageBuffer& operator=(const PageBuffer&) = delete;
   PageBuffer(PageBuffer&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+      : data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)),
+        in_core_(std::move(o.in_core_)) {}
   PageBuffer& operator=(PageBuffer&& o) noexcept {
     if (this != &o) {
       unmap();
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
+      in_core_ = std::move(o.in_core_);
     }
     return *this;
   }
@@ -60,11 +64,24 @@ class PageBuffer {
     const uintptr_t lo = (base + first * sizeof(T) + page - 1) / page * page;
     // The last element's page is whole when the range reaches the mapping's end.
     const uintptr_t end_bytes = base + (first + count) * sizeof(T);
-    const uintptr_t hi = first + count == size_ ? (end_bytes + page - 1) / page * page
-                                                : end_bytes / page * page;
+    const uintptr_t hi =
+        first + count == size_ ? (end_bytes + page - 1) / page * page : end_bytes / page * page;
     if (hi <= lo) return 0;
     DPT_CHECK_POSIX(::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED));
     return hi - lo;
+  }
+
+  // Bytes of the array's pages that hold memory now (mincore): written and not given back.
+  // The first call allocates a byte per page, which later calls reuse.
+  size_t resident_bytes() {
+    if (size_ == 0) return 0;
+    const size_t page = page_bytes();
+    in_core_.resize((size_ * sizeof(T) + page - 1) / page);
+    DPT_CHECK_POSIX(::mincore(data_, size_ * sizeof(T), in_core_.data()));
+    size_t resident = 0;
+    for (unsigned char c : in_core_)
+      resident += c & 1u;
+    return resident * page;
   }
 
   static size_t page_bytes() { return static_cast<size_t>(::sysconf(_SC_PAGESIZE)); }
@@ -77,6 +94,7 @@ class PageBuffer {
   }
   T* data_ = nullptr;
   size_t size_ = 0;
+  std::vector<unsigned char> in_core_;  // resident_bytes()'s scratch
 };
 
 }  // namespace dpt

@@ -50,6 +50,8 @@ class Gpt {
   // Gives back the memory of the whole pages of gradient elements [first, first + count): they
   // read as zero afterwards ([ZeRO] stage 2 keeps only the buckets in flight). Returns bytes.
   size_t release_grads(size_t first, size_t count) { return grads_.release(first, count); }
+  // Bytes of the gradient that hold memory now (stage 2 gives pages back).
+  size_t grads_resident_bytes() { return grads_.resident_bytes(); }
 
   // inputs, targets [batch, seq_len]; returns the mean cross-entropy over batch * seq_len.
   double forward(const int32_t* inputs, const int32_t* targets, int batch);
@@ -95,7 +97,7 @@ class Gpt {
   ParamLayout layout_;
   int max_batch_;
   std::vector<T> params_;
-  PageBuffer<T> grads_;  // pages of their own, so that stage 2 can give them back
+  PageBuffer<T> grads_;   // pages of their own, so that stage 2 can give them back
   std::vector<T> acts_;   // forward activations
   std::vector<T> dacts_;  // gradient scratch, reused by every layer
   // What the last forward() saw, kept for backward().

@@ -28,7 +28,8 @@ std::string gb(uint64_t bytes) {
 
 // The largest owned range of `world` ranks (rank 0's is never larger than the last's).
 uint64_t largest_range(uint64_t total, int world) {
-  return checkpoint::slice_begin(total, world, world) - checkpoint::slice_begin(total, world - 1, world);
+  return checkpoint::slice_begin(total, world, world) -
+         checkpoint::slice_begin(total, world - 1, world);
 }
 
 // Gradient elements backward holds under stage 2 before its buckets are reduced: the tied token
@@ -37,9 +38,10 @@ uint64_t largest_range(uint64_t total, int world) {
 // boundary and the block being computed).
 uint64_t stage2_window_elements(const ModelConfig& m, uint64_t total, size_t bucket_bytes) {
   const uint64_t C = static_cast<uint64_t>(m.d_model);
-  const uint64_t embeddings = static_cast<uint64_t>(m.vocab_size) * C +
-                              static_cast<uint64_t>(m.seq_len) * C + 2 * C;
-  const uint64_t block = m.n_layer > 0 ? (total - embeddings) / static_cast<uint64_t>(m.n_layer) : 0;
+  const uint64_t embeddings =
+      static_cast<uint64_t>(m.vocab_size) * C + static_cast<uint64_t>(m.seq_len) * C + 2 * C;
+  const uint64_t block =
+      m.n_layer > 0 ? (total - embeddings) / static_cast<uint64_t>(m.n_layer) : 0;
   const uint64_t bucket = bucket_bytes == 0 ? total : bucket_bytes / sizeof(float);
   return std::min(total, embeddings + 2 * std::max(block, bucket));
 }
@@ -48,8 +50,8 @@ uint64_t stage2_window_elements(const ModelConfig& m, uint64_t total, size_t buc
 
 std::string MemoryPlan::describe() const {
   return "parameters " + gb(params) + ", gradients " + gb(grads) + ", optimizer state " +
-         gb(optimizer) + ", activations " + gb(activations) + ", buffers " + gb(buffers) +
-         ": " + gb(total()) + (gpu ? " of GPU memory" : " of host memory");
+         gb(optimizer) + ", activations " + gb(activations) + ", buffers " + gb(buffers) + ": " +
+         gb(total()) + (gpu ? " of GPU memory" : " of host memory");
 }
 
 uint64_t cpu_activation_elements(const ModelConfig& m, int batch) {
@@ -60,8 +62,8 @@ uint64_t cpu_activation_elements(const ModelConfig& m, int batch) {
   // Gpt<T>'s forward activations: per block 18 BTC (ln1, qkv 3, atty, attproj, res2, ln2,
   // fch 4, fch_gelu 4, fcproj, res3) + 4 BT of LayerNorm statistics + B NH T^2 of attention;
   // then the embedding output, ln_f with its statistics, logits, probabilities and losses.
-  const uint64_t acts = BT * C + L * (18 * BT * C + 4 * BT + B * NH * T * T) + BT * C + 2 * BT +
-                        2 * BT * V + BT;
+  const uint64_t acts =
+      BT * C + L * (18 * BT * C + 4 * BT + B * NH * T * T) + BT * C + 2 * BT + 2 * BT * V + BT;
   // Its backward scratch, reused by every block: d_res, d_ln, d_qkv 3, d_atty, d_fch_gelu 4,
   // d_fch 4 (BTC each), the logits' and losses' gradients, attention's scratch.
   const uint64_t dacts = 14 * BT * C + BT * V + BT +
@@ -90,8 +92,7 @@ MemoryPlan plan_memory(const TrainConfig& cfg, int world, ZeroStage zero, bool g
   // of a bucket (about two buckets in flight); NCCL keeps its own buffers.
   if (!gpu) {
     const uint64_t bucket = cfg.bucket_bytes() == 0 ? psi : cfg.bucket_bytes() / f;
-    const uint64_t part = sharded ? std::min(bucket, own) * static_cast<uint64_t>(world)
-                                  : bucket;
+    const uint64_t part = sharded ? std::min(bucket, own) * static_cast<uint64_t>(world) : bucket;
     p.buffers += 2 * f * part;
   }
   // The host snapshot of an asynchronous checkpoint: this rank's slice of three tensors.
@@ -99,6 +100,15 @@ MemoryPlan plan_memory(const TrainConfig& cfg, int world, ZeroStage zero, bool g
   // The data reader's chunk cache budget.
   if (!gpu) p.buffers += static_cast<uint64_t>(cfg.data_cache_mb) << 20;
   return p;
+}
+
+uint64_t peak_resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // in kB
+  }
+  return 0;
 }
 
 uint64_t host_memory_available() {
@@ -135,26 +145,29 @@ void check_memory_fits(const MemoryPlan& plan, uint64_t available, const std::st
     c.micro_batch = micro;
     return plan_memory(c, ranks, z, plan.gpu, precision, checkpoints).total();
   };
-  // The least a rank can hold: --zero 2, --micro-batch 1, over rank counts up to 4096 (the
-  // exchange's scratch grows with the rank count once a range is smaller than a bucket).
-  uint64_t floor_bytes = need(ZeroStage::gradients, world, 1);
+  // The deepest stage this processor has ([ZeRO]: stage 2 is the CPU path's).
+  const ZeroStage deepest = plan.gpu ? ZeroStage::optimizer : ZeroStage::gradients;
+  // The least a rank can hold: the deepest stage, --micro-batch 1, over rank counts up to 4096
+  // (the exchange's scratch grows with the rank count once a range is smaller than a bucket).
+  uint64_t floor_bytes = need(deepest, world, 1);
   for (int w = world; w <= 4096; w *= 2)
-    floor_bytes = std::min(floor_bytes, need(ZeroStage::gradients, w, 1));
+    floor_bytes = std::min(floor_bytes, need(deepest, w, 1));
   if (floor_bytes > available) {
-    msg << " Even with --zero 2, --micro-batch 1 and up to 4096 ranks a rank holds the whole "
-           "model and more ("
+    msg << " Even with --zero " << zero_level(deepest)
+        << ", --micro-batch 1 and up to 4096 ranks a rank holds the whole model and more ("
         << gb(floor_bytes)
         << "): make the model smaller (--n-layer, --d-model, --seq-len, --vocab-size) or run "
            "where a rank has more memory.";
     throw UsageError(msg.str());
   }
   msg << " To fit:";
-  if (zero != ZeroStage::gradients)
-    msg << " --zero 2 (" << gb(need(ZeroStage::gradients, world, cfg.micro_batch)) << ");";
+  if (zero_level(zero) < zero_level(deepest))
+    msg << " --zero " << zero_level(deepest) << " (" << gb(need(deepest, world, cfg.micro_batch))
+        << ");";
   // The fewest ranks (doubling) that fit, sharding the optimizer state first, then gradients.
   bool found = false;
   for (ZeroStage z : {ZeroStage::optimizer, ZeroStage::gradients}) {
-    if (zero_level(z) < zero_level(zero)) continue;
+    if (zero_level(z) < zero_level(zero) || zero_level(z) > zero_level(deepest)) continue;
     for (int w = world * 2; w <= 4096 && !found; w *= 2) {
       if (need(z, w, cfg.micro_batch) <= available) {
         msg << " more ranks (" << w << " with --zero " << zero_level(z) << ": "

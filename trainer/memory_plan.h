@@ -44,6 +44,10 @@ MemoryPlan plan_memory(const TrainConfig& cfg, int world, ZeroStage zero, bool g
 // its constructor allocates (a test holds the two together).
 uint64_t cpu_activation_elements(const ModelConfig& model, int batch);
 
+// The peak resident set of this process (VmHWM of /proc/self/status), in bytes; 0 where the
+// kernel does not say.
+uint64_t peak_resident_bytes();
+
 // Bytes of host memory this process may still use: the kernel's MemAvailable, lowered to the
 // control group's limit (cgroup v2 memory.max - memory.current) where one is set.
 uint64_t host_memory_available();

@@ -66,7 +66,10 @@ void MetricsWriter::write(const StepRecord& r) {
       .add("data_wait_ms", r.data_wait_ms)
       .add("io_tokens_per_s", r.io_tokens_per_s)
       .add("comm_exposed_ms", r.comm_exposed_ms)
-      .add("mfu", r.mfu);
+      .add("mfu", r.mfu)
+      .add("mem_state_bytes", r.mem_state_bytes)
+      .add("mem_peak_bytes", r.mem_peak_bytes)
+      .add("sent_bytes", r.sent_bytes);
   if (r.skipped) rec.add("skipped", true);
   if (r.saved) rec.add("ckpt_stall_ms", r.ckpt_stall_ms);
   std::string lines = rec.text() + "\n";

@@ -34,6 +34,15 @@ struct ReplicaStep {
   double comm_exposed_ms = 0;
 };
 
+// [Memory plan] measured on one rank: the bytes its parameters, gradients and optimizer state
+// occupy (a gradient whose pages are given back counts its resident pages at their peak), and
+// the peak of the whole process (CPU: the resident set's high-water mark, VmHWM) or of the GPU
+// (device memory in use, cudaMemGetInfo, at its highest when sampled each step).
+struct MemoryUse {
+  uint64_t state = 0;
+  uint64_t peak = 0;
+};
+
 class Replica {
  public:
   virtual ~Replica() = default;
@@ -70,6 +79,12 @@ class Replica {
   // replica's own NCCL communicator over the same ranks).
   virtual void reduce() = 0;
   virtual ReplicaStep update(int64_t step) = 0;
+
+  // What this rank holds now and held at most, measured (after reduce()).
+  virtual MemoryUse memory_use() = 0;
+  // [Bytes sent] by this rank through the communicators the replica uses (the host one it was
+  // made with, which the loop shares, and the GPU's NCCL one), since it was made.
+  virtual uint64_t bytes_sent() const = 0;
 
   // Mean loss of a batch without gradients (validation).
   virtual double evaluate(const int32_t* inputs, const int32_t* targets, int batch) = 0;

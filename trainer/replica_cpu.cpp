@@ -8,6 +8,7 @@
 #include "kernels/adamw.h"
 #include "trainer/gpt.h"
 #include "trainer/gradient_exchange.h"
+#include "trainer/memory_plan.h"
 #include "trainer/replica.h"
 
 namespace dpt::trainer {
@@ -20,9 +21,9 @@ class CpuReplica final : public Replica {
       : comm_(comm),
         zero_(zero),
         model_(cfg.model, max_batch),
-        own_(zero == ZeroStage::off ? OwnedRange{0, model_.params().size()}
-                                    : owned_range(model_.params().size(), comm.world_size(),
-                                                  comm.rank())),
+        own_(zero == ZeroStage::off
+                 ? OwnedRange{0, model_.params().size()}
+                 : owned_range(model_.params().size(), comm.world_size(), comm.rank())),
         opt_(optimizer_config(cfg)),
         adamw_(opt_, model_.layout(), own_.lo, own_.hi),
         exchange_(make_exchange(cfg, comm, zero, model_.params().size())) {
@@ -37,11 +38,10 @@ class CpuReplica final : public Replica {
   const ParamLayout& layout() const override { return model_.layout(); }
   std::string describe() const override {
     return std::string("cpu fp32, gradients over MPI") +
-           (zero_ == ZeroStage::off ? ""
-                                    : ", zero " + std::to_string(zero_level(zero_)) +
-                                          " (this rank owns parameters [" +
-                                          std::to_string(own_.lo) + ", " +
-                                          std::to_string(own_.hi) + "))");
+           (zero_ == ZeroStage::off
+                ? ""
+                : ", zero " + std::to_string(zero_level(zero_)) + " (this rank owns parameters [" +
+                      std::to_string(own_.lo) + ", " + std::to_string(own_.hi) + "))");
   }
   OwnedRange state_range() const override { return own_; }
 
@@ -94,6 +94,7 @@ class CpuReplica final : public Replica {
       comm_exposed_ms_ = exchange_.finish();
     }
     loss_ = loss_sum_ / micro_batches_;
+    grads_peak_ = std::max<uint64_t>(grads_peak_, model_.grads_resident_bytes());
     if (zero_ == ZeroStage::off) {
       comm_.all_reduce(std::span<double>(&loss_, 1), comm::ReduceOp::avg);
       return;
@@ -127,11 +128,22 @@ class CpuReplica final : public Replica {
     if (!r.stats.skipped) {
       // Every rank's updated range into every rank's parameters.
       const trace::Span span("all-gather parameters");
-      comm_.iall_gather_v(own_params.data(), model_.params().data(), gather_counts_,
-                          comm::DType::f32)
+      comm_
+          .iall_gather_v(own_params.data(), model_.params().data(), gather_counts_,
+                         comm::DType::f32)
           .wait();
     }
     return r;
+  }
+  uint64_t bytes_sent() const override { return comm_.bytes_sent(); }
+  MemoryUse memory_use() override {
+    const uint64_t f = sizeof(float);
+    MemoryUse u;
+    u.state =
+        f * (model_.params().size() + adamw_.m().size() + adamw_.v().size() + grad_shard_.size()) +
+        grads_peak_;
+    u.peak = peak_resident_bytes();
+    return u;
   }
   double evaluate(const int32_t* inputs, const int32_t* targets, int batch) override {
     return model_.forward(inputs, targets, batch);
@@ -161,6 +173,8 @@ class CpuReplica final : public Replica {
   // them every bucket above it, all reduced already (plan order).
   void take_bucket(size_t k) {
     const GradientBucket& b = exchange_.plan()[k];
+    // Pages are given back only here, so the resident gradient peaks just before a release.
+    grads_peak_ = std::max<uint64_t>(grads_peak_, model_.grads_resident_bytes());
     const size_t lo = std::max(b.offset, own_.lo), hi = std::min(b.offset + b.count, own_.hi);
     if (lo < hi) {
       const float* part = model_.grads().data() + lo;
@@ -189,7 +203,8 @@ class CpuReplica final : public Replica {
   GradientExchange exchange_;
   std::vector<size_t> gather_counts_;  // every rank's owned count, for the parameter all-gather
   std::vector<float> grad_shard_;      // stage 2: the averaged gradient of the owned range
-  size_t released_from_ = 0;  // stage 2: the window's pages from here on are given back
+  size_t released_from_ = 0;           // stage 2: the window's pages from here on are given back
+  uint64_t grads_peak_ = 0;            // the gradient's resident bytes at their peak (MemoryUse)
   double comm_exposed_ms_ = 0.0;
   double loss_sum_ = 0.0;
   int micro_batches_ = 0;

@@ -87,34 +87,69 @@ class GpuSpans {
 // before that. The host does not wait inside the step until update() brings the loss and the
 // gradient norm back; it then reads the exposed communication as the time from `grads_ready_`
 // to `reduced_`.
+//
+// [ZeRO] stage 1 on the GPU: the buckets are reduce-scattered to their owners instead
+// (in place, NCCL's ReduceScatter or one Reduce per owner); reduce() then computes the owned
+// range's sum of squares on the NCCL stream and sums {loss, sum of squares} over the ranks in one
+// all-reduce; AdamW updates the owned range only (its moments are the range's); the compute
+// stream records `updated_`, the NCCL stream all-gathers every rank's range of the compute copy
+// (bf16: 2 bytes a parameter, the fp32 master of the other ranges is left stale) and records
+// `gathered_`, which the compute stream waits for before the next forward. host_params()
+// all-gathers the fp32 master first, so checkpoints and the sync check see every range; every
+// rank calls it at the same point of the loop ([Collective contract]).
 template <typename T>
 class CudaReplica final : public Replica {
  public:
-  CudaReplica(const TrainConfig& cfg, int max_batch, int gpu, comm::Communicator& mpi)
+  CudaReplica(const TrainConfig& cfg, int max_batch, int gpu, comm::Communicator& mpi,
+              ZeroStage zero)
       : mpi_(mpi),
         gpu_((set_device(gpu), gpu)),
+        zero_(zero),
         opt_(optimizer_config(cfg)),
         model_(cfg.model, max_batch, stream_.get()),
-        m_(model_.num_params()),
-        v_(model_.num_params()),
+        own_(zero == ZeroStage::off
+                 ? OwnedRange{0, model_.num_params()}
+                 : owned_range(model_.num_params(), mpi.world_size(), mpi.rank())),
+        m_(own_.count()),
+        v_(own_.count()),
         device_scalars_(2),
         host_scalars_(3),
         host_params_(model_.num_params()),
-        host_m_(model_.num_params()),
-        host_v_(model_.num_params()),
+        host_m_(own_.count()),
+        host_v_(own_.count()),
         buckets_(plan_gradient_buckets(model_.num_params(), sizeof(float), cfg.bucket_bytes())),
-        // Per step: 3 per micro-batch, 2 per bucket, 3 for the optimizer and the anchor.
+        // Per step: 3 per micro-batch, 2 per bucket, 5 for the optimizer, the gather and the
+        // anchor.
         gpu_spans_(static_cast<size_t>(3 * std::max(1, cfg.accum_steps(mpi.world_size())) +
-                                       2 * buckets_.size() + 3)) {
+                                       2 * buckets_.size() + 5)) {
+    DPT_CHECK(zero_ == ZeroStage::off || zero_ == ZeroStage::optimizer,
+              "the CUDA replica shards the optimizer state only (--zero 0 or 1)");
     const ParamLayout& layout = model_.layout();
+    // The owned range's pieces of every tensor, at offsets from the range's start.
     std::vector<k::AdamWSegment> segments;
-    for (const TensorView& t : layout.tensors())
-      segments.push_back(
-          {t.offset, t.numel(), decays(t) ? static_cast<float>(opt_.weight_decay) : 0.0f});
+    for (const TensorView& t : layout.tensors()) {
+      const size_t lo = std::max(t.offset, own_.lo), hi = std::min(t.offset + t.numel(), own_.hi);
+      if (lo < hi)
+        segments.push_back(
+            {lo - own_.lo, hi - lo, decays(t) ? static_cast<float>(opt_.weight_decay) : 0.0f});
+    }
+    if (zero_ != ZeroStage::off) {
+      const int world = mpi.world_size();
+      for (const GradientBucket& b : buckets_) {
+        owner_counts_.push_back(owner_counts(b.offset, b.count, model_.num_params(), world));
+        recv_offset_.push_back(std::max(b.offset, std::min(own_.lo, b.offset + b.count)));
+      }
+      // The compute copy's ranges, gathered as bytes (a gather moves bits, whatever the type).
+      for (size_t c : owned_counts(model_.num_params(), world)) {
+        copy_bytes_.push_back(c * sizeof(T));
+        master_bytes_.push_back(c * sizeof(float));
+      }
+    }
     const std::vector<k::AdamWChunk> chunks = k::adamw_chunks(segments);
     chunks_ = k::DeviceBuffer<k::AdamWChunk>(chunks.size());
-    DPT_CHECK_CUDA(
-        cudaMemcpy(chunks_.get(), chunks.data(), chunks_.bytes(), cudaMemcpyHostToDevice));
+    if (!chunks.empty())
+      DPT_CHECK_CUDA(
+          cudaMemcpy(chunks_.get(), chunks.data(), chunks_.bytes(), cudaMemcpyHostToDevice));
     sumsq_scratch_ = k::DeviceBuffer<float>(k::sum_squares_scratch_floats(model_.num_params()));
 #ifdef DPT_HAVE_NCCL
     nccl_ = std::make_unique<comm::NcclCommunicator>(mpi, gpu);
@@ -146,11 +181,15 @@ class CudaReplica final : public Replica {
     return model_.layout();
   }
   OwnedRange state_range() const override {
-    return {0, model_.num_params()};
+    return own_;
   }
   std::string describe() const override {
     return "cuda:" + std::to_string(gpu_) + " " + dtype_name() + " (" + device_name_ +
-           "), gradients over " + reduce_how_;
+           "), gradients over " + reduce_how_ +
+           (zero_ == ZeroStage::off
+                ? ""
+                : ", zero 1 (this rank owns parameters [" + std::to_string(own_.lo) + ", " +
+                      std::to_string(own_.hi) + "))");
   }
 
   void set_state(std::span<const float> params, std::span<const float> m,
@@ -161,17 +200,32 @@ class CudaReplica final : public Replica {
     cudaStream_t s = stream_.get();
     DPT_CHECK_CUDA(
         cudaMemcpyAsync(model_.params(), params.data(), n * sizeof(float), cudaMemcpyDefault, s));
-    if (m.empty()) {
+    if (m_.size() == 0) {
+      // An empty owned range (fewer parameters than ranks) holds no moments.
+    } else if (m.empty()) {
       DPT_CHECK_CUDA(cudaMemsetAsync(m_.get(), 0, m_.bytes(), s));
       DPT_CHECK_CUDA(cudaMemsetAsync(v_.get(), 0, v_.bytes(), s));
     } else {
-      DPT_CHECK_CUDA(cudaMemcpyAsync(m_.get(), m.data(), m_.bytes(), cudaMemcpyDefault, s));
-      DPT_CHECK_CUDA(cudaMemcpyAsync(v_.get(), v.data(), v_.bytes(), cudaMemcpyDefault, s));
+      DPT_CHECK_CUDA(
+          cudaMemcpyAsync(m_.get(), m.data() + own_.lo, m_.bytes(), cudaMemcpyDefault, s));
+      DPT_CHECK_CUDA(
+          cudaMemcpyAsync(v_.get(), v.data() + own_.lo, v_.bytes(), cudaMemcpyDefault, s));
     }
     model_.refresh_compute_params();
     wait();  // the host spans may go away after this returns
   }
   std::span<const float> host_params() override {
+#ifdef DPT_HAVE_NCCL
+    if (zero_ != ZeroStage::off && !std::is_same_v<T, float>) {
+      // The fp32 master of the other ranges is stale under stage 1: gather every range first.
+      DPT_CHECK_CUDA(cudaEventRecord(updated_.get(), stream_.get()));
+      nccl_->wait_event(updated_.get());
+      nccl_->all_gather_v(model_.params() + own_.lo, model_.params(), master_bytes_,
+                          comm::DType::u8);
+      nccl_->record_event(gathered_.get());
+      DPT_CHECK_CUDA(cudaStreamWaitEvent(stream_.get(), gathered_.get(), 0));
+    }
+#endif
     return to_host(host_params_, model_.params());
   }
   std::span<const float> host_m() override {
@@ -222,24 +276,31 @@ class CudaReplica final : public Replica {
     // [Gradient averaging] the fp32 buckets not started in backward, then the loss sum: the
     // same order on all ranks.
     while (next_bucket_ < buckets_.size())
-      start_bucket(buckets_[next_bucket_++]);
-    nccl_->all_reduce(loss_sum(), 1, comm::DType::f32, comm::ReduceOp::avg);
+      start_bucket(next_bucket_++);
+    if (zero_ == ZeroStage::off) {
+      nccl_->all_reduce(loss_sum(), 1, comm::DType::f32, comm::ReduceOp::avg);
+    } else {
+      // [ZeRO]: the owned range is final once its buckets are; its sum of squares and the loss
+      // sum go in one all-reduce (sum; update() divides the loss by the rank count).
+      k::sum_squares_cuda(sumsq(), model_.grads() + own_.lo, own_.count(), sumsq_scratch_.get(),
+                          nccl_->stream());
+      nccl_->all_reduce(device_scalars_.get(), 2, comm::DType::f32, comm::ReduceOp::sum);
+    }
     nccl_->record_event(reduced_.get());
     DPT_CHECK_CUDA(cudaStreamWaitEvent(stream_.get(), reduced_.get(), 0));
     (void)n;
     (void)mpi;
 #else
     // Without NCCL the gradient travels through host memory after backward, in one piece
-    // (correct, not fast). host_m_ is only a mirror that host_m() refills, so it can carry the
-    // gradient here.
+    // (correct, not fast), in host_params_, a mirror that host_params() refills.
     const auto t0 = SteadyClock::now();
-    to_host(host_m_, model_.grads());
-    mpi.all_reduce(std::span<float>(host_m_.get(), n), comm::ReduceOp::avg);
+    to_host(host_params_, model_.grads());
+    mpi.all_reduce(std::span<float>(host_params_.get(), n), comm::ReduceOp::avg);
     float* loss = host_scalars_.get();
     DPT_CHECK_CUDA(cudaMemcpy(loss, loss_sum(), sizeof(float), cudaMemcpyDeviceToHost));
     mpi.all_reduce(std::span<float>(loss, 1), comm::ReduceOp::avg);
     DPT_CHECK_CUDA(
-        cudaMemcpy(model_.grads(), host_m_.get(), n * sizeof(float), cudaMemcpyHostToDevice));
+        cudaMemcpy(model_.grads(), host_params_.get(), n * sizeof(float), cudaMemcpyHostToDevice));
     DPT_CHECK_CUDA(cudaMemcpy(loss_sum(), loss, sizeof(float), cudaMemcpyHostToDevice));
     host_exchange_ms_ = ms_since(t0);
 #endif
@@ -251,7 +312,9 @@ class CudaReplica final : public Replica {
     ReplicaStep r;
     r.stats.lr = learning_rate(opt_, step);
     const int o0 = gpu_spans_.mark(s);
-    k::sum_squares_cuda(sumsq(), model_.grads(), n, sumsq_scratch_.get(), s);
+    // Sharded, reduce() summed the ranges' squares already.
+    if (zero_ == ZeroStage::off)
+      k::sum_squares_cuda(sumsq(), model_.grads(), n, sumsq_scratch_.get(), s);
     k::AdamWCudaParams p{};
     p.lr = static_cast<float>(r.stats.lr);
     p.beta1 = static_cast<float>(opt_.beta1);
@@ -261,19 +324,37 @@ class CudaReplica final : public Replica {
     p.bias_correction2 = static_cast<float>(1.0 - std::pow(opt_.beta2, static_cast<double>(step)));
     p.grad_clip = static_cast<float>(opt_.grad_clip);
     T* copy = nullptr;
-    if constexpr (!std::is_same_v<T, float>) copy = model_.compute_params();
-    k::adamw_update_cuda<T>(model_.params(), copy, m_.get(), v_.get(), model_.grads(),
-                            chunks_.get(), static_cast<int>(chunks_.size()), sumsq(), loss_sum(), p,
-                            s);
+    if constexpr (!std::is_same_v<T, float>) copy = model_.compute_params() + own_.lo;
+    k::adamw_update_cuda<T>(model_.params() + own_.lo, copy, m_.get(), v_.get(),
+                            model_.grads() + own_.lo, chunks_.get(),
+                            static_cast<int>(chunks_.size()), sumsq(), loss_sum(), p, s);
     const int o1 = gpu_spans_.mark(s);
     gpu_spans_.span("optimizer", -1, trace::Track::gpu_compute, o0, o1);
+#ifdef DPT_HAVE_NCCL
+    if (zero_ != ZeroStage::off) {
+      // [ZeRO]: every rank's updated range of the compute copy into every rank's. A skipped
+      // update gathers unchanged ranges, so no rank needs the guard's decision on the host.
+      DPT_CHECK_CUDA(cudaEventRecord(updated_.get(), s));
+      nccl_->wait_event(updated_.get());
+      const int g0 = gpu_spans_.mark(nccl_->stream());
+      nccl_->all_gather_v(model_.compute_params() + own_.lo, model_.compute_params(), copy_bytes_,
+                          comm::DType::u8);
+      gpu_spans_.span("all-gather parameters", -1, trace::Track::gpu_comm, g0,
+                      gpu_spans_.mark(nccl_->stream()));
+      nccl_->record_event(gathered_.get());
+      DPT_CHECK_CUDA(cudaStreamWaitEvent(s, gathered_.get(), 0));
+    }
+#endif
     DPT_CHECK_CUDA(cudaMemcpyAsync(host_scalars_.get(), device_scalars_.get(), 2 * sizeof(float),
                                    cudaMemcpyDeviceToHost, s));
     const int anchor = gpu_spans_.mark(s);
     wait();
     gpu_spans_.flush(anchor, trace::now_ns());
-    // The device decided with the same two numbers ([Non-finite guard]).
-    r.loss = static_cast<double>(host_scalars_.get()[0]) / static_cast<double>(positions_);
+    // The device decided with the same two numbers ([Non-finite guard]). Sharded, the loss is
+    // the ranks' sum.
+    const double ranks = zero_ == ZeroStage::off ? 1.0 : static_cast<double>(mpi_.world_size());
+    r.loss =
+        static_cast<double>(host_scalars_.get()[0]) / (static_cast<double>(positions_) * ranks);
     r.stats.grad_norm = std::sqrt(static_cast<double>(host_scalars_.get()[1]));
     if (!std::isfinite(r.loss)) r.stats.grad_norm = std::numeric_limits<double>::quiet_NaN();
     r.stats.skipped = !std::isfinite(r.loss) || !std::isfinite(r.stats.grad_norm);
@@ -283,10 +364,35 @@ class CudaReplica final : public Replica {
     float exposed_ms = 0.0f;
     DPT_CHECK_CUDA(cudaEventElapsedTime(&exposed_ms, grads_ready_.get(), reduced_.get()));
     r.comm_exposed_ms = std::max(0.0, static_cast<double>(exposed_ms));
+    if (zero_ != ZeroStage::off) {
+      // The parameter all-gather overlaps nothing: all of it is exposed.
+      DPT_CHECK_CUDA(cudaEventElapsedTime(&exposed_ms, updated_.get(), gathered_.get()));
+      r.comm_exposed_ms += std::max(0.0, static_cast<double>(exposed_ms));
+    }
 #else
     r.comm_exposed_ms = host_exchange_ms_;
 #endif
     return r;
+  }
+
+  uint64_t bytes_sent() const override {
+#ifdef DPT_HAVE_NCCL
+    return mpi_.bytes_sent() + nccl_->bytes_sent();
+#else
+    return mpi_.bytes_sent();
+#endif
+  }
+  MemoryUse memory_use() override {
+    const size_t n = model_.num_params();
+    MemoryUse u;
+    u.state = n * sizeof(float) + (std::is_same_v<T, float> ? 0 : n * sizeof(T)) +
+              n * sizeof(float) + m_.bytes() + v_.bytes();
+    // Everything is allocated at start-up, so the memory in use now is its peak, give or take
+    // NCCL's and cuBLASLt's lazy buffers (and another process on the same GPU).
+    const k::CudaMemory mem = k::cuda_memory(gpu_);
+    device_peak_ = std::max<uint64_t>(device_peak_, mem.total - mem.free);
+    u.peak = device_peak_;
+    return u;
   }
 
   double evaluate(const int32_t* inputs, const int32_t* targets, int batch) override {
@@ -337,13 +443,21 @@ class CudaReplica final : public Replica {
     DPT_CHECK_CUDA(cudaEventRecord(bucket_ready_.get(), stream_.get()));
     nccl_->wait_event(bucket_ready_.get());  // enqueued now, so the event may be re-recorded
     while (next_bucket_ < ready)
-      start_bucket(buckets_[next_bucket_++]);
+      start_bucket(next_bucket_++);
   }
-  void start_bucket(const GradientBucket& b) {
+  // Bucket k's average to every rank, or ([ZeRO]) each owner's part to its owner, in place.
+  void start_bucket(size_t k) {
+    const GradientBucket& b = buckets_[k];
     const int c0 = gpu_spans_.mark(nccl_->stream());
-    nccl_->all_reduce(model_.grads() + b.offset, b.count, comm::DType::f32, comm::ReduceOp::avg);
-    gpu_spans_.span("all-reduce bucket %d", static_cast<int>(&b - buckets_.data()),
-                    trace::Track::gpu_comm, c0, gpu_spans_.mark(nccl_->stream()));
+    if (zero_ == ZeroStage::off) {
+      nccl_->all_reduce(model_.grads() + b.offset, b.count, comm::DType::f32, comm::ReduceOp::avg);
+    } else {
+      nccl_->reduce_scatter_v(model_.grads() + b.offset, model_.grads() + recv_offset_[k],
+                              owner_counts_[k], comm::DType::f32, comm::ReduceOp::avg);
+    }
+    gpu_spans_.span(zero_ == ZeroStage::off ? "all-reduce bucket %d" : "reduce-scatter bucket %d",
+                    static_cast<int>(k), trace::Track::gpu_comm, c0,
+                    gpu_spans_.mark(nccl_->stream()));
   }
 #endif
   std::span<const float> to_host(k::PinnedBuffer<float>& host, const float* device) {
@@ -355,10 +469,12 @@ class CudaReplica final : public Replica {
 
   comm::Communicator& mpi_;  // the host communicator the replica was made with
   int gpu_;
+  ZeroStage zero_;
   OptimizerConfig opt_;
   k::CudaStreamHandle stream_;
   GptCuda<T> model_;
-  k::DeviceBuffer<float> m_, v_;
+  OwnedRange own_;  // the elements whose moments this rank holds ([ZeRO]; all without sharding)
+  k::DeviceBuffer<float> m_, v_;           // of own_
   k::DeviceBuffer<float> device_scalars_;  // [loss sum, gradient sum of squares]
   k::PinnedBuffer<float> host_scalars_;    // their copies, and a NaN for poison_grad
   k::PinnedBuffer<float> host_params_, host_m_, host_v_;
@@ -366,11 +482,18 @@ class CudaReplica final : public Replica {
   k::DeviceBuffer<float> sumsq_scratch_;
   std::vector<GradientBucket> buckets_;
   size_t next_bucket_ = 0;  // the next of buckets_ to start in this step
+  // [ZeRO]: per bucket each rank's part and where this rank's lands; every rank's range of the
+  // compute copy and of the fp32 master, in bytes.
+  std::vector<std::vector<size_t>> owner_counts_;
+  std::vector<size_t> recv_offset_;
+  std::vector<size_t> copy_bytes_, master_bytes_;
   GpuSpans gpu_spans_;
   double host_exchange_ms_ = 0.0;  // without NCCL: the host's exchange time
   // grads_ready_ and reduced_ are timed: their interval is the step's exposed communication.
-  k::CudaEventHandle grads_ready_{0}, reduced_{0}, bucket_ready_;
-  int64_t positions_ = 0;  // token positions of this step's micro-batches on this rank
+  // updated_ and gathered_ ([ZeRO]) time the parameter all-gather.
+  k::CudaEventHandle grads_ready_{0}, reduced_{0}, bucket_ready_, updated_{0}, gathered_{0};
+  int64_t positions_ = 0;     // token positions of this step's micro-batches on this rank
+  uint64_t device_peak_ = 0;  // the device memory in use at its highest sample (MemoryUse)
   std::string reduce_how_, device_name_;
 #ifdef DPT_HAVE_NCCL
   std::unique_ptr<comm::NcclCommunicator> nccl_;
@@ -382,15 +505,17 @@ class CudaReplica final : public Replica {
 std::unique_ptr<Replica> make_cuda_replica(const TrainConfig& cfg, int max_batch, int gpu,
                                            Precision precision, comm::Communicator& mpi,
                                            ZeroStage zero) {
+  if (zero == ZeroStage::gradients) throw UsageError(kZero2CpuOnly);
+#ifndef DPT_HAVE_NCCL
   if (zero != ZeroStage::off)
-    throw UsageError("--zero " + std::to_string(zero_level(zero)) +
-                     " is not built for the GPU yet: pass --zero 0 with --device cuda");
+    throw UsageError("--zero 1 on GPUs needs NCCL, which this build lacks: pass --zero 0");
+#endif
   if (precision == Precision::bf16)
-    return std::make_unique<CudaReplica<__nv_bfloat16>>(cfg, max_batch, gpu, mpi);
+    return std::make_unique<CudaReplica<__nv_bfloat16>>(cfg, max_batch, gpu, mpi, zero);
   DPT_CHECK(
       precision == Precision::fp32,
       std::string("the CUDA replica needs a resolved precision, got ") + precision_name(precision));
-  return std::make_unique<CudaReplica<float>>(cfg, max_batch, gpu, mpi);
+  return std::make_unique<CudaReplica<float>>(cfg, max_batch, gpu, mpi, zero);
 }
 
 }  // namespace dpt::trainer

@@ -121,9 +121,10 @@ RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
   log.say("zero: " + describe_zero(p.zero) +
           (cfg.zero != ZeroStage::automatic ? " (--zero)"
            : sharding_pays                  ? " (--zero auto: more than one rank on GPUs)"
-                                            : " (--zero auto: " +
-                                                  std::string(cuda ? "one rank" : "CPU ranks") +
-                                                  "; pass --zero 1 or 2 to shard)"));
+                           : " (--zero auto: " + std::string(cuda ? "one rank" : "CPU ranks") +
+                                 "; pass --zero 1 or 2 to shard)"));
+  if (cuda && p.zero == ZeroStage::gradients)
+    run_agreed(world, [&] { throw UsageError(kZero2CpuOnly); });
   if (cfg.stop_before_limit_s > 0 && world.rank() == 0) {
     if (p.slurm.in_job()) {
       stop.watch_time_limit(p.slurm.job_id, cfg.stop_before_limit_s, log.sayer());
@@ -188,8 +189,8 @@ MemoryPlan plan_run_memory(comm::Communicator& world, const comm::Placement& whe
       what = "rank " + std::to_string(world.rank()) + "'s share of " + where.host + " (" +
              std::to_string(where.local_size) + " rank(s) on the node)";
     }
-    check_memory_fits(plan, available, what, cfg, world.world_size(), placed.zero,
-                      placed.precision, checkpoints);
+    check_memory_fits(plan, available, what, cfg, world.world_size(), placed.zero, placed.precision,
+                      checkpoints);
   });
   return plan;
 }

@@ -92,12 +92,16 @@ class Validator {
 // gradients: how long it waited for data (the step waited for the slowest rank), whether its
 // checkpoint write is still running ([Async save]), and each kind of stop request it has seen
 // ([Stop requests]). All ranks then act on the same union.
+// The largest memory of any rank ([Memory plan]) rides along.
 struct StepVotes {
   double data_wait_ms = 0;
   double writing = 0;
   job::StopVote stop;
+  double mem_state_bytes = 0;
+  double mem_peak_bytes = 0;
   auto fields() {
-    return std::tie(data_wait_ms, writing, stop.term, stop.preempt, stop.time_limit);
+    return std::tie(data_wait_ms, writing, stop.term, stop.preempt, stop.time_limit,
+                    mem_state_bytes, mem_peak_bytes);
   }
 };
 
@@ -132,6 +136,7 @@ class TrainingLoop {
   TrainResult run() {
     const int64_t last = cfg_.last_step();
     result_.steps.reserve(static_cast<size_t>(std::max<int64_t>(0, cfg_.steps - first_step_ + 1)));
+    sent_before_ = model_.bytes_sent();
     for (int64_t step = first_step_; step <= last; ++step) {
       if (tracing_) trace::Recorder::get().set_recording(in_trace_window(step));
       const unsigned stop_requested = one_step(step, last);
@@ -175,6 +180,11 @@ class TrainingLoop {
       check_sync("after step", step);
 
     StepRecord rec = record(step, rs, ms, votes.data_wait_ms);
+    rec.mem_state_bytes = static_cast<int64_t>(votes.mem_state_bytes);
+    rec.mem_peak_bytes = static_cast<int64_t>(votes.mem_peak_bytes);
+    const uint64_t sent = model_.bytes_sent();
+    rec.sent_bytes = static_cast<int64_t>(sent - sent_before_);
+    sent_before_ = sent;
     const bool diverged = rs.stats.skipped && (cfg_.nonfinite == NonFinitePolicy::stop ||
                                                skipped_in_a_row_ >= cfg_.nonfinite_max_skips);
     if (!diverged) {
@@ -209,12 +219,17 @@ class TrainingLoop {
     return wait_ms;
   }
 
+  uint64_t sent_before_ = 0;  // model_.bytes_sent() at the end of the step before
+
   StepVotes vote(double wait_ms) {
     const trace::Span span("step votes");
     StepVotes v;
     v.data_wait_ms = wait_ms;
     v.writing = control_.saver ? control_.saver->writing_flag() : 0.0;
     v.stop = job::StopVote::of(control_.stop ? control_.stop->poll() : 0u);
+    const MemoryUse mem = model_.memory_use();
+    v.mem_state_bytes = static_cast<double>(mem.state);
+    v.mem_peak_bytes = static_cast<double>(mem.peak);
     comm::all_reduce_fields(comm_, v, comm::ReduceOp::max);
     return v;
   }

@@ -39,6 +39,12 @@ struct StepRecord {
   double comm_exposed_ms = 0;
   // Model FLOPs per second over all ranks' peak (NaN when no peak is known).
   double mfu = 0;
+  // [Memory plan] measured, the largest over the ranks: the bytes of parameters, gradients and
+  // optimizer state, and the process's (or the GPU's) peak so far.
+  int64_t mem_state_bytes = 0;
+  int64_t mem_peak_bytes = 0;
+  // [Bytes sent] by rank 0 in this step (from the end of the step before to the end of this one).
+  int64_t sent_bytes = 0;
 };
 
 // The data of a run: the training shards and, optionally, held-out shards.
@@ -67,8 +73,8 @@ struct TrainControl {
   int gpu = -1;
   Precision precision = Precision::fp32;
   ZeroStage zero = ZeroStage::off;  // resolved ([ZeRO])
-  double peak_flops = 0;  // one rank's peak FLOP/s for mfu (0: unknown, mfu is NaN)
-  std::string host;       // this rank's host, naming its process in --trace (MPI's placement)
+  double peak_flops = 0;            // one rank's peak FLOP/s for mfu (0: unknown, mfu is NaN)
+  std::string host;  // this rank's host, naming its process in --trace (MPI's placement)
   std::function<void(const std::string&)> say;  // rank 0's log line (the replica's description)
 };
 

@@ -53,6 +53,13 @@ std::vector<size_t> owned_counts(size_t total, int world);
 // reduce-scatter of that bucket to its owners.
 std::vector<size_t> owner_counts(size_t offset, size_t count, size_t total, int world);
 
+// Stage 2 is the CPU path's: on the GPU backward writes a full-size gradient buffer, so keeping
+// only the owned range would save nothing until the model writes its gradient bucket by bucket.
+inline constexpr const char* kZero2CpuOnly =
+    "--zero 2 shards gradients on the CPU path only: the GPU replica's backward writes a "
+    "full-size gradient, so there is nothing to save yet. Pass --zero 1 with --device cuda "
+    "(the optimizer state sharded), or --device cpu";
+
 // "0 (no sharding)", "1 (optimizer state sharded)", "2 (optimizer state and gradients sharded)".
 std::string describe_zero(ZeroStage s);
 

@@ -35,6 +35,9 @@ TEST(MetricsWriter, WritesOneJsonObjectPerStepWithNineSignificantDigits) {
     r.io_tokens_per_s = 2.5e7;
     r.comm_exposed_ms = 1.5;
     r.mfu = 0.3125;
+    r.mem_state_bytes = 123456789012;
+    r.mem_peak_bytes = 234567890123;
+    r.sent_bytes = 4096;
     w.write(r);
     r.step = 4;
     r.loss = std::nan("");
@@ -47,10 +50,14 @@ TEST(MetricsWriter, WritesOneJsonObjectPerStepWithNineSignificantDigits) {
   EXPECT_EQ(read_all(path),
             "{\"step\": 3, \"loss\": 2.71828183, \"lr\": 0.001, \"grad_norm\": 0.5, \"tokens\": "
             "6144, \"tokens_per_s\": 12345.678, \"step_ms\": 42, \"data_wait_ms\": 0.125, "
-            "\"io_tokens_per_s\": 25000000, \"comm_exposed_ms\": 1.5, \"mfu\": 0.3125}\n"
+            "\"io_tokens_per_s\": 25000000, \"comm_exposed_ms\": 1.5, \"mfu\": 0.3125, "
+            "\"mem_state_bytes\": 123456789012, \"mem_peak_bytes\": 234567890123, "
+            "\"sent_bytes\": 4096}\n"
             "{\"step\": 4, \"loss\": null, \"lr\": 0.001, \"grad_norm\": null, \"tokens\": 6144, "
             "\"tokens_per_s\": 12345.678, \"step_ms\": 42, \"data_wait_ms\": 0.125, "
-            "\"io_tokens_per_s\": 25000000, \"comm_exposed_ms\": 1.5, \"mfu\": null}\n"
+            "\"io_tokens_per_s\": 25000000, \"comm_exposed_ms\": 1.5, \"mfu\": null, "
+            "\"mem_state_bytes\": 123456789012, \"mem_peak_bytes\": 234567890123, "
+            "\"sent_bytes\": 4096}\n"
             "{\"step\": 4, \"val_loss\": 0.333333333}\n");
 }
 

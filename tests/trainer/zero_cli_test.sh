@@ -83,6 +83,52 @@ for n in names:
 print(f"ok: ckpt export of 4 ranks stage 2 equals 4 ranks stage 0 ({len(names)} datasets)")
 PY
 
+# The metrics measure what each stage holds and sends ([Memory plan], [Bytes sent]): against
+# the parameter count from the export, rank 0's bytes per step and the largest rank's state.
+"$py" - "$work" <<'PY'
+import json, sys
+import h5py
+w = sys.argv[1]
+f = h5py.File(f"{w}/z0.h5", "r")
+sizes = []
+f.visititems(lambda n, o: sizes.append(o.size) if isinstance(o, h5py.Dataset) and
+             not n.startswith(("adam_m/", "adam_v/")) and o.ndim > 0 else None)
+psi = sum(sizes)
+page = 4096
+grad_pages = -(-4 * psi // page) * page  # the gradient's pages, all written
+def rows(name, first, last):
+    out = [json.loads(l) for l in open(f"{w}/{name}.jsonl")]
+    out = [r for r in out if "loss" in r and first <= r["step"] <= last]
+    assert len(out) == last - first + 1, (name, len(out))
+    return out
+def check(name, first, last, world, zero, accum):
+    own0 = psi // world  # rank 0's range, the smallest
+    own_max = -(-psi // world)
+    fixed = 4 * psi + (grad_pages if zero < 2 else 0)
+    state = {0: 12 * psi + grad_pages, 1: fixed + 8 * own_max}.get(zero)
+    if world == 1:
+        sent = 0
+    elif zero == 0:
+        sent = 2 * 4 * psi * (world - 1) / world
+    else:
+        sent = accum ** (zero == 2) * 4 * (psi - own0) + 4 * own0 * (world - 1)
+    for r in rows(name, first, last):
+        # The step's small collectives (votes, loss, norm) add a few hundred bytes at most.
+        assert 0 <= r["sent_bytes"] - sent <= 512 + 8 * world, (name, r["step"], r["sent_bytes"], sent)
+        if state is not None:
+            assert r["mem_state_bytes"] == state, (name, r["mem_state_bytes"], state)
+        else:  # the owned gradient, its moments, and at most the whole gradient's pages
+            lo = 4 * psi + 12 * own0
+            assert lo < r["mem_state_bytes"] <= 4 * psi + 12 * own_max + grad_pages, (name, r)
+        assert r["mem_peak_bytes"] > r["mem_state_bytes"], (name, r)
+    print(f"ok: {name} steps {first}-{last}: {world} rank(s) stage {zero} hold "
+          f"{r['mem_state_bytes']} state bytes and send {r['sent_bytes']} a step (psi {psi})")
+check("straight", 1, 20, 1, 0, 12)
+check("straight_4z0", 1, 10, 4, 0, 3)
+check("w2z0_w4z1", 11, 20, 4, 1, 3)
+check("straight_2z2", 1, 20, 2, 2, 6)
+PY
+
 # A run that cannot fit stops before allocating, on every rank, with exit 2.
 rc=0
 timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" --data "$work/data/train" \
