@@ -36,13 +36,15 @@ class PageBuffer {
   PageBuffer(PageBuffer&& o) noexcept
       : data_(std::exchange(o.data_, nullptr)),
         size_(std::exchange(o.size_, 0)),
-        in_core_(std::move(o.in_core_)) {}
+        in_core_(std::move(o.in_core_)),
+        populate_works_(o.populate_works_) {}
   PageBuffer& operator=(PageBuffer&& o) noexcept {
     if (this != &o) {
       unmap();
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
       in_core_ = std::move(o.in_core_);
+      populate_works_ = o.populate_works_;
     }
     return *this;
   }
@@ -71,6 +73,26 @@ class PageBuffer {
     return hi - lo;
   }
 
+  // Backs every page that holds an element of [first, first + count) with memory now, zeroed
+  // where it was given back (MADV_POPULATE_WRITE, Linux 5.14): one call instead of a fault per
+  // page, and a read-modify-write of a given-back page (the zero page, then a copy) faulting
+  // twice. A kernel without it leaves the pages to fault as they are touched.
+  void populate(size_t first, size_t count) {
+    DPT_CHECK(first <= size_ && count <= size_ - first, "PageBuffer::populate out of range");
+    if (count == 0 || !populate_works_) return;
+    const size_t page = page_bytes();
+    const uintptr_t base = reinterpret_cast<uintptr_t>(data_);
+    const uintptr_t lo = (base + first * sizeof(T)) / page * page;
+    const uintptr_t hi = (base + (first + count) * sizeof(T) + page - 1) / page * page;
+    if (::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_WRITE) != 0) {
+      const int err = errno;
+      if (err != EINVAL)
+        throw RuntimeFailure("madvise(MADV_POPULATE_WRITE) of " + std::to_string(hi - lo) +
+                             " bytes failed: " + errno_string(err));
+      populate_works_ = false;  // before Linux 5.14
+    }
+  }
+
   // Bytes of the array's pages that hold memory now (mincore): written and not given back.
   // The first call allocates a byte per page, which later calls reuse.
   size_t resident_bytes() {
@@ -95,6 +117,7 @@ class PageBuffer {
   T* data_ = nullptr;
   size_t size_ = 0;
   std::vector<unsigned char> in_core_;  // resident_bytes()'s scratch
+  bool populate_works_ = true;
 };
 
 }  // namespace dpt

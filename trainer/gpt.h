@@ -50,6 +50,8 @@ class Gpt {
   // Gives back the memory of the whole pages of gradient elements [first, first + count): they
   // read as zero afterwards ([ZeRO] stage 2 keeps only the buckets in flight). Returns bytes.
   size_t release_grads(size_t first, size_t count) { return grads_.release(first, count); }
+  // Backs gradient elements [first, first + count) with memory before backward writes them.
+  void populate_grads(size_t first, size_t count) { grads_.populate(first, count); }
   // Bytes of the gradient that hold memory now (stage 2 gives pages back).
   size_t grads_resident_bytes() { return grads_.resident_bytes(); }
 

@@ -79,7 +79,12 @@ class CpuReplica final : public Replica {
     }
     exchange_.begin(comm_, model_.grads());
     released_from_ = model_.grads().size();
-    model_.backward(loss_scale, [this](size_t frontier) { exchange_.ready_from(frontier); });
+    if (zero_ == ZeroStage::gradients) populate_head();
+    model_.backward(loss_scale, [this](size_t frontier) {
+      exchange_.ready_from(frontier);
+      if (zero_ == ZeroStage::gradients) populate_below(frontier);
+    });
+    frontiers_known_ = zero_ == ZeroStage::gradients;
     if (!last_micro_batch) {
       const trace::Span wait("exchange wait");
       exchange_.finish();
@@ -168,6 +173,28 @@ class CpuReplica final : public Replica {
     return std::span<const float>(model_.grads()).subspan(own_.lo, own_.count());
   }
 
+  // Stage 2: backs the gradient backward writes next with memory, one call per block, instead
+  // of a fault per page (two where backward adds into a given-back page: the zero page, then a
+  // copy). Backward reports the same frontiers in every micro-batch; the first one records them.
+  // The head comes first: the tied embedding at the buffer's start and ln_f at its end.
+  void populate_head() {
+    next_frontier_ = 0;
+    const TensorView& wpe = model_.layout().tensors()[1];
+    model_.populate_grads(0, wpe.offset + wpe.numel());
+    if (frontiers_known_ && !frontiers_.empty())
+      model_.populate_grads(frontiers_[0], model_.grads().size() - frontiers_[0]);
+  }
+  // Everything at or above `frontier` is written: the next block lies below it.
+  void populate_below(size_t frontier) {
+    if (!frontiers_known_) {
+      frontiers_.push_back(frontier);
+      return;
+    }
+    const size_t i = ++next_frontier_;
+    if (i < frontiers_.size() && frontiers_[i] < frontier)
+      model_.populate_grads(frontiers_[i], frontier - frontiers_[i]);
+  }
+
   // Stage 2: bucket k's average of this rank's part is in place in the window: add it to the
   // owned gradient (the first micro-batch sets it), then give back the bucket's pages, and with
   // them every bucket above it, all reduced already (plan order).
@@ -203,6 +230,10 @@ class CpuReplica final : public Replica {
   GradientExchange exchange_;
   std::vector<size_t> gather_counts_;  // every rank's owned count, for the parameter all-gather
   std::vector<float> grad_shard_;      // stage 2: the averaged gradient of the owned range
+  // Stage 2: backward's frontiers in the order it reports them, once the first micro-batch has.
+  std::vector<size_t> frontiers_;
+  bool frontiers_known_ = false;
+  size_t next_frontier_ = 0;
   size_t released_from_ = 0;           // stage 2: the window's pages from here on are given back
   uint64_t grads_peak_ = 0;            // the gradient's resident bytes at their peak (MemoryUse)
   double comm_exposed_ms_ = 0.0;

@@ -1,14 +1,16 @@
 // gpu + mpi: training on the CUDA replica (GptCuda, fused AdamW, NCCL) against the CPU path on
 // the same data and configuration: 20 steps whose losses track the CPU run's (fp32 closely,
-// bf16 loosely), bit-identical GPU reruns, and accumulation over micro-batches matching one
-// whole micro-batch. Runs under mpiexec with one rank per GPU; skipped (77) without a GPU.
+// bf16 loosely), bit-identical GPU reruns, accumulation over micro-batches matching one
+// whole micro-batch, and [ZeRO] stage 1 matching stage 0 (bit for bit on one rank). Runs under mpiexec with one rank per GPU; skipped (77) without a GPU.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "comm/mpi_communicator.h"
+#include "common/errors.h"
 #include "tests/test_shards.h"
 #include "trainer/training.h"
 
@@ -42,10 +44,12 @@ class CudaTraining : public ::testing::Test {
     testing::write_shard(dir_.file("b.h5"), testing::markov_tokens(15000, 6));
     dataset_ = testing::open_dataset(io_, dir_.path(), 32, 256);
   }
-  TrainResult run(const TrainConfig& c, int gpu, Precision precision) {
+  TrainResult run(const TrainConfig& c, int gpu, Precision precision,
+                  ZeroStage zero = ZeroStage::off) {
     TrainControl ctl;
     ctl.gpu = gpu;
     ctl.precision = precision;
+    ctl.zero = zero;
     return trainer::train(c, world_, TrainData{*dataset_}, {}, ctl);
   }
   int my_gpu() const { return 0; }  // one rank per GPU; the test main checked there is one
@@ -109,6 +113,36 @@ TEST_F(CudaTraining, AccumulatingMicroBatchesMatchesOneWholeBatch) {
   const TrainResult w = run(whole, my_gpu(), Precision::fp32);
   const TrainResult a = run(accum, my_gpu(), Precision::fp32);
   expect_losses_track(a, w, 1e-5, "accumulation");
+}
+
+TEST_F(CudaTraining, ZeroStage1MatchesStage0) {
+  const TrainConfig c = base_config();
+  for (const Precision precision : {Precision::fp32, Precision::bf16}) {
+    const char* dtype = precision_name(precision);
+    const TrainResult off = run(c, my_gpu(), precision, ZeroStage::off);
+    const TrainResult sharded = run(c, my_gpu(), precision, ZeroStage::optimizer);
+    ASSERT_EQ(sharded.steps.size(), off.steps.size());
+    for (size_t i = 0; i < off.steps.size(); ++i) {
+      const double x = sharded.steps[i].loss, y = off.steps[i].loss;
+      // One rank owns everything: the same kernels on the same data, so the same bits. More
+      // ranks sum the loss instead of averaging it, and the norm's partials in another order.
+      if (world_.world_size() == 1) {
+        EXPECT_EQ(x, y) << dtype << " step " << i + 1;
+      } else {
+        EXPECT_LE(std::abs(x - y), 1e-6 * std::abs(y)) << dtype << " step " << i + 1;
+      }
+    }
+    if (world_.world_size() == 1) EXPECT_EQ(sharded.final_param_hash, off.final_param_hash);
+  }
+}
+
+TEST_F(CudaTraining, ZeroStage2IsRefusedOnTheGpuNamingWhatToPass) {
+  try {
+    run(base_config(), my_gpu(), Precision::bf16, ZeroStage::gradients);
+    FAIL() << "--zero 2 on the GPU should be refused";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--zero 1"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
