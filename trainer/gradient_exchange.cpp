@@ -116,11 +116,21 @@ void GradientExchange::report_reduced() {
 void GradientExchange::ready_from(size_t frontier) {
   DPT_CHECK(comm_ != nullptr, "ready_from() outside a gradient exchange");
   const size_t ready = buckets_ready(plan_, next_, frontier);
+  const size_t earlier = next_;  // started at earlier frontiers
   started_in_backward_ += ready - next_;
   while (next_ < ready)
     start_next();
   for (size_t k = 0; k < in_flight_.size(); ++k)
     if (!in_flight_[k].done() && in_flight_[k].test()) end_span(k);
+  if (bounded_) {
+    const auto t0 = SteadyClock::now();
+    for (size_t k = reported_; k < earlier; ++k) {
+      if (in_flight_[k].done()) continue;
+      in_flight_[k].wait();
+      end_span(k);
+    }
+    waited_ms_ += ms_since(t0);
+  }
   report_reduced();
 }
 
@@ -135,7 +145,8 @@ double GradientExchange::finish() {
     end_span(k);
   }
   report_reduced();
-  const double waited_ms = ms_since(t0);
+  const double waited_ms = ms_since(t0) + waited_ms_;
+  waited_ms_ = 0.0;
   in_flight_.clear();
   comm_ = nullptr;
   return waited_ms;

@@ -65,6 +65,11 @@ class GradientExchange {
   // Called with each bucket's index once its average is in place, in plan order, from
   // ready_from() or finish() ([ZeRO] stage 2 takes its part and gives the memory back).
   void on_reduced(std::function<void(size_t bucket)> f) { on_reduced_ = std::move(f); }
+  // Bounded ([ZeRO] stage 2): at each frontier, after starting the buckets it makes ready,
+  // ready_from() completes those started at earlier frontiers, so that while backward computes
+  // a block only the previous block's buckets are in flight, and the memory on_reduced() gives
+  // back stays bounded whatever the skew between ranks. The waits count in finish()'s figure.
+  void bound_in_flight(bool on) { bounded_ = on; }
 
   // The step's exchange averages `grads` over `comm`; nothing is issued yet.
   void begin(comm::Communicator& comm, std::span<float> grads);
@@ -74,7 +79,7 @@ class GradientExchange {
   // boundary of backward).
   void ready_from(size_t frontier);
   // Starts the buckets not started yet and waits for all. Returns the milliseconds it waited
-  // (the step's exposed communication on the CPU).
+  // (the step's exposed communication on the CPU), bounded waits in backward included.
   double finish();
 
   // Buckets started by ready_from() during backward in the last step, for tests and the log.
@@ -96,11 +101,13 @@ class GradientExchange {
   std::vector<comm::Request> in_flight_;
   comm::Communicator* comm_ = nullptr;
   std::span<float> grads_;
-  size_t next_ = 0;      // the next bucket of plan_ to start
-  size_t reported_ = 0;  // buckets passed to on_reduced_ in this exchange
+  size_t next_ = 0;                                // the next bucket of plan_ to start
+  size_t reported_ = 0;                            // buckets passed to on_reduced_ in this exchange
   std::vector<std::vector<size_t>> owner_counts_;  // per bucket, to owners: each rank's part
   std::vector<size_t> recv_offset_;                // per bucket, to owners: this rank's part
   std::function<void(size_t)> on_reduced_;
+  bool bounded_ = false;
+  double waited_ms_ = 0.0;  // bounded: waited in ready_from() during this exchange
   size_t started_in_backward_ = 0;
 };
 

@@ -34,8 +34,10 @@ uint64_t largest_range(uint64_t total, int world) {
 
 // Gradient elements backward holds under stage 2 before its buckets are reduced: the tied token
 // embedding and the position embedding (written by the head or the embedding and reduced last,
-// after backward), ln_f, and about two blocks or two buckets (what was issued at the last block
-// boundary and the block being computed).
+// after backward), ln_f, and what the bounded exchange leaves in flight
+// (GradientExchange::bound_in_flight): the block being computed, the block finished before it
+// whose buckets are in flight, and the bucket that straddles a block boundary (with buckets
+// larger than a block: two buckets and a block).
 uint64_t stage2_window_elements(const ModelConfig& m, uint64_t total, size_t bucket_bytes) {
   const uint64_t C = static_cast<uint64_t>(m.d_model);
   const uint64_t embeddings =
@@ -43,7 +45,7 @@ uint64_t stage2_window_elements(const ModelConfig& m, uint64_t total, size_t buc
   const uint64_t block =
       m.n_layer > 0 ? (total - embeddings) / static_cast<uint64_t>(m.n_layer) : 0;
   const uint64_t bucket = bucket_bytes == 0 ? total : bucket_bytes / sizeof(float);
-  return std::min(total, embeddings + 2 * std::max(block, bucket));
+  return std::min(total, embeddings + 2 * std::max(block, bucket) + std::min(block, bucket));
 }
 
 }  // namespace

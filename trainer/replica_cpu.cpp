@@ -32,6 +32,7 @@ class CpuReplica final : public Replica {
     if (zero_ == ZeroStage::gradients) {
       grad_shard_.assign(own_.count(), 0.0f);
       exchange_.on_reduced([this](size_t k) { take_bucket(k); });
+      exchange_.bound_in_flight(true);
     }
   }
 
@@ -61,6 +62,7 @@ class CpuReplica final : public Replica {
     if (zero_ != ZeroStage::gradients) model_.zero_grads();
     loss_sum_ = 0.0;
     micro_batches_ = 0;
+    comm_exposed_ms_ = 0.0;
   }
   void forward_backward(const int32_t* inputs, const int32_t* targets, int batch, double loss_scale,
                         bool last_micro_batch) override {
@@ -87,7 +89,7 @@ class CpuReplica final : public Replica {
     frontiers_known_ = zero_ == ZeroStage::gradients;
     if (!last_micro_batch) {
       const trace::Span wait("exchange wait");
-      exchange_.finish();
+      comm_exposed_ms_ += exchange_.finish();
     }
   }
   void poison_grad() override { model_.grads()[0] = std::numeric_limits<float>::quiet_NaN(); }
@@ -96,7 +98,7 @@ class CpuReplica final : public Replica {
     // same order on all ranks.
     {
       const trace::Span span("exchange wait");
-      comm_exposed_ms_ = exchange_.finish();
+      comm_exposed_ms_ += exchange_.finish();
     }
     loss_ = loss_sum_ / micro_batches_;
     grads_peak_ = std::max<uint64_t>(grads_peak_, model_.grads_resident_bytes());
@@ -234,8 +236,8 @@ class CpuReplica final : public Replica {
   std::vector<size_t> frontiers_;
   bool frontiers_known_ = false;
   size_t next_frontier_ = 0;
-  size_t released_from_ = 0;           // stage 2: the window's pages from here on are given back
-  uint64_t grads_peak_ = 0;            // the gradient's resident bytes at their peak (MemoryUse)
+  size_t released_from_ = 0;  // stage 2: the window's pages from here on are given back
+  uint64_t grads_peak_ = 0;   // the gradient's resident bytes at their peak (MemoryUse)
   double comm_exposed_ms_ = 0.0;
   double loss_sum_ = 0.0;
   int micro_batches_ = 0;

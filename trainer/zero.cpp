@@ -9,9 +9,9 @@
 namespace dpt::trainer {
 
 OwnedRange owned_range(size_t total, int world, int rank) {
-  DPT_CHECK(world >= 1 && rank >= 0 && rank < world,
-            "owned_range: rank " + std::to_string(rank) + " outside a world of " +
-                std::to_string(world));
+  DPT_CHECK(
+      world >= 1 && rank >= 0 && rank < world,
+      "owned_range: rank " + std::to_string(rank) + " outside a world of " + std::to_string(world));
   return {static_cast<size_t>(checkpoint::slice_begin(total, rank, world)),
           static_cast<size_t>(checkpoint::slice_begin(total, rank + 1, world))};
 }

@@ -44,7 +44,7 @@ void rank_batch(const ModelConfig& cfg, int rank, uint64_t seed, int batch,
 
 // Buckets of every size reduce-scattered to the owners during backward leave each rank the
 // all-reduced gradient of its owned range, bit for bit ([Rank-order sum]).
-TEST(ZeroExchange, OwnersReceiveTheAllReducedGradientOfTheirRangeBitForBit) {
+TEST(ZeroExchange, OwnersReceiveTheAllReducedGradientOfTheirRangeBitForBitBoundedOrNot) {
   comm::MpiCommunicator world(MPI_COMM_WORLD);
   const ModelConfig cfg = small_model();
   Gpt<float> model(cfg, 2);
@@ -57,23 +57,31 @@ TEST(ZeroExchange, OwnersReceiveTheAllReducedGradientOfTheirRangeBitForBit) {
   std::vector<float> reduced(model.grads().begin(), model.grads().end());
   world.all_reduce(std::span<float>(reduced), comm::ReduceOp::avg);
   const OwnedRange own = owned_range(reduced.size(), world.world_size(), world.rank());
-  for (size_t bucket_bytes : {size_t{0}, size_t{2048}, size_t{25} << 20}) {
-    GradientExchange exchange(plan_gradient_buckets(reduced.size(), sizeof(float), bucket_bytes),
-                              world.world_size(), world.rank());
-    size_t reported = 0;
-    exchange.on_reduced([&](size_t k) { EXPECT_EQ(k, reported++) << "plan order"; });
-    model.zero_grads();
-    model.forward(in.data(), tgt.data(), 2);
-    exchange.begin(world, model.grads());
-    model.backward(1.0, [&](size_t frontier) { exchange.ready_from(frontier); });
-    exchange.finish();
-    EXPECT_EQ(reported, exchange.plan().size());
-    EXPECT_EQ(std::memcmp(reduced.data() + own.lo, model.grads().data() + own.lo,
-                          own.count() * sizeof(float)),
-              0)
-        << "owned range [" << own.lo << ", " << own.hi << ") with buckets of " << bucket_bytes
-        << " bytes";
-  }
+  for (size_t bucket_bytes : {size_t{0}, size_t{2048}, size_t{25} << 20})
+    for (bool bounded : {false, true}) {
+      GradientExchange exchange(plan_gradient_buckets(reduced.size(), sizeof(float), bucket_bytes),
+                                world.world_size(), world.rank());
+      exchange.bound_in_flight(bounded);
+      size_t reported = 0;
+      exchange.on_reduced([&](size_t k) { EXPECT_EQ(k, reported++) << "plan order"; });
+      model.zero_grads();
+      model.forward(in.data(), tgt.data(), 2);
+      exchange.begin(world, model.grads());
+      size_t started_before = 0;  // buckets whose offset is at or above the previous frontier
+      model.backward(1.0, [&](size_t frontier) {
+        exchange.ready_from(frontier);
+        // Bounded (stage 2): every bucket started at an earlier frontier is reduced by now.
+        if (bounded) EXPECT_GE(reported, started_before) << "frontier " << frontier;
+        started_before = buckets_ready(exchange.plan(), 0, frontier);
+      });
+      exchange.finish();
+      EXPECT_EQ(reported, exchange.plan().size());
+      EXPECT_EQ(std::memcmp(reduced.data() + own.lo, model.grads().data() + own.lo,
+                            own.count() * sizeof(float)),
+                0)
+          << "owned range [" << own.lo << ", " << own.hi << ") with buckets of " << bucket_bytes
+          << " bytes" << (bounded ? ", bounded" : "");
+    }
 }
 
 TrainConfig replica_config() {
