@@ -325,9 +325,11 @@ class CudaReplica final : public Replica {
     p.grad_clip = static_cast<float>(opt_.grad_clip);
     T* copy = nullptr;
     if constexpr (!std::is_same_v<T, float>) copy = model_.compute_params() + own_.lo;
-    k::adamw_update_cuda<T>(model_.params() + own_.lo, copy, m_.get(), v_.get(),
-                            model_.grads() + own_.lo, chunks_.get(),
-                            static_cast<int>(chunks_.size()), sumsq(), loss_sum(), p, s);
+    if (chunks_.size() > 0) {  // an empty owned range (fewer parameters than ranks) has none
+      k::adamw_update_cuda<T>(model_.params() + own_.lo, copy, m_.get(), v_.get(),
+                              model_.grads() + own_.lo, chunks_.get(),
+                              static_cast<int>(chunks_.size()), sumsq(), loss_sum(), p, s);
+    }
     const int o1 = gpu_spans_.mark(s);
     gpu_spans_.span("optimizer", -1, trace::Track::gpu_compute, o0, o1);
 #ifdef DPT_HAVE_NCCL
