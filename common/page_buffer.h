@@ -15,6 +15,11 @@
 
 #include "common/errors.h"
 
+// glibc declares it from 2.35; the kernel has it from 5.14 and answers EINVAL before.
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 namespace dpt {
 
 template <typename T>

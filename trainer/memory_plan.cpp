@@ -123,13 +123,24 @@ uint64_t host_memory_available() {
     std::getline(meminfo, unit);
     if (key == "MemAvailable:") avail = kb * 1024;
   }
-  // cgroup v2: this process's group may be capped below what the machine has.
-  std::ifstream max_file("/sys/fs/cgroup/memory.max"), cur_file("/sys/fs/cgroup/memory.current");
-  std::string max_text;
-  uint64_t current = 0;
-  if (max_file >> max_text && max_text != "max" && cur_file >> current) {
-    const uint64_t cap = std::stoull(max_text);
-    avail = std::min(avail, cap > current ? cap - current : 0);
+  // cgroup v2: this process's group (Slurm's job or step, a container) and every group above it
+  // may be capped below what the machine has. /proc/self/cgroup names the group ("0::/path").
+  std::ifstream self("/proc/self/cgroup");
+  std::string line, group;
+  while (std::getline(self, line))
+    if (line.rfind("0::", 0) == 0) group = line.substr(3);
+  for (std::string dir = group; !group.empty();) {
+    std::ifstream max_file("/sys/fs/cgroup" + dir + "/memory.max"),
+        cur_file("/sys/fs/cgroup" + dir + "/memory.current");
+    std::string max_text;
+    uint64_t current = 0;
+    if (max_file >> max_text && max_text != "max" && cur_file >> current) {
+      const uint64_t cap = std::stoull(max_text);
+      avail = std::min(avail, cap > current ? cap - current : 0);
+    }
+    if (dir == "/" || dir.empty()) break;
+    const size_t slash = dir.find_last_of('/');
+    dir = slash == 0 ? "/" : dir.substr(0, slash);
   }
   return avail;
 }

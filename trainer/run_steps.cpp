@@ -2,6 +2,7 @@
 #include "trainer/run_steps.h"
 
 #include <cinttypes>
+#include <climits>
 #include <cstdio>
 #include <span>
 
@@ -114,17 +115,27 @@ RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
   }
   // [ZeRO] --zero auto: shard the optimizer state where memory is scarce and the exchange is
   // NCCL's (more than one rank on GPUs); the CPU path keeps round one's exchange.
-  const bool sharding_pays = cuda && world.world_size() > 1;
+  const bool nccl = !comm::nccl_version().empty();
+  const bool sharding_pays = cuda && world.world_size() > 1 && nccl;
   p.zero = cfg.zero != ZeroStage::automatic
                ? cfg.zero
                : (sharding_pays ? ZeroStage::optimizer : ZeroStage::off);
+  const char* why = !cuda                     ? "CPU ranks; pass --zero 1 or 2 to shard"
+                    : world.world_size() == 1 ? "one rank"
+                    : !nccl                   ? "GPUs without NCCL in this build"
+                                              : "more than one rank on GPUs";
   log.say("zero: " + describe_zero(p.zero) +
-          (cfg.zero != ZeroStage::automatic ? " (--zero)"
-           : sharding_pays                  ? " (--zero auto: more than one rank on GPUs)"
-                           : " (--zero auto: " + std::string(cuda ? "one rank" : "CPU ranks") +
-                                 "; pass --zero 1 or 2 to shard)"));
+          (cfg.zero != ZeroStage::automatic ? std::string(" (--zero)")
+                                            : std::string(" (--zero auto: ") + why + ")"));
   if (cuda && p.zero == ZeroStage::gradients)
     run_agreed(world, [&] { throw UsageError(kZero2CpuOnly); });
+  if (cuda && p.zero == ZeroStage::optimizer && !nccl) {
+    run_agreed(world, [&] {
+      throw UsageError(
+          "--zero 1 on GPUs needs NCCL, which this build lacks (its gradients go through host "
+          "memory): pass --zero 0, or rebuild with NCCL");
+    });
+  }
   if (cfg.stop_before_limit_s > 0 && world.rank() == 0) {
     if (p.slurm.in_job()) {
       stop.watch_time_limit(p.slurm.job_id, cfg.stop_before_limit_s, log.sayer());
@@ -177,6 +188,14 @@ MemoryPlan plan_run_memory(comm::Communicator& world, const comm::Placement& whe
       plan_memory(cfg, world.world_size(), placed.zero, gpu, placed.precision, checkpoints);
   log.say("memory per rank: " + plan.describe());
   run_agreed(world, [&] {
+    // The CPU path's sharded collectives address the whole buffer in one MPI call ([ZeRO]).
+    const uint64_t psi = ParamLayout(cfg.model).total();
+    if (!gpu && placed.zero != ZeroStage::off && psi > static_cast<uint64_t>(INT_MAX)) {
+      throw UsageError("--zero " + std::to_string(zero_level(placed.zero)) + ": the model has " +
+                       std::to_string(psi) +
+                       " parameters, more than one MPI call can address (2^31 - 1) on the CPU "
+                       "path: pass --zero 0");
+    }
     uint64_t available = 0;
     std::string what;
     if (gpu) {

@@ -51,7 +51,7 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     storage::IoThread io;  // [I/O thread], before the datasets, which close their files on it
     RunData data(world, io, cfg);
     plan_run_memory(world, session.placement(), cfg, placed, log);
-    const std::optional<checkpoint::ResumeState> resumed = resume_run(world, io, cfg, data, log);
+    std::optional<checkpoint::ResumeState> resumed = resume_run(world, io, cfg, data, log);
     if (resumed && nothing_left(cfg, *resumed, log)) return 0;
     RunOutputs out;
     open_outputs(world, io, cfg, data, resumed ? &*resumed : nullptr, log, out);
@@ -68,6 +68,13 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     control.host = session.placement().host;
     control.say = log.sayer();
     const std::unique_ptr<Replica> model = build_replica(cfg, world, control);
+    if (resumed) {
+      // The replica holds its state now; a sharded one only its range ([ZeRO]), so the full
+      // tensors read from the checkpoint go back (12 bytes a parameter).
+      std::vector<float>().swap(resumed->params);
+      std::vector<float>().swap(resumed->m);
+      std::vector<float>().swap(resumed->v);
+    }
 
     ProgressPrinter progress(cfg.log_every);
     auto on_step = [&](const StepRecord& r) {

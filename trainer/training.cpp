@@ -182,15 +182,16 @@ class TrainingLoop {
     StepRecord rec = record(step, rs, ms, votes.data_wait_ms);
     rec.mem_state_bytes = static_cast<int64_t>(votes.mem_state_bytes);
     rec.mem_peak_bytes = static_cast<int64_t>(votes.mem_peak_bytes);
-    const uint64_t sent = model_.bytes_sent();
-    rec.sent_bytes = static_cast<int64_t>(sent - sent_before_);
-    sent_before_ = sent;
     const bool diverged = rs.stats.skipped && (cfg_.nonfinite == NonFinitePolicy::stop ||
                                                skipped_in_a_row_ >= cfg_.nonfinite_max_skips);
     if (!diverged) {
       validate_if_due(rec);
       save_if_due(rec, step == last || stop_requested != 0);
     }
+    // [Bytes sent] of the whole step, validation and the checkpoint's collectives included.
+    const uint64_t sent = model_.bytes_sent();
+    rec.sent_bytes = static_cast<int64_t>(sent - sent_before_);
+    sent_before_ = sent;
     result_.steps.push_back(rec);
     if (on_step_) on_step_(rec);
     if (diverged) stop_diverged(step, rs);
