@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "checkpoint/format.h"
 #include "common/errors.h"
@@ -123,24 +125,33 @@ uint64_t host_memory_available() {
     std::getline(meminfo, unit);
     if (key == "MemAvailable:") avail = kb * 1024;
   }
-  // cgroup v2: this process's group (Slurm's job or step, a container) and every group above it
-  // may be capped below what the machine has. /proc/self/cgroup names the group ("0::/path").
+  // Control groups (Slurm's job or step, a container) may cap this process below what the
+  // machine has, at its own group or any group above it. /proc/self/cgroup names the groups:
+  // "0::/path" for cgroup v2 (memory.max, memory.current), "N:memory:/path" for v1
+  // (memory.limit_in_bytes, memory.usage_in_bytes; "unlimited" is a huge number there).
   std::ifstream self("/proc/self/cgroup");
-  std::string line, group;
-  while (std::getline(self, line))
-    if (line.rfind("0::", 0) == 0) group = line.substr(3);
-  for (std::string dir = group; !group.empty();) {
-    std::ifstream max_file("/sys/fs/cgroup" + dir + "/memory.max"),
-        cur_file("/sys/fs/cgroup" + dir + "/memory.current");
-    std::string max_text;
-    uint64_t current = 0;
-    if (max_file >> max_text && max_text != "max" && cur_file >> current) {
-      const uint64_t cap = std::stoull(max_text);
-      avail = std::min(avail, cap > current ? cap - current : 0);
+  std::string line;
+  while (std::getline(self, line)) {
+    const bool v2 = line.rfind("0::", 0) == 0;
+    const size_t mem = line.find(":memory:");
+    if (!v2 && mem == std::string::npos) continue;
+    const std::string root = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+    const char* limit_name = v2 ? "/memory.max" : "/memory.limit_in_bytes";
+    const char* usage_name = v2 ? "/memory.current" : "/memory.usage_in_bytes";
+    std::string dir = v2 ? line.substr(3) : line.substr(mem + 8);
+    while (!dir.empty()) {
+      std::ifstream limit_file(root + (dir == "/" ? "" : dir) + limit_name),
+          usage_file(root + (dir == "/" ? "" : dir) + usage_name);
+      std::string limit_text;
+      uint64_t usage = 0;
+      if (limit_file >> limit_text && limit_text != "max" && usage_file >> usage) {
+        const uint64_t cap = std::stoull(limit_text);
+        avail = std::min(avail, cap > usage ? cap - usage : 0);
+      }
+      if (dir == "/") break;
+      const size_t slash = dir.find_last_of('/');
+      dir = slash == 0 ? "/" : dir.substr(0, slash);
     }
-    if (dir == "/" || dir.empty()) break;
-    const size_t slash = dir.find_last_of('/');
-    dir = slash == 0 ? "/" : dir.substr(0, slash);
   }
   return avail;
 }
@@ -173,25 +184,50 @@ void check_memory_fits(const MemoryPlan& plan, uint64_t available, const std::st
            "where a rank has more memory.";
     throw UsageError(msg.str());
   }
-  msg << " To fit:";
-  if (zero_level(zero) < zero_level(deepest))
-    msg << " --zero " << zero_level(deepest) << " (" << gb(need(deepest, world, cfg.micro_batch))
-        << ");";
-  // The fewest ranks (doubling) that fit, sharding the optimizer state first, then gradients.
-  bool found = false;
-  for (ZeroStage z : {ZeroStage::optimizer, ZeroStage::gradients}) {
-    if (zero_level(z) < zero_level(zero) || zero_level(z) > zero_level(deepest)) continue;
-    for (int w = world * 2; w <= 4096 && !found; w *= 2) {
-      if (need(z, w, cfg.micro_batch) <= available) {
-        msg << " more ranks (" << w << " with --zero " << zero_level(z) << ": "
-            << gb(need(z, w, cfg.micro_batch)) << " each);";
-        found = true;
+  // Each change alone that fits: the least sharding on these ranks, the fewest ranks (doubling,
+  // the least sharding first), the largest smaller micro-batch that divides this one.
+  std::vector<std::string> fixes;
+  const auto fits = [&](ZeroStage z, int w, int micro) { return need(z, w, micro) <= available; };
+  const auto fix = [&](ZeroStage z, int w, int micro, const std::string& what) {
+    fixes.push_back(what + " (" + gb(need(z, w, micro)) + " per rank)");
+  };
+  for (int z = zero_level(zero) + 1; z <= zero_level(deepest); ++z) {
+    if (fits(static_cast<ZeroStage>(z), world, cfg.micro_batch)) {
+      fix(static_cast<ZeroStage>(z), world, cfg.micro_batch, "--zero " + std::to_string(z));
+      break;
+    }
+  }
+  bool ranks_found = false;
+  for (int z = std::max(1, zero_level(zero)); z <= zero_level(deepest) && !ranks_found; ++z) {
+    for (int w = world * 2; w <= 4096 && !ranks_found; w *= 2) {
+      if (fits(static_cast<ZeroStage>(z), w, cfg.micro_batch)) {
+        fix(static_cast<ZeroStage>(z), w, cfg.micro_batch,
+            "more ranks: " + std::to_string(w) + " with --zero " + std::to_string(z));
+        ranks_found = true;
       }
     }
   }
-  if (cfg.micro_batch > 1)
-    msg << " a smaller --micro-batch (1: " << gb(need(zero, world, 1))
-        << ", the global batch then accumulates over more micro-batches).";
+  for (int m = cfg.micro_batch - 1; m >= 1; --m) {
+    if (cfg.micro_batch % m == 0 && fits(zero, world, m)) {
+      fix(zero, world, m,
+          "--micro-batch " + std::to_string(m) +
+              " (the global batch then accumulates over more micro-batches)");
+      break;
+    }
+  }
+  if (!fixes.empty()) {
+    msg << " Any one of these fits:";
+    for (size_t i = 0; i < fixes.size(); ++i)
+      msg << (i == 0 ? " " : "; ") << fixes[i];
+    msg << ".";
+  } else {
+    // No one change is enough: the deepest stage and --micro-batch 1 on the fewest ranks.
+    int w = world;
+    while (!fits(deepest, w, 1))
+      w *= 2;  // the floor check above found a count up to 4096 that fits
+    msg << " No one change fits; together: --zero " << zero_level(deepest)
+        << ", --micro-batch 1 and " << w << " ranks (" << gb(need(deepest, w, 1)) << " per rank).";
+  }
   throw UsageError(msg.str());
 }
 

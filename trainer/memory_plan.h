@@ -49,8 +49,8 @@ uint64_t cpu_activation_elements(const ModelConfig& model, int batch);
 uint64_t peak_resident_bytes();
 
 // Bytes of host memory this process may still use: the kernel's MemAvailable, lowered to the
-// tightest limit (cgroup v2 memory.max - memory.current) of this process's control group and
-// the groups above it (/proc/self/cgroup), where one is set.
+// tightest limit less usage of this process's memory control group and the groups above it
+// (/proc/self/cgroup; cgroup v2 or v1), where one is set.
 uint64_t host_memory_available();
 
 // Throws UsageError when `plan` needs more than `available` bytes (one rank's share of the

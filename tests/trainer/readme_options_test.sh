@@ -15,12 +15,14 @@ mapfile -t named < <(grep -E '^\| `--' "$src/README.md" | grep -oE -- '`--[a-z0-
   tr -d '`' | sort -u)
 fails=0
 for o in "${listed[@]}"; do
-  if ! printf '%s\n' "${named[@]}" | grep -qx -- "$o"; then
+  # Not `printf | grep -q`: grep -q may exit before printf has written all, and under pipefail
+  # printf's SIGPIPE would fail the pipeline (a flaky "missing" on a loaded machine).
+  if ! grep -qx -- "$o" < <(printf '%s\n' "${named[@]}"); then
     echo "FAIL $o: in train --help but not in README.md's option table"; fails=$((fails + 1))
   fi
 done
 for o in "${rows[@]}"; do
-  if ! printf '%s\n' "${listed[@]}" | grep -qx -- "$o"; then
+  if ! grep -qx -- "$o" < <(printf '%s\n' "${listed[@]}"); then
     echo "FAIL $o: a row of README.md's option table, but train has no such option"
     fails=$((fails + 1))
   fi

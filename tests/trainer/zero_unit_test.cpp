@@ -225,8 +225,8 @@ TEST(MemoryPlan, ARunThatCannotFitIsRefusedNamingWhatToChange) {
   cfg.model.n_head = 4;
   cfg.micro_batch = 8;
   const MemoryPlan p = plan_memory(cfg, 2, ZeroStage::off, false, Precision::fp32, false);
-  EXPECT_NO_THROW(check_memory_fits(p, p.total(), "here", cfg, 2, ZeroStage::off,
-                                    Precision::fp32, false));
+  EXPECT_NO_THROW(
+      check_memory_fits(p, p.total(), "here", cfg, 2, ZeroStage::off, Precision::fp32, false));
   try {
     check_memory_fits(p, p.total() - 1, "rank 0's share of node1", cfg, 2, ZeroStage::off,
                       Precision::fp32, false);
@@ -234,9 +234,32 @@ TEST(MemoryPlan, ARunThatCannotFitIsRefusedNamingWhatToChange) {
   } catch (const UsageError& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("rank 0's share of node1"), std::string::npos) << what;
-    EXPECT_NE(what.find("--zero 2"), std::string::npos) << what;
-    EXPECT_NE(what.find("more ranks"), std::string::npos) << what;
-    EXPECT_NE(what.find("--micro-batch"), std::string::npos) << what;
+    // One byte short: the least of each change fits.
+    EXPECT_NE(what.find("Any one of these fits: --zero 1 ("), std::string::npos) << what;
+    EXPECT_NE(what.find("more ranks: 4 with --zero 1"), std::string::npos) << what;
+    EXPECT_NE(what.find("--micro-batch 4"), std::string::npos) << what;
+  }
+  // Room for stage 2 with micro-batches of 1 on 64 ranks only: no one change is enough.
+  TrainConfig lean = cfg;
+  lean.data_cache_mb = 0;
+  const MemoryPlan q = plan_memory(lean, 2, ZeroStage::off, false, Precision::fp32, false);
+  const uint64_t room = plan_memory(
+                            [&] {
+                              TrainConfig c = lean;
+                              c.micro_batch = 1;
+                              return c;
+                            }(),
+                            64, ZeroStage::gradients, false, Precision::fp32, false)
+                            .total();
+  try {
+    check_memory_fits(q, room, "here", lean, 2, ZeroStage::off, Precision::fp32, false);
+    FAIL() << "expected a refusal";
+  } catch (const UsageError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("No one change fits; together: --zero 2, --micro-batch 1 and "),
+              std::string::npos)
+        << what;
+    EXPECT_EQ(what.find("Any one of these"), std::string::npos) << what;
   }
   // Too small for any sharding: the model itself must shrink.
   try {
