@@ -1,5 +1,6 @@
-// Causal multi-head self-attention on the GPU, unfused: q, k, v copied to per-head order, the
-// scores and weighted sums as batched products over the B*NH heads, a causal softmax kernel.
+// Multi-head self-attention on the GPU, unfused: q, k, v copied to per-head order, the scores
+// and weighted sums as batched products over the B*NH heads, a masked softmax kernel
+// ([Attention mask]).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -101,44 +102,56 @@ __global__ void add_qkv_grad_kernel(T* dqkv, const T* dq, const T* dk, const T* 
   dqkv[idx] = from_f<T>(to_f(dqkv[idx]) + to_f(g[heads_idx]));
 }
 
-// In place on att [B*NH*T rows, T]: the scaled scores of row t become softmax over columns
-// 0..t (fp32, max subtracted); columns above the diagonal become exact zeros. One warp a row.
+// The keys row `row` of att [B*NH*T rows, T] sees ([Attention mask]); lengths are clamped to
+// [1, T] (the host checks them where it builds them).
+__device__ __forceinline__ int row_visible(size_t row, int Tn, int NH, bool causal,
+                                           const int32_t* len) {
+  const int t = static_cast<int>(row % Tn);
+  const int b = static_cast<int>(row / (static_cast<size_t>(Tn) * NH));
+  const int L = len ? min(max(len[b], 1), Tn) : Tn;
+  return causal ? min(t + 1, L) : L;
+}
+
+// In place on att [B*NH*T rows, T]: the scaled scores of a row become softmax over the keys it
+// sees (fp32, max subtracted); the other columns become exact zeros. One warp a row.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) causal_softmax_kernel(T* att, size_t rows, int Tn) {
+__global__ void __launch_bounds__(kThreads)
+    masked_softmax_kernel(T* att, size_t rows, int Tn, int NH, bool causal, const int32_t* len) {
   const size_t row = blockIdx.x * static_cast<size_t>(kThreads / kWarp) + threadIdx.x / kWarp;
   if (row >= rows) return;  // whole warps leave together: the shuffles below see full warps
   const int lane = threadIdx.x % kWarp;
-  const int t = static_cast<int>(row % Tn);
+  const int seen = row_visible(row, Tn, NH, causal, len);
   T* p = att + row * Tn;
   float m = -INFINITY;
-  for (int s = lane; s <= t; s += kWarp)
+  for (int s = lane; s < seen; s += kWarp)
     m = fmaxf(m, to_f(p[s]));
   m = warp_max(m);
   float sum = 0.0f;
-  for (int s = lane; s <= t; s += kWarp)
+  for (int s = lane; s < seen; s += kWarp)
     sum += expf(to_f(p[s]) - m);
   const float inv = 1.0f / warp_sum(sum);  // >= 1 term equal to exp(0) = 1: never 0
   for (int s = lane; s < Tn; s += kWarp)
-    p[s] = s <= t ? from_f<T>(expf(to_f(p[s]) - m) * inv) : from_f<T>(0.0f);
+    p[s] = s < seen ? from_f<T>(expf(to_f(p[s]) - m) * inv) : from_f<T>(0.0f);
 }
 
 // In place on datt: dpreatt[t,s] = scale * att[t,s] (datt[t,s] - sum_s' att[t,s'] datt[t,s'])
-// for s <= t (the softmax backward times the score scale), exact zeros above the diagonal.
+// over the keys the row sees (the softmax backward times the score scale), exact zeros elsewhere.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    causal_softmax_backward_kernel(T* datt, const T* att, size_t rows, int Tn, float scale) {
+    masked_softmax_backward_kernel(T* datt, const T* att, size_t rows, int Tn, float scale, int NH,
+                                   bool causal, const int32_t* len) {
   const size_t row = blockIdx.x * static_cast<size_t>(kThreads / kWarp) + threadIdx.x / kWarp;
   if (row >= rows) return;
   const int lane = threadIdx.x % kWarp;
-  const int t = static_cast<int>(row % Tn);
+  const int seen = row_visible(row, Tn, NH, causal, len);
   T* g = datt + row * Tn;
   const T* p = att + row * Tn;
   float dot = 0.0f;
-  for (int s = lane; s <= t; s += kWarp)
+  for (int s = lane; s < seen; s += kWarp)
     dot += to_f(p[s]) * to_f(g[s]);
   dot = warp_sum(dot);
   for (int s = lane; s < Tn; s += kWarp)
-    g[s] = s <= t ? from_f<T>(scale * to_f(p[s]) * (to_f(g[s]) - dot)) : from_f<T>(0.0f);
+    g[s] = s < seen ? from_f<T>(scale * to_f(p[s]) * (to_f(g[s]) - dot)) : from_f<T>(0.0f);
 }
 
 unsigned blocks_for(size_t n, size_t per_block) {
@@ -180,7 +193,7 @@ size_t attention_cuda_scratch_elems(int B, int Tn, int C, int NH) {
 
 template <typename T>
 void attention_forward_cuda(T* out, T* att, const T* qkv, T* scratch, int B, int Tn, int C, int NH,
-                            GemmCuda& gemm, CudaStream stream) {
+                            GemmCuda& gemm, CudaStream stream, const AttentionMask& mask) {
   check_sizes(B, Tn, C, NH);
   const int hs = C / NH;
   const int heads = B * NH;
@@ -200,10 +213,10 @@ void attention_forward_cuda(T* out, T* att, const T* qkv, T* scratch, int B, int
   gemm.gemm_batched<T>(false, true, Tn, Tn, hs, scale, q, hs, head_stride, k, hs, head_stride, 0.0f,
                        att, Tn, att_stride, heads, stream);
   const size_t rows = static_cast<size_t>(heads) * Tn;
-  causal_softmax_kernel<T>
-      <<<blocks_for(rows, kThreads / kWarp), kThreads, 0, stream>>>(att, rows, Tn);
+  masked_softmax_kernel<T><<<blocks_for(rows, kThreads / kWarp), kThreads, 0, stream>>>(
+      att, rows, Tn, NH, mask.causal, mask.lengths);
   DPT_CHECK_LAUNCH();
-  // y = att v; zeros above the diagonal leave the future out exactly.
+  // y = att v; the exact zeros leave hidden keys (the future, padding) out exactly.
   gemm.gemm_batched<T>(false, false, Tn, hs, Tn, 1.0f, att, Tn, att_stride, v, hs, head_stride,
                        0.0f, y, hs, head_stride, heads, stream);
   heads_layout_kernel<T, false>
@@ -213,7 +226,8 @@ void attention_forward_cuda(T* out, T* att, const T* qkv, T* scratch, int B, int
 
 template <typename T>
 void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
-                             int Tn, int C, int NH, GemmCuda& gemm, CudaStream stream) {
+                             int Tn, int C, int NH, GemmCuda& gemm, CudaStream stream,
+                             const AttentionMask& mask) {
   check_sizes(B, Tn, C, NH);
   const int hs = C / NH;
   const int heads = B * NH;
@@ -242,8 +256,8 @@ void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, c
   gemm.gemm_batched<T>(true, false, Tn, hs, Tn, 1.0f, att, Tn, att_stride, dy, hs, head_stride,
                        0.0f, dv, hs, head_stride, heads, stream);
   const size_t rows = static_cast<size_t>(heads) * Tn;
-  causal_softmax_backward_kernel<T>
-      <<<blocks_for(rows, kThreads / kWarp), kThreads, 0, stream>>>(datt, att, rows, Tn, scale);
+  masked_softmax_backward_kernel<T><<<blocks_for(rows, kThreads / kWarp), kThreads, 0, stream>>>(
+      datt, att, rows, Tn, scale, NH, mask.causal, mask.lengths);
   DPT_CHECK_LAUNCH();
   // scores = scale q k^T, the scale already in dpreatt:  dq = dpreatt k;  dk = dpreatt^T q
   gemm.gemm_batched<T>(false, false, Tn, hs, Tn, 1.0f, datt, Tn, att_stride, k, hs, head_stride,
@@ -257,13 +271,14 @@ void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, c
 }
 
 template void attention_forward_cuda<float>(float*, float*, const float*, float*, int, int, int,
-                                            int, GemmCuda&, CudaStream);
+                                            int, GemmCuda&, CudaStream, const AttentionMask&);
 template void attention_forward_cuda<bf16>(bf16*, bf16*, const bf16*, bf16*, int, int, int, int,
-                                           GemmCuda&, CudaStream);
+                                           GemmCuda&, CudaStream, const AttentionMask&);
 template void attention_backward_cuda<float>(float*, float*, const float*, const float*,
                                              const float*, int, int, int, int, GemmCuda&,
-                                             CudaStream);
+                                             CudaStream, const AttentionMask&);
 template void attention_backward_cuda<bf16>(bf16*, bf16*, const bf16*, const bf16*, const bf16*,
-                                            int, int, int, int, GemmCuda&, CudaStream);
+                                            int, int, int, int, GemmCuda&, CudaStream,
+                                            const AttentionMask&);
 
 }  // namespace dpt::kernels

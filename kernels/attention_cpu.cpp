@@ -1,5 +1,5 @@
-// Causal multi-head self-attention on the CPU: per (batch, head) pair, BLAS products on strided
-// views of qkv plus a masked softmax; no copies of q, k, v.
+// Multi-head self-attention on the CPU: per (batch, head) pair, BLAS products on strided views
+// of qkv plus a softmax under the [Attention mask]; no copies of q, k, v.
 #include "kernels/attention.h"
 
 #include <algorithm>
@@ -16,6 +16,15 @@ namespace {
 void check_heads(int C, int NH) {
   DPT_CHECK(NH > 0 && C % NH == 0, "channels C=" + std::to_string(C) + " must split into NH=" +
                                        std::to_string(NH) + " equal heads");
+}
+
+// Sequence b's length under the mask, checked.
+int length_of(const AttentionMask& mask, int b, int Tn) {
+  if (!mask.lengths) return Tn;
+  const int n = mask.lengths[b];
+  DPT_CHECK(n >= 1 && n <= Tn, "attention: sequence " + std::to_string(b) + " has length " +
+                                   std::to_string(n) + ", outside [1, " + std::to_string(Tn) + "]");
+  return n;
 }
 
 // Where pair bh = b * NH + h sits in each layout of attention.h: its head's q in qkv (k and v
@@ -36,11 +45,14 @@ HeadOffsets head_offsets(int bh, int NH, int Tn, int C) {
 // out / dqkv, so the pairs run in parallel with no shared writes. Inside the parallel region
 // OpenBLAS's OpenMP build runs single-threaded, which is what we want: one level of threads.
 // The products compute the full T x T square (twice the work of the triangle) to keep them
-// single BLAS calls; the mask then zeroes the upper triangle exactly, so P V and the backward
-// products see zeros there.
+// single BLAS calls; the mask then zeroes the hidden keys exactly (the upper triangle, padding),
+// so P V and the backward products see zeros there.
 template <typename T>
-void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, int NH) {
+void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, int NH,
+                           const AttentionMask& mask) {
   check_heads(C, NH);
+  for (int b = 0; b < B; ++b)
+    length_of(mask, b, Tn);  // checked before the parallel region, which must not throw
   const int hs = C / NH;
   const int C3 = 3 * C;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
@@ -57,23 +69,25 @@ void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, i
     // scores = scale Q K^T
     gemm_cpu<T>(false, true, Tn, Tn, hs, scale, q, C3, k, C3, T(0), p, Tn);
 
+    const int len = length_of(mask, bh / NH, Tn);
     for (int t = 0; t < Tn; ++t) {
       T* row = p + static_cast<size_t>(t) * Tn;
+      const int seen = visible_keys(mask.causal, len, t);
       double maxv = row[0];
-      for (int s = 1; s <= t; ++s) {
+      for (int s = 1; s < seen; ++s) {
         maxv = std::max(maxv, static_cast<double>(row[s]));
       }
       double sum = 0.0;
-      for (int s = 0; s <= t; ++s) {
+      for (int s = 0; s < seen; ++s) {
         const double e = std::exp(row[s] - maxv);
         row[s] = static_cast<T>(e);
         sum += e;
       }
       const double inv = 1.0 / sum;
-      for (int s = 0; s <= t; ++s) {
+      for (int s = 0; s < seen; ++s) {
         row[s] = static_cast<T>(row[s] * inv);
       }
-      for (int s = t + 1; s < Tn; ++s) {
+      for (int s = seen; s < Tn; ++s) {
         row[s] = T(0);
       }
     }
@@ -85,8 +99,10 @@ void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, i
 
 template <typename T>
 void attention_backward_cpu(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
-                            int Tn, int C, int NH) {
+                            int Tn, int C, int NH, const AttentionMask& mask) {
   check_heads(C, NH);
+  for (int b = 0; b < B; ++b)
+    length_of(mask, b, Tn);
   const int hs = C / NH;
   const int C3 = 3 * C;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
@@ -109,18 +125,20 @@ void attention_backward_cpu(T* dqkv, T* scratch, const T* dout, const T* qkv, co
     gemm_cpu<T>(true, false, Tn, hs, Tn, T(1), p, Tn, dout_bh, C, T(1), dv, C3);
 
     // Softmax backward in place: dS[t,s] = P[t,s] (dP[t,s] - sum_s' dP[t,s'] P[t,s']) on the
-    // causal part, exactly 0 above the diagonal.
+    // keys t sees, exactly 0 elsewhere.
+    const int len = length_of(mask, bh / NH, Tn);
     for (int t = 0; t < Tn; ++t) {
       const T* prow = p + static_cast<size_t>(t) * Tn;
       T* row = ds + static_cast<size_t>(t) * Tn;
+      const int seen = visible_keys(mask.causal, len, t);
       double dot = 0.0;
-      for (int s = 0; s <= t; ++s) {
+      for (int s = 0; s < seen; ++s) {
         dot += static_cast<double>(row[s]) * prow[s];
       }
-      for (int s = 0; s <= t; ++s) {
+      for (int s = 0; s < seen; ++s) {
         row[s] = static_cast<T>(prow[s] * (row[s] - dot));
       }
-      for (int s = t + 1; s < Tn; ++s) {
+      for (int s = seen; s < Tn; ++s) {
         row[s] = T(0);
       }
     }
@@ -131,11 +149,14 @@ void attention_backward_cpu(T* dqkv, T* scratch, const T* dout, const T* qkv, co
   }
 }
 
-template void attention_forward_cpu<float>(float*, float*, const float*, int, int, int, int);
-template void attention_forward_cpu<double>(double*, double*, const double*, int, int, int, int);
+template void attention_forward_cpu<float>(float*, float*, const float*, int, int, int, int,
+                                           const AttentionMask&);
+template void attention_forward_cpu<double>(double*, double*, const double*, int, int, int, int,
+                                            const AttentionMask&);
 template void attention_backward_cpu<float>(float*, float*, const float*, const float*,
-                                            const float*, int, int, int, int);
+                                            const float*, int, int, int, int, const AttentionMask&);
 template void attention_backward_cpu<double>(double*, double*, const double*, const double*,
-                                             const double*, int, int, int, int);
+                                             const double*, int, int, int, int,
+                                             const AttentionMask&);
 
 }  // namespace dpt::kernels

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -72,15 +74,41 @@ size_t nonzero_above_diagonal(const std::vector<double>& att, const AttentionSha
   return bad;
 }
 
+// An [Attention mask] in both places: the lengths on the host for the reference, on the device
+// for the kernels. Lengths 1 + (5b + 2) mod T: full, short and length-1 sequences.
+struct Masks {
+  Masks(const AttentionShape& s, bool causal, bool with_lengths) {
+    for (int b = 0; b < s.B; ++b)
+      lens.push_back(1 + (5 * b + 2) % s.T);
+    device = ids_to_device(lens);
+    cpu = {causal, with_lengths ? lens.data() : nullptr};
+    gpu = {causal, with_lengths ? device.get() : nullptr};
+    name = std::string(causal ? " causal" : " bidirectional") + (with_lengths ? " lengths" : "");
+  }
+  std::vector<int32_t> lens;
+  DeviceBuffer<int32_t> device;
+  AttentionMask cpu, gpu;
+  std::string name;
+};
+
+// Entries of att that the reference holds as exact zeros (hidden keys) and the kernel does not.
+size_t nonzero_hidden(const std::vector<double>& got, const std::vector<double>& want) {
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    bad += want[i] == 0.0 && !(got[i] == 0.0 && !std::signbit(got[i]));
+  return bad;
+}
+
 // Forward: out and att poisoned with NaN, scratch too (written before read).
 template <typename T>
-void check_forward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s, uint64_t seed) {
-  const std::string what = describe("attention forward", s);
+void check_forward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s, uint64_t seed,
+                   const Masks& m) {
+  const std::string what = describe("attention forward", s) + m.name;
   const std::vector<double> qkv = random_vector(qkv_elems(s), seed, 1);
   const std::vector<double> r_qkv = rounded_to<T>(qkv);
   std::vector<double> want_out(out_elems(s)), want_att(att_elems(s));
-  attention_forward_cpu<double>(want_out.data(), want_att.data(), r_qkv.data(), s.B, s.T, s.C,
-                                s.NH);
+  attention_forward_cpu<double>(want_out.data(), want_att.data(), r_qkv.data(), s.B, s.T, s.C, s.NH,
+                                m.cpu);
 
   DeviceBuffer<T> d_qkv = to_device<T>(qkv);
   DeviceBuffer<T> d_out = poisoned_device<T>(out_elems(s)),
@@ -88,38 +116,42 @@ void check_forward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s,
   DeviceBuffer<T> scratch = poisoned_device<T>(attention_cuda_scratch_elems(s.B, s.T, s.C, s.NH));
   sync_uploads();
   attention_forward_cuda<T>(d_out.get(), d_att.get(), d_qkv.get(), scratch.get(), s.B, s.T, s.C,
-                            s.NH, gemm, stream);
+                            s.NH, gemm, stream, m.gpu);
   const std::vector<double> got_att = from_device(d_att);
   expect_close(from_device(d_out), want_out, tolerance<T>(), what + " out");
   expect_close(got_att, want_att, tolerance<T>(), what + " att");
-  EXPECT_EQ(nonzero_above_diagonal(got_att, s), 0u)
-      << what << ": att above the diagonal must be exact zeros";
+  if (m.cpu.causal && !m.cpu.lengths) {
+    EXPECT_EQ(nonzero_above_diagonal(got_att, s), 0u)
+        << what << ": att above the diagonal must be exact zeros";
+  }
+  EXPECT_EQ(nonzero_hidden(got_att, want_att), 0u) << what << ": hidden keys must be exact zeros";
 }
 
 // Backward: dqkv prefilled with random values (ADD), scratch poisoned. Both sides get the same
 // att, the double reference's probabilities rounded to T (zeros above the diagonal stay exact),
 // so the check is of the backward alone.
 template <typename T>
-void check_backward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s, uint64_t seed) {
-  const std::string what = describe("attention backward", s);
+void check_backward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s, uint64_t seed,
+                    const Masks& m) {
+  const std::string what = describe("attention backward", s) + m.name;
   const std::vector<double> qkv = random_vector(qkv_elems(s), seed, 1);
   const std::vector<double> dout = random_vector(out_elems(s), seed, 2);
   const std::vector<double> dqkv0 = random_vector(qkv_elems(s), seed, 3);
   const std::vector<double> r_qkv = rounded_to<T>(qkv), r_dout = rounded_to<T>(dout);
   std::vector<double> out(out_elems(s)), att(att_elems(s));
-  attention_forward_cpu<double>(out.data(), att.data(), r_qkv.data(), s.B, s.T, s.C, s.NH);
+  attention_forward_cpu<double>(out.data(), att.data(), r_qkv.data(), s.B, s.T, s.C, s.NH, m.cpu);
   const std::vector<double> r_att = rounded_to<T>(att);
   std::vector<double> want = rounded_to<T>(dqkv0);
   std::vector<double> ref_scratch(attention_backward_scratch_elems(s.B, s.T, s.NH));
   attention_backward_cpu<double>(want.data(), ref_scratch.data(), r_dout.data(), r_qkv.data(),
-                                 r_att.data(), s.B, s.T, s.C, s.NH);
+                                 r_att.data(), s.B, s.T, s.C, s.NH, m.cpu);
 
   DeviceBuffer<T> d_qkv = to_device<T>(qkv), d_dout = to_device<T>(dout), d_att = to_device<T>(att),
                   d_dqkv = to_device<T>(dqkv0);
   DeviceBuffer<T> scratch = poisoned_device<T>(attention_cuda_scratch_elems(s.B, s.T, s.C, s.NH));
   sync_uploads();
   attention_backward_cuda<T>(d_dqkv.get(), scratch.get(), d_dout.get(), d_qkv.get(), d_att.get(),
-                             s.B, s.T, s.C, s.NH, gemm, stream);
+                             s.B, s.T, s.C, s.NH, gemm, stream, m.gpu);
   expect_close(from_device(d_dqkv), want, tolerance<T>(), what + " dqkv");
 }
 
@@ -131,10 +163,32 @@ void check_all(uint64_t seed) {
   GemmCuda gemm;
   CudaStreamHandle stream;
   for (const AttentionShape& s : shapes()) {
-    check_forward<T>(gemm, stream.get(), s, seed++);
-    check_backward<T>(gemm, stream.get(), s, seed++);
+    const Masks causal(s, true, false);
+    check_forward<T>(gemm, stream.get(), s, seed++, causal);
+    check_backward<T>(gemm, stream.get(), s, seed++, causal);
     if (testing::Test::HasFatalFailure()) return;
   }
+}
+
+// The masks of the other tasks ([Attention mask]): bidirectional, with and without padding,
+// and causal with padding.
+template <typename T>
+void check_masks(uint64_t seed) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  for (const AttentionShape& s : shapes()) {
+    for (const auto& [causal, lengths] : {std::pair{false, false}, {false, true}, {true, true}}) {
+      const Masks m(s, causal, lengths);
+      check_forward<T>(gemm, stream.get(), s, seed++, m);
+      check_backward<T>(gemm, stream.get(), s, seed++, m);
+      if (testing::Test::HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST(AttentionCuda, EveryMaskMatchesTheDoubleReferenceInFp32AndBf16) {
+  check_masks<float>(3000);
+  check_masks<bf16>(4000);
 }
 
 TEST(AttentionCuda, Fp32ForwardAndBackwardMatchDoubleReferenceOnOddShapes) {
