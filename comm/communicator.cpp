@@ -31,8 +31,7 @@ Request Communicator::ireduce_scatter(const void* send, void* recv, size_t count
   return ireduce_scatter_v(send, recv, counts, dtype, op);
 }
 
-Request Communicator::iall_gather_shards(const void* send, void* recv, size_t count,
-                                         DType dtype) {
+Request Communicator::iall_gather_shards(const void* send, void* recv, size_t count, DType dtype) {
   const std::vector<size_t> counts = shard_counts(count, world_size());
   return iall_gather_v(send, recv, counts, dtype);
 }

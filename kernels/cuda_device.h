@@ -31,7 +31,6 @@ std::string cuda_device_name(int index);
 // every process, whatever CUDA_VISIBLE_DEVICES renumbers.
 std::string cuda_device_uuid(int index);
 
-
 struct CudaMemory {
   size_t free = 0, total = 0;  // bytes, cudaMemGetInfo of the device
 };

@@ -263,7 +263,7 @@ std::vector<std::vector<size_t>> chosen_shards(int n) {
   c.assign(static_cast<size_t>(n), 0);
   for (int r = 0; r < n; ++r)
     c[static_cast<size_t>(r)] = static_cast<size_t>(7 + 3 * r);
-  out.push_back(c);  // all unequal
+  out.push_back(c);                                               // all unequal
   out.push_back(std::vector<size_t>(static_cast<size_t>(n), 0));  // nothing at all
   return out;
 }
@@ -284,8 +284,8 @@ TEST(NonBlocking, ReduceScatterAndAllGatherOfChosenShardsMatchRankOrderSums) {
       std::vector<float> out(counts[me], std::numeric_limits<float>::quiet_NaN());
       float* recv = in_place ? send.data() + offset : out.data();
       comm.ireduce_scatter_v(send.data(), recv, counts, DType::f32, ReduceOp::avg).wait();
-      EXPECT_EQ(wrong_elements<float>(std::span<const float>(recv, counts[me]), ReduceOp::avg,
-                                      seed, n, offset),
+      EXPECT_EQ(wrong_elements<float>(std::span<const float>(recv, counts[me]), ReduceOp::avg, seed,
+                                      n, offset),
                 0u)
           << "reduce_scatter_v of " << total << (in_place ? " in place" : "");
       // Gather them back: every rank's reduced shard lands at its offset.
@@ -300,9 +300,9 @@ TEST(NonBlocking, ReduceScatterAndAllGatherOfChosenShardsMatchRankOrderSums) {
   }
   const std::vector<size_t> short_counts(static_cast<size_t>(n) + 1, 1);
   std::vector<float> buf(static_cast<size_t>(n) + 1);
-  EXPECT_THROW(comm.ireduce_scatter_v(buf.data(), buf.data(), short_counts, DType::f32,
-                                      ReduceOp::sum),
-               dpt::RuntimeFailure);
+  EXPECT_THROW(
+      comm.ireduce_scatter_v(buf.data(), buf.data(), short_counts, DType::f32, ReduceOp::sum),
+      dpt::RuntimeFailure);
 }
 
 TEST(NonBlocking, InFlightRequestsInterleaveWithBlockingCollectives) {

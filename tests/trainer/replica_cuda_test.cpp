@@ -1,7 +1,8 @@
 // gpu + mpi: training on the CUDA replica (GptCuda, fused AdamW, NCCL) against the CPU path on
 // the same data and configuration: 20 steps whose losses track the CPU run's (fp32 closely,
 // bf16 loosely), bit-identical GPU reruns, accumulation over micro-batches matching one
-// whole micro-batch, and [ZeRO] stage 1 matching stage 0 (bit for bit on one rank). Runs under mpiexec with one rank per GPU; skipped (77) without a GPU.
+// whole micro-batch, and [ZeRO] stage 1 matching stage 0 (bit for bit on one rank). Runs under
+// mpiexec with one rank per GPU; skipped (77) without a GPU.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
