@@ -98,6 +98,12 @@ class PageBuffer {
     }
   }
 
+  // Bytes of the array's pages, resident or not.
+  size_t mapped_bytes() const {
+    const size_t page = page_bytes();
+    return (size_ * sizeof(T) + page - 1) / page * page;
+  }
+
   // Bytes of the array's pages that hold memory now (mincore): written and not given back.
   // The first call allocates a byte per page, which later calls reuse.
   size_t resident_bytes() {

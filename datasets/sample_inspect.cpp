@@ -97,15 +97,21 @@ std::string dims_text(const std::vector<uint64_t>& d) {
   return s + (d.size() == 1 ? ",)" : ")");
 }
 
+// Values in one sample of a: the product of its dimensions after the first.
+uint64_t values_per_sample(const Array& a) {
+  uint64_t p = 1;
+  for (size_t i = 1; i < a.dims.size(); ++i)
+    p *= a.dims[i];
+  return p;
+}
+
 // Reads /name in blocks of whole samples along its first axis, converted to `mem_type`, and
 // hands each block (first sample, samples, values) to `check`.
 template <typename T>
 void scan_samples(const std::string& path, const Array& a, const char* name, hid_t mem_type,
                   const std::function<void(const T*, uint64_t, uint64_t)>& check) {
   const uint64_t n = a.dims.at(0);
-  uint64_t per_sample = 1;
-  for (size_t i = 1; i < a.dims.size(); ++i)
-    per_sample *= a.dims[i];
+  const uint64_t per_sample = values_per_sample(a);
   if (n == 0 || per_sample == 0) return;
   const uint64_t rows = std::max<uint64_t>(1, kReadBytes / (per_sample * sizeof(T)));
   std::vector<T> buf(static_cast<size_t>(std::min(rows, n) * per_sample));
@@ -131,12 +137,7 @@ void scan_samples(const std::string& path, const Array& a, const char* name, hid
 // Every value of a floating-point /name is finite.
 void check_finite(const std::string& path, const Array& a, const char* name,
                   const std::string& fix) {
-  const uint64_t per = [&] {
-    uint64_t p = 1;
-    for (size_t i = 1; i < a.dims.size(); ++i)
-      p *= a.dims[i];
-    return p;
-  }();
+  const uint64_t per = values_per_sample(a);
   scan_samples<float>(
       path, a, name, H5T_NATIVE_FLOAT, [&](const float* v, uint64_t first, uint64_t count) {
         for (uint64_t i = 0; i < count * per; ++i) {

@@ -180,13 +180,23 @@ void Gpt<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   const int batch = last_batch_;
   const size_t BTC = static_cast<size_t>(batch) * cfg_.seq_len * cfg_.d_model;
   auto offset = [&](const T* g) { return static_cast<size_t>(g - grads_.data()); };
+  // populate_grads_in_backward: [from, to) is what backward writes next.
+  auto populate = [&](size_t from, size_t to) {
+    if (populate_grads_) grads_.populate(from, to - from);
+  };
   std::fill(d_res_, d_res_ + BTC, T(0));
+  // The head writes the tied token embedding (the buffer's start, with the position embedding
+  // that embed_backward adds last) and ln_f (its end).
+  populate(0, offset(cfg_.n_layer > 0 ? G_.layers[0].ln1_w : G_.lnf_w));
+  populate(offset(G_.lnf_w), grads_.size());
   {
     const trace::Span span("head bwd");
     head_backward(loss_scale, d_res_, batch);
   }
   if (grads_final) grads_final(offset(G_.lnf_w));  // ln_f is the last tensor of the layout
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
+    populate(offset(G_.layers[l].ln1_w),
+             offset(l + 1 < cfg_.n_layer ? G_.layers[l + 1].ln1_w : G_.lnf_w));
     {
       const trace::Span span("block %d bwd", trace::Track::compute, l);
       block_backward(l, d_res_, batch);

@@ -50,10 +50,15 @@ class Gpt {
   // Gives back the memory of the whole pages of gradient elements [first, first + count): they
   // read as zero afterwards ([ZeRO] stage 2 keeps only the buckets in flight). Returns bytes.
   size_t release_grads(size_t first, size_t count) { return grads_.release(first, count); }
-  // Backs gradient elements [first, first + count) with memory before backward writes them.
-  void populate_grads(size_t first, size_t count) { grads_.populate(first, count); }
+  // When the caller gives gradient pages back ([ZeRO] stage 2), backward backs each part of the
+  // gradient with memory in one call just before writing it (the head's tensors, then each
+  // block's) instead of a fault per page, two where it adds into a given-back page (the zero
+  // page, then a copy).
+  void populate_grads_in_backward(bool on) { populate_grads_ = on; }
   // Bytes of the gradient that hold memory now (stage 2 gives pages back).
   size_t grads_resident_bytes() { return grads_.resident_bytes(); }
+  // Bytes of the gradient's mapping: every page, as when all are written.
+  size_t grads_mapped_bytes() const { return grads_.mapped_bytes(); }
 
   // inputs, targets [batch, seq_len]; returns the mean cross-entropy over batch * seq_len.
   double forward(const int32_t* inputs, const int32_t* targets, int batch);
@@ -106,6 +111,7 @@ class Gpt {
   std::vector<int32_t> inputs_;
   std::vector<int32_t> targets_;
   int last_batch_ = 0;
+  bool populate_grads_ = false;
 };
 
 }  // namespace dpt::trainer

@@ -54,15 +54,22 @@ GradientExchange::GradientExchange(std::vector<GradientBucket> plan)
   in_flight_.reserve(plan_.size());
 }
 
-GradientExchange::GradientExchange(std::vector<GradientBucket> plan, int world, int rank)
-    : GradientExchange(std::move(plan)) {
-  const OwnedRange own = owned_range(total_, world, rank);
-  for (const GradientBucket& b : plan_) {
-    owner_counts_.push_back(owner_counts(b.offset, b.count, total_, world));
+OwnerShards owner_shards(const std::vector<GradientBucket>& plan, size_t total, int world,
+                         int rank) {
+  const OwnedRange own = owned_range(total, world, rank);
+  OwnerShards s;
+  for (const GradientBucket& b : plan) {
+    s.counts.push_back(owner_counts(b.offset, b.count, total, world));
     // In place: this rank's part starts at its first owned element of the bucket (any offset
     // inside the bucket when it owns none: nothing is written).
-    recv_offset_.push_back(std::clamp(own.lo, b.offset, b.offset + b.count));
+    s.recv_offset.push_back(std::clamp(own.lo, b.offset, b.offset + b.count));
   }
+  return s;
+}
+
+GradientExchange::GradientExchange(std::vector<GradientBucket> plan, int world, int rank)
+    : GradientExchange(std::move(plan)) {
+  owners_ = owner_shards(plan_, total_, world, rank);
 }
 
 void GradientExchange::begin(comm::Communicator& comm, std::span<float> grads) {
@@ -96,14 +103,20 @@ void GradientExchange::start_next() {
                      {"offset", static_cast<int64_t>(b.offset)},
                      {"count", static_cast<int64_t>(b.count)});
   if (to_owners()) {
-    in_flight_.push_back(comm_->ireduce_scatter_v(grads_.data() + b.offset,
-                                                  grads_.data() + recv_offset_[k], owner_counts_[k],
-                                                  comm::DType::f32, comm::ReduceOp::avg));
+    in_flight_.push_back(
+        comm_->ireduce_scatter_v(grads_.data() + b.offset, grads_.data() + owners_.recv_offset[k],
+                                 owners_.counts[k], comm::DType::f32, comm::ReduceOp::avg));
   } else {
     in_flight_.push_back(
         comm_->iall_reduce(grads_.subspan(b.offset, b.count), comm::ReduceOp::avg));
   }
   if (in_flight_.back().done()) end_span(k);  // complete at issue (one rank)
+}
+
+void GradientExchange::complete(size_t bucket) {
+  if (in_flight_[bucket].done()) return;
+  in_flight_[bucket].wait();
+  end_span(bucket);
 }
 
 void GradientExchange::report_reduced() {
@@ -124,11 +137,8 @@ void GradientExchange::ready_from(size_t frontier) {
     if (!in_flight_[k].done() && in_flight_[k].test()) end_span(k);
   if (bounded_) {
     const auto t0 = SteadyClock::now();
-    for (size_t k = reported_; k < earlier; ++k) {
-      if (in_flight_[k].done()) continue;
-      in_flight_[k].wait();
-      end_span(k);
-    }
+    for (size_t k = reported_; k < earlier; ++k)
+      complete(k);
     waited_ms_ += ms_since(t0);
   }
   report_reduced();
@@ -139,11 +149,8 @@ double GradientExchange::finish() {
   const auto t0 = SteadyClock::now();
   while (next_ < plan_.size())
     start_next();
-  for (size_t k = 0; k < in_flight_.size(); ++k) {
-    if (in_flight_[k].done()) continue;
-    in_flight_[k].wait();
-    end_span(k);
-  }
+  for (size_t k = 0; k < in_flight_.size(); ++k)
+    complete(k);
   report_reduced();
   const double waited_ms = ms_since(t0) + waited_ms_;
   waited_ms_ = 0.0;

@@ -50,6 +50,17 @@ std::vector<GradientBucket> plan_gradient_buckets(size_t total, size_t elem_byte
 // (each bucket starts once its offset is >= the frontier; plan order is issue order).
 size_t buckets_ready(const std::vector<GradientBucket>& plan, size_t next, size_t frontier);
 
+// [ZeRO] Each bucket's reduce-scatter to the owners of its elements, for rank `rank` of
+// `world` owning owned_range(total, world, rank): every rank's part of each bucket (the
+// shards), and where this rank's part lands in place (inside the bucket even when it owns none
+// of it, so the pointer stays valid).
+struct OwnerShards {
+  std::vector<std::vector<size_t>> counts;  // per bucket, every rank's part in rank order
+  std::vector<size_t> recv_offset;          // per bucket, this rank's part
+};
+OwnerShards owner_shards(const std::vector<GradientBucket>& plan, size_t total, int world,
+                         int rank);
+
 // One step's bucketed average over a communicator, on the host (the CPU replica).
 // Per step: begin(), then ready_from() as backward's frontier moves down, then finish().
 // Every rank receives every bucket's average (all-reduce), or, to owners ([ZeRO]), each rank
@@ -61,7 +72,7 @@ class GradientExchange {
   GradientExchange(std::vector<GradientBucket> plan, int world, int rank);
 
   const std::vector<GradientBucket>& plan() const { return plan_; }
-  bool to_owners() const { return !owner_counts_.empty(); }
+  bool to_owners() const { return !owners_.counts.empty(); }
   // Called with each bucket's index once its average is in place, in plan order, from
   // ready_from() or finish() ([ZeRO] stage 2 takes its part and gives the memory back).
   void on_reduced(std::function<void(size_t bucket)> f) { on_reduced_ = std::move(f); }
@@ -89,6 +100,8 @@ class GradientExchange {
   void start_next();
   int64_t span_id(size_t bucket) const;
   void end_span(size_t bucket);
+  // Waits for an in-flight bucket (nothing when it has completed).
+  void complete(size_t bucket);
 
   void report_reduced();
   const char* span_name() const {
@@ -101,10 +114,9 @@ class GradientExchange {
   std::vector<comm::Request> in_flight_;
   comm::Communicator* comm_ = nullptr;
   std::span<float> grads_;
-  size_t next_ = 0;                                // the next bucket of plan_ to start
-  size_t reported_ = 0;                            // buckets passed to on_reduced_ in this exchange
-  std::vector<std::vector<size_t>> owner_counts_;  // per bucket, to owners: each rank's part
-  std::vector<size_t> recv_offset_;                // per bucket, to owners: this rank's part
+  size_t next_ = 0;      // the next bucket of plan_ to start
+  size_t reported_ = 0;  // buckets passed to on_reduced_ in this exchange
+  OwnerShards owners_;   // to owners: each bucket's shards (empty counts: all-reduce)
   std::function<void(size_t)> on_reduced_;
   bool bounded_ = false;
   double waited_ms_ = 0.0;  // bounded: waited in ready_from() during this exchange

@@ -8,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/format.h"
 #include "common/errors.h"
 #include "kernels/attention.h"
 #include "trainer/gradient_exchange.h"
@@ -28,10 +27,9 @@ std::string gb(uint64_t bytes) {
   return s;
 }
 
-// The largest owned range of `world` ranks (rank 0's is never larger than the last's).
+// The largest owned range of `world` ranks: the last rank's ([Owned ranges]).
 uint64_t largest_range(uint64_t total, int world) {
-  return checkpoint::slice_begin(total, world, world) -
-         checkpoint::slice_begin(total, world - 1, world);
+  return owned_range(total, world, world - 1).count();
 }
 
 // Gradient elements backward holds under stage 2 before its buckets are reduced: the tied token

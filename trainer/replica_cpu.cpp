@@ -33,6 +33,7 @@ class CpuReplica final : public Replica {
       grad_shard_.assign(own_.count(), 0.0f);
       exchange_.on_reduced([this](size_t k) { take_bucket(k); });
       exchange_.bound_in_flight(true);
+      model_.populate_grads_in_backward(true);
     }
   }
 
@@ -81,12 +82,7 @@ class CpuReplica final : public Replica {
     }
     exchange_.begin(comm_, model_.grads());
     released_from_ = model_.grads().size();
-    if (zero_ == ZeroStage::gradients) populate_head();
-    model_.backward(loss_scale, [this](size_t frontier) {
-      exchange_.ready_from(frontier);
-      if (zero_ == ZeroStage::gradients) populate_below(frontier);
-    });
-    frontiers_known_ = zero_ == ZeroStage::gradients;
+    model_.backward(loss_scale, [this](size_t frontier) { exchange_.ready_from(frontier); });
     if (!last_micro_batch) {
       const trace::Span wait("exchange wait");
       comm_exposed_ms_ += exchange_.finish();
@@ -101,7 +97,6 @@ class CpuReplica final : public Replica {
       comm_exposed_ms_ += exchange_.finish();
     }
     loss_ = loss_sum_ / micro_batches_;
-    grads_peak_ = std::max<uint64_t>(grads_peak_, model_.grads_resident_bytes());
     if (zero_ == ZeroStage::off) {
       comm_.all_reduce(std::span<double>(&loss_, 1), comm::ReduceOp::avg);
       return;
@@ -148,7 +143,7 @@ class CpuReplica final : public Replica {
     MemoryUse u;
     u.state =
         f * (model_.params().size() + adamw_.m().size() + adamw_.v().size() + grad_shard_.size()) +
-        grads_peak_;
+        (zero_ == ZeroStage::gradients ? grads_peak_ : model_.grads_mapped_bytes());
     u.peak = peak_resident_bytes();
     return u;
   }
@@ -173,28 +168,6 @@ class CpuReplica final : public Replica {
   std::span<const float> owned_grads() const {
     if (zero_ == ZeroStage::gradients) return grad_shard_;
     return std::span<const float>(model_.grads()).subspan(own_.lo, own_.count());
-  }
-
-  // Stage 2: backs the gradient backward writes next with memory, one call per block, instead
-  // of a fault per page (two where backward adds into a given-back page: the zero page, then a
-  // copy). Backward reports the same frontiers in every micro-batch; the first one records them.
-  // The head comes first: the tied embedding at the buffer's start and ln_f at its end.
-  void populate_head() {
-    next_frontier_ = 0;
-    const TensorView& wpe = model_.layout().tensors()[1];
-    model_.populate_grads(0, wpe.offset + wpe.numel());
-    if (frontiers_known_ && !frontiers_.empty())
-      model_.populate_grads(frontiers_[0], model_.grads().size() - frontiers_[0]);
-  }
-  // Everything at or above `frontier` is written: the next block lies below it.
-  void populate_below(size_t frontier) {
-    if (!frontiers_known_) {
-      frontiers_.push_back(frontier);
-      return;
-    }
-    const size_t i = ++next_frontier_;
-    if (i < frontiers_.size() && frontiers_[i] < frontier)
-      model_.populate_grads(frontiers_[i], frontier - frontiers_[i]);
   }
 
   // Stage 2: bucket k's average of this rank's part is in place in the window: add it to the
@@ -232,12 +205,8 @@ class CpuReplica final : public Replica {
   GradientExchange exchange_;
   std::vector<size_t> gather_counts_;  // every rank's owned count, for the parameter all-gather
   std::vector<float> grad_shard_;      // stage 2: the averaged gradient of the owned range
-  // Stage 2: backward's frontiers in the order it reports them, once the first micro-batch has.
-  std::vector<size_t> frontiers_;
-  bool frontiers_known_ = false;
-  size_t next_frontier_ = 0;
-  size_t released_from_ = 0;  // stage 2: the window's pages from here on are given back
-  uint64_t grads_peak_ = 0;   // the gradient's resident bytes at their peak (MemoryUse)
+  size_t released_from_ = 0;           // stage 2: the window's pages from here on are given back
+  uint64_t grads_peak_ = 0;            // stage 2: the gradient's resident bytes at their peak
   double comm_exposed_ms_ = 0.0;
   double loss_sum_ = 0.0;
   int micro_batches_ = 0;

@@ -135,10 +135,7 @@ class CudaReplica final : public Replica {
     }
     if (zero_ != ZeroStage::off) {
       const int world = mpi.world_size();
-      for (const GradientBucket& b : buckets_) {
-        owner_counts_.push_back(owner_counts(b.offset, b.count, model_.num_params(), world));
-        recv_offset_.push_back(std::max(b.offset, std::min(own_.lo, b.offset + b.count)));
-      }
+      owners_ = owner_shards(buckets_, model_.num_params(), world, mpi.rank());
       // The compute copy's ranges, gathered as bytes (a gather moves bits, whatever the type).
       for (size_t c : owned_counts(model_.num_params(), world)) {
         copy_bytes_.push_back(c * sizeof(T));
@@ -454,8 +451,8 @@ class CudaReplica final : public Replica {
     if (zero_ == ZeroStage::off) {
       nccl_->all_reduce(model_.grads() + b.offset, b.count, comm::DType::f32, comm::ReduceOp::avg);
     } else {
-      nccl_->reduce_scatter_v(model_.grads() + b.offset, model_.grads() + recv_offset_[k],
-                              owner_counts_[k], comm::DType::f32, comm::ReduceOp::avg);
+      nccl_->reduce_scatter_v(model_.grads() + b.offset, model_.grads() + owners_.recv_offset[k],
+                              owners_.counts[k], comm::DType::f32, comm::ReduceOp::avg);
     }
     gpu_spans_.span(zero_ == ZeroStage::off ? "all-reduce bucket %d" : "reduce-scatter bucket %d",
                     static_cast<int>(k), trace::Track::gpu_comm, c0,
@@ -484,10 +481,9 @@ class CudaReplica final : public Replica {
   k::DeviceBuffer<float> sumsq_scratch_;
   std::vector<GradientBucket> buckets_;
   size_t next_bucket_ = 0;  // the next of buckets_ to start in this step
-  // [ZeRO]: per bucket each rank's part and where this rank's lands; every rank's range of the
-  // compute copy and of the fp32 master, in bytes.
-  std::vector<std::vector<size_t>> owner_counts_;
-  std::vector<size_t> recv_offset_;
+  // [ZeRO]: each bucket's shards; every rank's range of the compute copy and of the fp32
+  // master, in bytes.
+  OwnerShards owners_;
   std::vector<size_t> copy_bytes_, master_bytes_;
   GpuSpans gpu_spans_;
   double host_exchange_ms_ = 0.0;  // without NCCL: the host's exchange time

@@ -212,7 +212,9 @@ TEST(MemoryPlan, StateFollowsTheZeroFormulas) {
     EXPECT_LT(window, 4 * psi) << "stage 2 holds less than a full gradient";
     // One rank holds its whole gradient twice over in stage 2 (owned + window); from two on
     // stage 2 holds less.
-    if (n > 1) EXPECT_LT(z2.state(), z1.state()) << n << " ranks";
+    if (n > 1) {
+      EXPECT_LT(z2.state(), z1.state()) << n << " ranks";
+    }
   }
 }
 
