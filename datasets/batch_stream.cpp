@@ -11,7 +11,7 @@ using storage::IoThread;
 
 using Clock = std::chrono::steady_clock;
 
-BatchStream::BatchStream(TokenDataset& data, SampleOrder order, BatchGeometry geometry,
+BatchStream::BatchStream(Dataset& data, SampleOrder order, BatchGeometry geometry,
                          int64_t first_step, int depth)
     : data_(data),
       order_(std::move(order)),
@@ -19,14 +19,10 @@ BatchStream::BatchStream(TokenDataset& data, SampleOrder order, BatchGeometry ge
       accum_(geometry.accum_steps()),
       first_step_(first_step) {
   DPT_CHECK(depth > 0 && accum_ > 0, "prefetch depth and accumulation steps must be positive");
-  const size_t T = static_cast<size_t>(data.seq_len());
   // One slot more than the depth: the consumer holds one while `depth` are read ahead.
   slots_.resize(static_cast<size_t>(depth) + 1);
-  for (Slot& s : slots_) {
-    s.inputs.resize(static_cast<size_t>(geo_.micro_batch) * T);
-    s.targets.resize(s.inputs.size());
-  }
-  window_.resize(T + 1);
+  for (Slot& s : slots_)
+    s.rows = BatchBuffer(data.fields(), static_cast<size_t>(geo_.micro_batch));
   data_.io().add_producer(this);
 }
 
@@ -52,12 +48,9 @@ void BatchStream::run_claimed() {
   Slot& s = slots_[static_cast<size_t>(claimed_ % static_cast<int64_t>(slots_.size()))];
   const int64_t step = first_step_ + claimed_ / accum_;
   const int m = static_cast<int>(claimed_ % accum_);
-  const size_t T = static_cast<size_t>(data_.seq_len());
   try {
-    for (int j = 0; j < geo_.micro_batch; ++j) {
-      data_.read_sample(order_.at(geo_.position(step, m, j)), window_.data());
-      split_window(window_.data(), T, &s.inputs[j * T], &s.targets[j * T]);
-    }
+    for (int j = 0; j < geo_.micro_batch; ++j)
+      data_.read_sample(order_.at(geo_.position(step, m, j)), s.rows, static_cast<size_t>(j));
   } catch (...) {
     s.error = std::current_exception();
   }
@@ -69,7 +62,8 @@ void BatchStream::publish_locked() {
   s.ready = true;
   if (s.error) failed_ = true;
   stats_.read_seconds += claimed_seconds_;
-  stats_.tokens_read += static_cast<uint64_t>(geo_.micro_batch) * (data_.seq_len() + 1);
+  stats_.samples_read += static_cast<uint64_t>(geo_.micro_batch);
+  stats_.tokens_read += static_cast<uint64_t>(geo_.micro_batch) * data_.units_per_sample();
 }
 
 BatchStream::MicroBatch BatchStream::next() {
@@ -85,8 +79,13 @@ BatchStream::MicroBatch BatchStream::next() {
   stats_.wait_seconds += waited;
   ++next_take_;
   if (s.error) std::rethrow_exception(s.error);
-  return MicroBatch{s.inputs.data(), s.targets.data(), first_step_ + item / accum_,
-                    static_cast<int>(item % accum_), waited * 1e3};
+  const Batch batch = s.rows.view(0, geo_.micro_batch);
+  return MicroBatch{batch,
+                    batch.tokens,
+                    batch.labels,
+                    first_step_ + item / accum_,
+                    static_cast<int>(item % accum_),
+                    waited * 1e3};
 }
 
 BatchStream::Stats BatchStream::stats() {

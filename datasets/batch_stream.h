@@ -7,8 +7,9 @@
 #include <exception>
 #include <vector>
 
+#include "datasets/batch.h"
+#include "datasets/dataset.h"
 #include "datasets/sample_order.h"
-#include "datasets/token_dataset.h"
 
 namespace dpt::datasets {
 
@@ -16,15 +17,16 @@ class BatchStream final : public storage::IoProducer {
  public:
   // Micro-batches of geometry.rank from 0-based step first_step on, up to `depth` of them
   // read ahead.
-  BatchStream(TokenDataset& data, SampleOrder order, BatchGeometry geometry, int64_t first_step,
+  BatchStream(Dataset& data, SampleOrder order, BatchGeometry geometry, int64_t first_step,
               int depth);
   ~BatchStream() override;  // unregisters from the I/O thread before the buffers go
   BatchStream(const BatchStream&) = delete;
   BatchStream& operator=(const BatchStream&) = delete;
 
   struct MicroBatch {
-    const int32_t* inputs;   // [micro_batch, seq_len]
-    const int32_t* targets;  // [micro_batch, seq_len]: inputs shifted by one token
+    Batch batch;             // micro_batch rows of the dataset's fields
+    const int32_t* inputs;   // = batch.tokens: [micro_batch, seq_len] of a token dataset
+    const int32_t* targets;  // = batch.labels: the inputs shifted by one token
     int64_t step;            // 0-based optimizer step
     int micro;               // micro-batch within the step
     double wait_ms;          // how long next() waited for it (the data stall)
@@ -34,9 +36,10 @@ class BatchStream final : public storage::IoProducer {
   MicroBatch next();
 
   struct Stats {
-    uint64_t tokens_read = 0;  // tokens read by the I/O thread so far
-    double read_seconds = 0;   // I/O thread time spent reading them
-    double wait_seconds = 0;   // consumer time spent waiting in next()
+    uint64_t samples_read = 0;  // samples read by the I/O thread so far
+    uint64_t tokens_read = 0;   // their units (Dataset::units_per_sample: tokens of a window)
+    double read_seconds = 0;    // I/O thread time spent reading them
+    double wait_seconds = 0;    // consumer time spent waiting in next()
   };
   Stats stats();
 
@@ -46,19 +49,18 @@ class BatchStream final : public storage::IoProducer {
   void publish_locked() override;
 
   struct Slot {
-    std::vector<int32_t> inputs, targets;
+    BatchBuffer rows;
     int64_t item = -1;  // micro-batch number held (ready) or being filled
     bool ready = false;
     std::exception_ptr error;
   };
 
-  TokenDataset& data_;
+  Dataset& data_;
   SampleOrder order_;  // used on the I/O thread only (it caches the epoch's shard order)
   BatchGeometry geo_;
   int accum_;
   int64_t first_step_;
   std::vector<Slot> slots_;
-  std::vector<int32_t> window_;  // one sample of seq_len + 1 tokens
   // Under the I/O mutex:
   int64_t next_fill_ = 0;  // next micro-batch the I/O thread claims
   int64_t next_take_ = 0;  // next micro-batch next() returns

@@ -1,5 +1,6 @@
 // prepare-data: turns text and JSON Lines files into train/val HDF5 token shards with a
-// byte-level tokenizer (docs/data-format.md).
+// byte-level tokenizer (docs/data-format.md); its sample recipes (prepare_samples.h) turn
+// labelled data into sample shards.
 //
 // [prepare-data pipeline] Worker threads read and tokenize whole input files; they make no HDF5
 // calls. The main thread is the only writer ([HDF5 thread], h5.h): it takes the tokenized files
@@ -33,6 +34,7 @@
 #include "common/errors.h"
 #include "common/rng.h"
 #include "datasets/json_line.h"
+#include "datasets/prepare_samples.h"
 #include "datasets/shard_format.h"
 #include "datasets/shard_writer.h"
 
@@ -657,6 +659,9 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   try {
+    // fashion-mnist, fortune-classes, co2: sample shards (prepare_samples.h).
+    const int recipe = dpt::datasets::run_sample_recipe(argc, argv);
+    if (recipe >= 0) return recipe;
     return run(argc, argv);
   } catch (...) {
     return report_exception("prepare-data");

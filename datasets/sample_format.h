@@ -6,7 +6,8 @@
 //   /targets   [N, K] or [N] float32 or float64 targets         (regression); exactly one
 //   /lengths   optional [N] integers in [1, T]: text positions past a length are padding
 //   attributes on /: format_version = 1 (required); optional num_classes (else the largest
-//   label + 1), class_names (strings, one per class), kind ("image" | "series" | "text",
+//   label + 1), class_names (strings, one per class), vocab_size (text: token ids are below
+//   it; else the largest id + 1), kind ("image" | "series" | "text",
 //   else inferred: uint8 of rank 3 or 4 is an image, floating point a series, any other
 //   integer input text)
 // A file an h5py user writes with /inputs, /labels and format_version alone is complete.
@@ -42,6 +43,7 @@ struct SampleShardFacts {
   int64_t num_classes = 0;   // classify: the attribute, else the largest label + 1
   uint64_t num_targets = 0;  // regress: K
   bool has_lengths = false;
+  int64_t vocab_size = 0;  // text: the attribute vocab_size, else the largest token id + 1
   std::vector<std::string> class_names;  // empty when the shard names none
 };
 

@@ -291,6 +291,31 @@ SampleShardFacts inspect_sample_shard(const std::string& path) {
                  "replace missing values before writing the shard (numpy: np.nan_to_num, or "
                  "drop those samples)");
   }
+  if (facts.kind == SampleKind::text) {
+    const bool has_vocab = H5Aexists(file.get(), "vocab_size") > 0;
+    const std::string vocab_fix =
+        "token ids count from 0 and stay below the root attribute vocab_size (set it to the "
+        "tokenizer's vocabulary size, or remove it to infer it from the ids)";
+    const int64_t vocab =
+        has_vocab ? read_int_attr(path, file.get(), "vocab_size", vocab_fix) : int64_t{1} << 31;
+    int64_t largest = -1;
+    const uint64_t per = values_per_sample(in);
+    scan_samples<int64_t>(
+        path, in, kInputsName, H5T_NATIVE_INT64,
+        [&](const int64_t* v, uint64_t first, uint64_t count) {
+          for (uint64_t i = 0; i < count * per; ++i) {
+            if (v[i] < 0 || v[i] >= vocab) {
+              reject(path,
+                     "/inputs sample " + std::to_string(first + i / per) + " holds token id " +
+                         std::to_string(v[i]) +
+                         (v[i] < 0 ? "" : ", not below vocab_size " + std::to_string(vocab)),
+                     vocab_fix);
+            }
+            largest = std::max(largest, v[i]);
+          }
+        });
+    facts.vocab_size = has_vocab ? vocab : largest + 1;
+  }
 
   const std::string task_fix =
       "store integer classes in /labels [N] (classification) or float targets in /targets "
@@ -408,6 +433,78 @@ SampleShardFacts inspect_sample_shard(const std::string& path) {
     facts.has_lengths = true;
   }
   return facts;
+}
+
+}  // namespace dpt::datasets
+
+namespace dpt::datasets {
+
+bool is_sample_shard(const std::string& path) {
+  storage::h5_quiet();
+  if (H5Fis_hdf5(path.c_str()) <= 0) return false;
+  storage::H5Plist fapl(H5Pcreate(H5P_FILE_ACCESS));
+  if (!fapl.valid() || H5Pset_file_locking(fapl.get(), false, true) < 0) return false;
+  storage::H5File file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
+  return file.valid() && H5Lexists(file.get(), kInputsName, H5P_DEFAULT) > 0;
+}
+
+namespace {
+
+void put(std::string& out, const std::string& field) {
+  out += std::to_string(field.size());
+  out += ':';
+  out += field;
+}
+
+std::string take(const std::string& in, size_t& pos) {
+  const size_t colon = in.find(':', pos);
+  DPT_CHECK(colon != std::string::npos, "sample facts: malformed encoding");
+  const size_t n = std::stoull(in.substr(pos, colon - pos));
+  DPT_CHECK(colon + 1 + n <= in.size(), "sample facts: malformed encoding");
+  std::string field = in.substr(colon + 1, n);
+  pos = colon + 1 + n;
+  return field;
+}
+
+}  // namespace
+
+std::string encode_sample_facts(const SampleShardFacts& f) {
+  std::string out;
+  put(out, f.path);
+  for (int64_t v : {int64_t(f.file_size), f.mtime_ns, int64_t(f.kind), int64_t(f.num_samples),
+                    int64_t(f.task), f.num_classes, int64_t(f.num_targets), int64_t(f.has_lengths),
+                    f.vocab_size, int64_t(f.sample_shape.size()), int64_t(f.class_names.size())}) {
+    put(out, std::to_string(v));
+  }
+  put(out, f.input_type);
+  for (uint64_t d : f.sample_shape)
+    put(out, std::to_string(d));
+  for (const std::string& n : f.class_names)
+    put(out, n);
+  return out;
+}
+
+SampleShardFacts decode_sample_facts(const std::string& in) {
+  size_t pos = 0;
+  SampleShardFacts f;
+  f.path = take(in, pos);
+  auto num = [&] { return std::stoll(take(in, pos)); };
+  f.file_size = static_cast<uint64_t>(num());
+  f.mtime_ns = num();
+  f.kind = static_cast<SampleKind>(num());
+  f.num_samples = static_cast<uint64_t>(num());
+  f.task = static_cast<SampleTask>(num());
+  f.num_classes = num();
+  f.num_targets = static_cast<uint64_t>(num());
+  f.has_lengths = num() != 0;
+  f.vocab_size = num();
+  const int64_t dims = num(), names = num();
+  f.input_type = take(in, pos);
+  for (int64_t i = 0; i < dims; ++i)
+    f.sample_shape.push_back(static_cast<uint64_t>(num()));
+  for (int64_t i = 0; i < names; ++i)
+    f.class_names.push_back(take(in, pos));
+  return f;
 }
 
 }  // namespace dpt::datasets

@@ -19,3 +19,15 @@ namespace dpt::datasets {
 SampleShardFacts inspect_sample_shard(const std::string& path);
 
 }  // namespace dpt::datasets
+
+namespace dpt::datasets {
+
+// Whether path is an HDF5 file with /inputs: a sample shard rather than a token shard. False
+// for anything else (token shards, and files the token shard checks will name the defect of).
+bool is_sample_shard(const std::string& path);
+
+// Facts as bytes and back, to move them between ranks (length-prefixed fields, in one order).
+std::string encode_sample_facts(const SampleShardFacts& f);
+SampleShardFacts decode_sample_facts(const std::string& bytes);
+
+}  // namespace dpt::datasets

@@ -43,6 +43,12 @@ void TokenDataset::read_sample(SampleRef ref, int32_t* out) {
   reader_->read(ref.shard, ref.index * T, T + 1, out);
 }
 
+void TokenDataset::read_sample(SampleRef ref, BatchBuffer& out, size_t row) {
+  window_.resize(static_cast<size_t>(seq_len_) + 1);
+  read_sample(ref, window_.data());
+  split_window(window_.data(), static_cast<size_t>(seq_len_), out.tokens(row), out.labels(row));
+}
+
 void TokenDataset::read_samples(const std::vector<SampleRef>& refs, int32_t* out) {
   io_.call([&] {
     for (size_t i = 0; i < refs.size(); ++i)

@@ -50,7 +50,51 @@ __global__ void mean_pool_backward_kernel(T* dx, const T* dout, const int32_t* l
   }
 }
 
+// One thread per (sequence, channel) in both directions.
+template <typename T>
+__global__ void cls_pool_kernel(T* out, const T* x, int B, int Tn, int C, bool backward) {
+  const size_t n = static_cast<size_t>(B) * C;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t k = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
+    const size_t row0 = (k / C) * Tn * C + k % C;
+    if (backward) {
+      out[row0] = from_f<T>(to_f(out[row0]) + to_f(x[k]));  // out = dx, x = dout
+    } else {
+      out[k] = x[row0];
+    }
+  }
+}
+
 }  // namespace
+
+template <typename T>
+void cls_pool_forward_cuda(T* out, const T* x, int B, int Tn, int C, CudaStream stream) {
+  DPT_CHECK(B >= 0 && Tn > 0 && C >= 0, "cls_pool_forward_cuda: bad shape");
+  if (B == 0 || C == 0) return;
+  DPT_CHECK(out && x, "cls_pool_forward_cuda: null pointer");
+  const size_t n = static_cast<size_t>(B) * C;
+  cls_pool_kernel<T><<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
+      out, x, B, Tn, C, false);
+  DPT_CHECK_LAUNCH();
+}
+
+template <typename T>
+void cls_pool_backward_cuda(T* dx, const T* dout, int B, int Tn, int C, CudaStream stream) {
+  DPT_CHECK(B >= 0 && Tn > 0 && C >= 0, "cls_pool_backward_cuda: bad shape");
+  if (B == 0 || C == 0) return;
+  DPT_CHECK(dx && dout, "cls_pool_backward_cuda: null pointer");
+  const size_t n = static_cast<size_t>(B) * C;
+  cls_pool_kernel<T><<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
+      dx, dout, B, Tn, C, true);
+  DPT_CHECK_LAUNCH();
+}
+
+template void cls_pool_forward_cuda<float>(float*, const float*, int, int, int, CudaStream);
+template void cls_pool_forward_cuda<__nv_bfloat16>(__nv_bfloat16*, const __nv_bfloat16*, int, int,
+                                                   int, CudaStream);
+template void cls_pool_backward_cuda<float>(float*, const float*, int, int, int, CudaStream);
+template void cls_pool_backward_cuda<__nv_bfloat16>(__nv_bfloat16*, const __nv_bfloat16*, int, int,
+                                                    int, CudaStream);
 
 template <typename T>
 void mean_pool_forward_cuda(T* out, const T* x, const int32_t* len, int B, int Tn, int C,

@@ -1,6 +1,6 @@
 // [Pooling] A sequence's rows [T, C] to one row [C] for the classification and regression heads:
 // the mean over its first len positions (padding past them gets no weight), or its first row
-// (the class token: a pointer to row 0, no kernel). len null means every sequence is T long.
+// (the class token, [Positions]). len null means every sequence is T long.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,13 @@ void mean_pool_forward_cpu(T* out, const T* x, const int32_t* len, int B, int Tn
 template <typename T>
 void mean_pool_backward_cpu(T* dx, const T* dout, const int32_t* len, int B, int Tn, int C);
 
+// out[b, c] = x[b, 0, c]: the class token's row of each sequence.
+template <typename T>
+void cls_pool_forward_cpu(T* out, const T* x, int B, int Tn, int C);
+// dx[b, 0, c] += dout[b, c].
+template <typename T>
+void cls_pool_backward_cpu(T* dx, const T* dout, int B, int Tn, int C);
+
 // --- CUDA ([CUDA kernel contract], kernels/README.md); len is a device array or null ---------
 template <typename T>  // float or __nv_bfloat16; sums in fp32
 void mean_pool_forward_cuda(T* out, const T* x, const int32_t* len, int B, int Tn, int C,
@@ -23,5 +30,10 @@ void mean_pool_forward_cuda(T* out, const T* x, const int32_t* len, int B, int T
 template <typename T>
 void mean_pool_backward_cuda(T* dx, const T* dout, const int32_t* len, int B, int Tn, int C,
                              CudaStream stream);
+
+template <typename T>
+void cls_pool_forward_cuda(T* out, const T* x, int B, int Tn, int C, CudaStream stream);
+template <typename T>
+void cls_pool_backward_cuda(T* dx, const T* dout, int B, int Tn, int C, CudaStream stream);
 
 }  // namespace dpt::kernels

@@ -1,4 +1,5 @@
 // [Pooling] on the CPU: the mean over each sequence's valid positions, summed in t order.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -52,6 +53,28 @@ void mean_pool_backward_cpu(T* dx, const T* dout, const int32_t* len, int B, int
   }
 }
 
+template <typename T>
+void cls_pool_forward_cpu(T* out, const T* x, int B, int Tn, int C) {
+  for (int b = 0; b < B; ++b) {
+    const T* row = x + static_cast<size_t>(b) * Tn * C;
+    std::copy(row, row + C, out + static_cast<size_t>(b) * C);
+  }
+}
+
+template <typename T>
+void cls_pool_backward_cpu(T* dx, const T* dout, int B, int Tn, int C) {
+  for (int b = 0; b < B; ++b) {
+    T* row = dx + static_cast<size_t>(b) * Tn * C;
+    const T* g = dout + static_cast<size_t>(b) * C;
+    for (int c = 0; c < C; ++c)
+      row[c] += g[c];
+  }
+}
+
+template void cls_pool_forward_cpu<float>(float*, const float*, int, int, int);
+template void cls_pool_forward_cpu<double>(double*, const double*, int, int, int);
+template void cls_pool_backward_cpu<float>(float*, const float*, int, int, int);
+template void cls_pool_backward_cpu<double>(double*, const double*, int, int, int);
 template void mean_pool_forward_cpu<float>(float*, const float*, const int32_t*, int, int, int);
 template void mean_pool_forward_cpu<double>(double*, const double*, const int32_t*, int, int, int);
 template void mean_pool_backward_cpu<float>(float*, const float*, const int32_t*, int, int, int);

@@ -7,6 +7,8 @@
 #include "comm/typed_collectives.h"
 #include "common/errors.h"
 #include "common/hash.h"
+#include "datasets/sample_dataset.h"
+#include "datasets/sample_inspect.h"
 #include "datasets/shard_index.h"
 #include "datasets/shard_inspect.h"
 #include "datasets/shard_set.h"
@@ -108,6 +110,57 @@ IndexedShards index_shards(comm::Communicator& comm, storage::IoThread& io, cons
     if (!index.save(out.index_path, &why)) out.index_note = why;
   }
   run_agreed(comm, [&] { out.vocab_size = datasets::common_vocab_size(out.shards, option); });
+  return out;
+}
+
+bool names_sample_shards(comm::Communicator& comm, const std::string& spec,
+                         const std::string& option) {
+  uint8_t samples = 0;
+  run_agreed(comm, [&] {
+    if (comm.rank() == 0)
+      samples = datasets::is_sample_shard(datasets::resolve_shards(spec, option).front());
+  });
+  comm::broadcast_value(comm, samples, 0);
+  return samples != 0;
+}
+
+IndexedSamples index_sample_shards(comm::Communicator& comm, storage::IoThread& io,
+                                   const std::string& spec, const std::string& option) {
+  const int W = comm.world_size(), rank = comm.rank();
+  std::vector<std::string> paths;
+  std::vector<datasets::FileStamp> stamps;
+  run_agreed(comm, [&] {
+    paths = datasets::resolve_shards(spec, option);
+    for (const auto& p : paths)
+      stamps.push_back(datasets::stat_shard(p));
+  });
+  run_agreed(comm, [&] { check_same_files(comm, paths, stamps, spec, option); });
+  // Shard k is inspected by rank k % W; each rank's facts travel as one string.
+  std::string mine;
+  run_agreed(comm, [&] {
+    io.call([&] {
+      for (size_t k = static_cast<size_t>(rank); k < paths.size(); k += W) {
+        const std::string f =
+            datasets::encode_sample_facts(datasets::inspect_sample_shard(paths[k]));
+        mine += std::to_string(f.size()) + ":" + f;
+      }
+    });
+  });
+  const std::vector<std::string> all = comm::all_gather_strings(comm, mine);
+  IndexedSamples out;
+  out.shards.resize(paths.size());
+  for (int r = 0; r < W; ++r) {
+    size_t pos = 0;
+    for (size_t k = static_cast<size_t>(r); k < paths.size(); k += W) {
+      const size_t colon = all[r].find(':', pos);
+      const size_t n = std::stoull(all[r].substr(pos, colon - pos));
+      out.shards[k] = datasets::decode_sample_facts(all[r].substr(colon + 1, n));
+      pos = colon + 1 + n;
+    }
+  }
+  run_agreed(comm, [&] { out.common = datasets::common_sample_facts(out.shards, option); });
+  for (const auto& f : out.shards)
+    out.num_samples += f.num_samples;
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "datasets/sample_format.h"
 #include "datasets/shard_format.h"
 #include "storage/io_thread.h"
 
@@ -29,5 +30,22 @@ struct IndexedShards {
 // shards declaring different vocabularies.
 IndexedShards index_shards(comm::Communicator& comm, storage::IoThread& io, const std::string& spec,
                            const std::string& option, const std::string& index_cache_dir);
+
+// Whether spec (--data) names sample shards ([Sample format]) rather than token shards: its
+// first file holds /inputs. Collective: rank 0 looks, every rank gets its answer; a spec that
+// resolves to nothing is agreed as a UsageError.
+bool names_sample_shards(comm::Communicator& comm, const std::string& spec,
+                         const std::string& option);
+
+struct IndexedSamples {
+  std::vector<datasets::SampleShardFacts> shards;  // in dataset order, identical on every rank
+  datasets::SampleShardFacts common;               // what they share (common_sample_facts)
+  uint64_t num_samples = 0;
+};
+
+// The sample shards of spec, inspected in parallel across ranks (shard k by rank k % W on its
+// I/O thread) and checked to hold one kind of sample; every failure agreed.
+IndexedSamples index_sample_shards(comm::Communicator& comm, storage::IoThread& io,
+                                   const std::string& spec, const std::string& option);
 
 }  // namespace dpt::trainer

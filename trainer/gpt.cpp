@@ -14,6 +14,10 @@
 #include "kernels/gelu.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
+#include "kernels/mse.h"
+#include "kernels/patches.h"
+#include "kernels/pooling.h"
+#include "kernels/positions.h"
 #include "kernels/residual.h"
 
 namespace dpt::trainer {
@@ -44,11 +48,16 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
   grads_ = PageBuffer<T>(layout_.total());
   P_ = views(params_.data());
   G_ = views(grads_.data());
-  inputs_.assign(static_cast<size_t>(max_batch) * cfg.seq_len, 0);
-  targets_.assign(inputs_.size(), 0);
-
-  const size_t B = max_batch, Tn = cfg.seq_len, C = cfg.d_model, V = cfg.vocab_size,
-               NH = cfg.n_head, BT = B * Tn;
+  const bool lm = cfg.task == Task::lm;
+  const size_t B = max_batch, Tn = cfg.positions(), C = cfg.d_model, V = cfg.vocab_size,
+               NH = cfg.n_head, BT = B * Tn, Tin = cfg.seq_len, K = cfg.num_outputs;
+  if (cfg.input == InputKind::tokens) inputs_.assign(B * Tin, 0);
+  targets_.assign(lm ? B * Tin : B, 0);
+  if (cfg.input != InputKind::tokens) values_.assign(B * cfg.input_values(), T(0));
+  if (cfg.task == Task::regress) reg_targets_.assign(B * K, T(0));
+  lengths_.assign(B, 0);
+  // Head outputs: V logits per position (lm), K per sample otherwise.
+  const size_t outs = lm ? BT * V : B * K;
   layer_acts_.resize(cfg.n_layer);
   // Two passes over the same carving: the first sizes the buffers, the second assigns views.
   for (int pass = 0; pass < 2; ++pass) {
@@ -74,9 +83,15 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
     lnf_ = a.take(BT * C);
     lnf_mean_ = a.take(BT);
     lnf_rstd_ = a.take(BT);
-    logits_ = a.take(BT * V);
-    probs_ = a.take(BT * V);
-    losses_ = a.take(BT);
+    logits_ = a.take(outs);
+    probs_ = a.take(outs);
+    losses_ = a.take(lm ? BT : B);
+    if (!lm) {
+      emb_ = a.take(B * Tin * C);
+      if (cfg.input == InputKind::image) patches_ = a.take(B * Tin * cfg.input_width());
+      if (cfg.input == InputKind::tokens) zero_pos_ = a.take(Tin * C);
+      pooled_ = a.take(B * C);
+    }
 
     Carver<T> d{&dacts_, 0, pass == 0};
     d_res_ = d.take(BT * C);
@@ -85,8 +100,13 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
     d_atty_ = d.take(BT * C);
     d_fch_gelu_ = d.take(BT * 4 * C);
     d_fch_ = d.take(BT * 4 * C);
-    d_logits_ = d.take(BT * V);
-    d_losses_ = d.take(BT);
+    d_logits_ = d.take(outs);
+    d_losses_ = d.take(lm ? BT : B);
+    if (!lm) {
+      d_emb_ = d.take(B * Tin * C);
+      if (cfg.input == InputKind::tokens) d_zero_pos_ = d.take(Tin * C);
+      d_pooled_ = d.take(B * C);
+    }
     att_scratch_ = d.take(k::attention_backward_scratch_elems(B, Tn, NH));
     if (pass == 0) {
       acts_.assign(a.used, T(0));
@@ -98,7 +118,28 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
 template <typename T>
 typename Gpt<T>::ModelViews Gpt<T>::views(T* base) const {
   auto at = [&](const std::string& n) { return base + layout_.get(n).offset; };
-  ModelViews v{at("wte.weight"), at("wpe.weight"), at("ln_f.weight"), at("ln_f.bias"), {}};
+  ModelViews v;
+  switch (cfg_.input) {
+    case InputKind::tokens:
+      v.wte = at("wte.weight");
+      break;
+    case InputKind::image:
+      v.in_w = at("patch_embed.weight");
+      v.in_b = at("patch_embed.bias");
+      break;
+    case InputKind::series:
+      v.in_w = at("input_proj.weight");
+      v.in_b = at("input_proj.bias");
+      break;
+  }
+  if (cfg_.has_cls()) v.cls = at("cls_token");
+  v.wpe = at("wpe.weight");
+  v.lnf_w = at("ln_f.weight");
+  v.lnf_b = at("ln_f.bias");
+  if (cfg_.task != Task::lm) {
+    v.head_w = at("head.weight");
+    v.head_b = at("head.bias");
+  }
   for (int l = 0; l < cfg_.n_layer; ++l) {
     const std::string p = "blocks." + std::to_string(l) + ".";
     v.layers.push_back({at(p + "ln1.weight"), at(p + "ln1.bias"), at(p + "attn.qkv.weight"),
@@ -154,13 +195,49 @@ const T* Gpt<T>::block_input(int l) const {
 }
 
 template <typename T>
-double Gpt<T>::forward(const int32_t* inputs, const int32_t* targets, int batch) {
+std::span<const T> Gpt<T>::outputs() const {
+  if (cfg_.task == Task::lm) return {};
+  return {logits_, static_cast<size_t>(last_batch_) * cfg_.num_outputs};
+}
+
+template <typename T>
+double Gpt<T>::forward(const datasets::Batch& in) {
+  const int batch = in.rows;
   DPT_CHECK(batch > 0 && batch <= max_batch_, "micro-batch " + std::to_string(batch) +
                                                   " outside [1, " + std::to_string(max_batch_) +
                                                   "] that the model was allocated for");
-  const size_t n = static_cast<size_t>(batch) * cfg_.seq_len;
-  std::copy(inputs, inputs + n, inputs_.begin());
-  std::copy(targets, targets + n, targets_.begin());
+  const size_t B = batch, Tin = cfg_.seq_len;
+  auto need = [](const void* p, const char* what) {
+    DPT_CHECK(p != nullptr, std::string("the batch lacks ") + what + " that the model reads");
+  };
+  if (cfg_.input == InputKind::tokens) {
+    need(in.tokens, "token ids");
+    std::copy(in.tokens, in.tokens + B * Tin, inputs_.begin());
+  } else {
+    need(in.values, "input values");
+    std::transform(in.values, in.values + B * cfg_.input_values(), values_.begin(),
+                   [](float v) { return static_cast<T>(v); });
+  }
+  if (cfg_.task == Task::regress) {
+    need(in.targets, "regression targets");
+    std::transform(in.targets, in.targets + B * cfg_.num_outputs, reg_targets_.begin(),
+                   [](float v) { return static_cast<T>(v); });
+  } else {
+    need(in.labels, "labels");
+    const size_t n = cfg_.task == Task::lm ? B * Tin : B;
+    std::copy(in.labels, in.labels + n, targets_.begin());
+  }
+  // The trunk's valid rows: the text's length, and the class token before it.
+  has_lengths_ = cfg_.task != Task::lm && in.lengths != nullptr;
+  if (has_lengths_) {
+    const int off = cfg_.has_cls() ? 1 : 0;
+    for (size_t b = 0; b < B; ++b) {
+      DPT_CHECK(in.lengths[b] >= 1 && in.lengths[b] <= cfg_.seq_len,
+                "length " + std::to_string(in.lengths[b]) + " of row " + std::to_string(b) +
+                    " outside [1, " + std::to_string(cfg_.seq_len) + "]");
+      lengths_[b] = in.lengths[b] + off;
+    }
+  }
   last_batch_ = batch;
   {
     const trace::Span span("embed fwd");
@@ -171,27 +248,34 @@ double Gpt<T>::forward(const int32_t* inputs, const int32_t* targets, int batch)
     block_forward(l, batch);
   }
   const trace::Span span("head fwd");
-  return head_forward(batch);
+  return cfg_.task == Task::lm ? head_forward(batch) : pooled_head_forward(batch);
 }
 
 template <typename T>
 void Gpt<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   DPT_CHECK(last_batch_ > 0, "backward() called before forward()");
   const int batch = last_batch_;
-  const size_t BTC = static_cast<size_t>(batch) * cfg_.seq_len * cfg_.d_model;
+  const size_t BTC = static_cast<size_t>(batch) * cfg_.positions() * cfg_.d_model;
+  const bool lm = cfg_.task == Task::lm;
   auto offset = [&](const T* g) { return static_cast<size_t>(g - grads_.data()); };
   // populate_grads_in_backward: [from, to) is what backward writes next.
   auto populate = [&](size_t from, size_t to) {
     if (populate_grads_) grads_.populate(from, to - from);
   };
   std::fill(d_res_, d_res_ + BTC, T(0));
-  // The head writes the tied token embedding (the buffer's start, with the position embedding
-  // that embed_backward adds last) and ln_f (its end).
-  populate(0, offset(cfg_.n_layer > 0 ? G_.layers[0].ln1_w : G_.lnf_w));
+  // The language model's head writes the tied token embedding (the buffer's start, with the
+  // position embedding that embed_backward adds last); every head writes ln_f and what follows
+  // it (the buffer's end).
+  const size_t trunk_start = offset(cfg_.n_layer > 0 ? G_.layers[0].ln1_w : G_.lnf_w);
+  if (lm) populate(0, trunk_start);
   populate(offset(G_.lnf_w), grads_.size());
   {
     const trace::Span span("head bwd");
-    head_backward(loss_scale, d_res_, batch);
+    if (lm) {
+      head_backward(loss_scale, d_res_, batch);
+    } else {
+      pooled_head_backward(loss_scale, d_res_, batch);
+    }
   }
   if (grads_final) grads_final(offset(G_.lnf_w));  // ln_f is the last tensor of the layout
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
@@ -203,6 +287,7 @@ void Gpt<T>::backward(double loss_scale, const GradsFinal& grads_final) {
     }
     if (grads_final) grads_final(offset(G_.layers[l].ln1_w));  // the block's first tensor
   }
+  if (!lm) populate(0, trunk_start);
   const trace::Span span("embed bwd");
   embed_backward(d_res_, batch);
 }
@@ -211,21 +296,61 @@ void Gpt<T>::backward(double loss_scale, const GradsFinal& grads_final) {
 
 template <typename T>
 void Gpt<T>::embed_forward(int batch) {
-  k::encoder_forward_cpu(encoded_, inputs_.data(), P_.wte, P_.wpe, batch, cfg_.seq_len,
-                         cfg_.d_model, cfg_.vocab_size);
+  const int Tin = cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
+  if (cfg_.task == Task::lm) {
+    k::encoder_forward_cpu(encoded_, inputs_.data(), P_.wte, P_.wpe, batch, Tin, C, V);
+    return;
+  }
+  const int N = batch * Tin, W = cfg_.input_width();
+  switch (cfg_.input) {
+    case InputKind::tokens:
+      // The lookup alone (a zero position table): [Positions] adds the positions.
+      k::encoder_forward_cpu(emb_, inputs_.data(), P_.wte, zero_pos_, batch, Tin, C, V);
+      break;
+    case InputKind::image:
+      k::patches_forward_cpu(patches_, values_.data(), batch, cfg_.image_h, cfg_.image_w,
+                             cfg_.channels, cfg_.patch);
+      k::linear_forward_cpu(emb_, patches_, P_.in_w, P_.in_b, N, W, C);
+      break;
+    case InputKind::series:
+      k::linear_forward_cpu(emb_, values_.data(), P_.in_w, P_.in_b, N, W, C);
+      break;
+  }
+  k::positions_forward_cpu(encoded_, emb_, P_.cls, P_.wpe, batch, Tin, C);
 }
 
 template <typename T>
 void Gpt<T>::embed_backward(const T* dx, int batch) {
-  k::encoder_backward_cpu(G_.wte, G_.wpe, dx, inputs_.data(), batch, cfg_.seq_len, cfg_.d_model,
-                          cfg_.vocab_size);
+  const int Tin = cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
+  if (cfg_.task == Task::lm) {
+    k::encoder_backward_cpu(G_.wte, G_.wpe, dx, inputs_.data(), batch, Tin, C, V);
+    return;
+  }
+  const int N = batch * Tin, W = cfg_.input_width();
+  std::fill(d_emb_, d_emb_ + static_cast<size_t>(N) * C, T(0));
+  k::positions_backward_cpu(d_emb_, G_.cls, G_.wpe, dx, batch, Tin, C);
+  // The inputs are data: no gradient flows into them.
+  switch (cfg_.input) {
+    case InputKind::tokens:
+      std::fill(d_zero_pos_, d_zero_pos_ + static_cast<size_t>(Tin) * C, T(0));  // discarded
+      k::encoder_backward_cpu(G_.wte, d_zero_pos_, d_emb_, inputs_.data(), batch, Tin, C, V);
+      break;
+    case InputKind::image:
+      k::linear_backward_cpu(static_cast<T*>(nullptr), G_.in_w, G_.in_b, d_emb_, patches_, P_.in_w,
+                             N, W, C);
+      break;
+    case InputKind::series:
+      k::linear_backward_cpu(static_cast<T*>(nullptr), G_.in_w, G_.in_b, d_emb_, values_.data(),
+                             P_.in_w, N, W, C);
+      break;
+  }
 }
 
 // --- trunk -----------------------------------------------------------------------------------
 
 template <typename T>
 void Gpt<T>::block_forward(int l, int batch) {
-  const int N = batch * cfg_.seq_len, C = cfg_.d_model;
+  const int N = batch * cfg_.positions(), C = cfg_.d_model;
   const size_t NC = static_cast<size_t>(N) * C;
   const LayerActs& a = layer_acts_[l];
   const LayerParams& p = P_.layers[l];
@@ -233,7 +358,7 @@ void Gpt<T>::block_forward(int l, int batch) {
   // x + attn(ln1(x))
   k::layernorm_forward_cpu(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.ln1_w, p.ln1_b, N, C);
   k::linear_forward_cpu(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C);
-  k::attention_forward_cpu(a.atty, a.att, a.qkv, batch, cfg_.seq_len, C, cfg_.n_head);
+  k::attention_forward_cpu(a.atty, a.att, a.qkv, batch, cfg_.positions(), C, cfg_.n_head, mask());
   k::linear_forward_cpu(a.attproj, a.atty, p.proj_w, p.proj_b, N, C, C);
   k::residual_forward_cpu(a.res2, x, a.attproj, NC);
   // res2 + mlp(ln2(res2))
@@ -248,7 +373,7 @@ void Gpt<T>::block_forward(int l, int batch) {
 // through unchanged; each branch adds its input gradient into it.
 template <typename T>
 void Gpt<T>::block_backward(int l, T* dres, int batch) {
-  const int N = batch * cfg_.seq_len, C = cfg_.d_model;
+  const int N = batch * cfg_.positions(), C = cfg_.d_model;
   const size_t NC = static_cast<size_t>(N) * C;
   const LayerActs& a = layer_acts_[l];
   const LayerParams& p = P_.layers[l];
@@ -268,8 +393,8 @@ void Gpt<T>::block_backward(int l, T* dres, int batch) {
   std::fill(d_atty_, d_atty_ + NC, T(0));
   k::linear_backward_cpu(d_atty_, g.proj_w, g.proj_b, dres, a.atty, p.proj_w, N, C, C);
   std::fill(d_qkv_, d_qkv_ + 3 * NC, T(0));
-  k::attention_backward_cpu(d_qkv_, att_scratch_, d_atty_, a.qkv, a.att, batch, cfg_.seq_len, C,
-                            cfg_.n_head);
+  k::attention_backward_cpu(d_qkv_, att_scratch_, d_atty_, a.qkv, a.att, batch, cfg_.positions(), C,
+                            cfg_.n_head, mask());
   std::fill(d_ln_, d_ln_ + NC, T(0));
   k::linear_backward_cpu(d_ln_, g.qkv_w, g.qkv_b, d_qkv_, a.ln1, p.qkv_w, N, C, 3 * C);
   k::layernorm_backward_cpu(dres, g.ln1_w, g.ln1_b, d_ln_, x, p.ln1_w, a.ln1_mean, a.ln1_rstd, N,
@@ -300,6 +425,56 @@ void Gpt<T>::head_backward(double loss_scale, T* dres, int batch) {
   k::softmax_cross_entropy_backward_cpu(d_logits_, d_losses_, probs_, targets_.data(), N, V);
   std::fill(d_ln_, d_ln_ + static_cast<size_t>(N) * C, T(0));
   k::linear_backward_cpu(d_ln_, G_.wte, static_cast<T*>(nullptr), d_logits_, lnf_, P_.wte, N, C, V);
+  k::layernorm_backward_cpu(dres, G_.lnf_w, G_.lnf_b, d_ln_, block_input(cfg_.n_layer), P_.lnf_w,
+                            lnf_mean_, lnf_rstd_, N, C);
+}
+
+// --- pooled head: final LayerNorm, pooling, linear, cross-entropy or squared error ------------
+
+template <typename T>
+double Gpt<T>::pooled_head_forward(int batch) {
+  const int Tn = cfg_.positions(), C = cfg_.d_model, K = cfg_.num_outputs;
+  const int N = batch * Tn;
+  const T* x = block_input(cfg_.n_layer);
+  k::layernorm_forward_cpu(lnf_, lnf_mean_, lnf_rstd_, x, P_.lnf_w, P_.lnf_b, N, C);
+  if (cfg_.pool == Pool::cls) {
+    k::cls_pool_forward_cpu(pooled_, lnf_, batch, Tn, C);
+  } else {
+    k::mean_pool_forward_cpu(pooled_, lnf_, lengths(), batch, Tn, C);
+  }
+  k::linear_forward_cpu(logits_, pooled_, P_.head_w, P_.head_b, batch, C, K);
+  if (cfg_.task == Task::classify) {
+    k::softmax_cross_entropy_forward_cpu(losses_, probs_, logits_, targets_.data(), batch, K);
+  } else {
+    k::mse_forward_cpu(losses_, logits_, reg_targets_.data(), batch, K);
+  }
+  double sum = 0.0;
+  for (int i = 0; i < batch; ++i)
+    sum += static_cast<double>(losses_[i]);
+  return sum / batch;
+}
+
+template <typename T>
+void Gpt<T>::pooled_head_backward(double loss_scale, T* dres, int batch) {
+  const int Tn = cfg_.positions(), C = cfg_.d_model, K = cfg_.num_outputs;
+  const int N = batch * Tn;
+  const size_t BK = static_cast<size_t>(batch) * K;
+  std::fill(d_logits_, d_logits_ + BK, T(0));
+  if (cfg_.task == Task::classify) {
+    std::fill(d_losses_, d_losses_ + batch, static_cast<T>(loss_scale / batch));
+    k::softmax_cross_entropy_backward_cpu(d_logits_, d_losses_, probs_, targets_.data(), batch, K);
+  } else {
+    k::mse_backward_cpu(d_logits_, logits_, reg_targets_.data(), batch, K, loss_scale / batch);
+  }
+  std::fill(d_pooled_, d_pooled_ + static_cast<size_t>(batch) * C, T(0));
+  k::linear_backward_cpu(d_pooled_, G_.head_w, G_.head_b, d_logits_, pooled_, P_.head_w, batch, C,
+                         K);
+  std::fill(d_ln_, d_ln_ + static_cast<size_t>(N) * C, T(0));
+  if (cfg_.pool == Pool::cls) {
+    k::cls_pool_backward_cpu(d_ln_, d_pooled_, batch, Tn, C);
+  } else {
+    k::mean_pool_backward_cpu(d_ln_, d_pooled_, lengths(), batch, Tn, C);
+  }
   k::layernorm_backward_cpu(dres, G_.lnf_w, G_.lnf_b, d_ln_, block_input(cfg_.n_layer), P_.lnf_w,
                             lnf_mean_, lnf_rstd_, N, C);
 }

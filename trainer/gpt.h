@@ -1,11 +1,20 @@
-// A GPT-style decoder on the CPU: token + position embedding, L pre-LayerNorm blocks of causal
-// self-attention and a GELU MLP (4x width), a final LayerNorm, and an output projection tied
-// to the token embedding. T is float for training and double for gradient checks.
+// The attention model on the CPU. T is float for training and double for gradient checks.
 //
-// The model is three parts, each with its own forward and backward: the input embedding
-// (embed_*), the trunk of blocks (block_*, ln_f), and the head (head_*: tied projection +
-// softmax cross-entropy). A classification head or a patch embedding replaces one part and its
-// entries in ParamLayout; the trunk does not change.
+// [Model family] One transformer trunk (L pre-LayerNorm blocks of self-attention and a GELU MLP
+// of 4x width, then a final LayerNorm) between a replaceable input and a replaceable head:
+// - inputs: token embedding (wte); patch embedding for images (P x P patches flattened and
+//   projected, as the Vision Transformer); a linear projection of each time step's F features
+//   for series. A learned position embedding is added to every row; classification and
+//   regression with --pool cls put a learned class token first ([Positions]).
+// - attention: causal for language modelling; bidirectional otherwise, with padding masked out
+//   when texts carry lengths ([Attention mask]).
+// - heads: language modelling projects every row onto the tied token embedding with softmax
+//   cross-entropy against the next token (the GPT-2 decoder of round one, unchanged);
+//   classification and regression pool the rows (the class token's, or the mean of the valid
+//   ones: [Pooling]) and apply a linear head with softmax cross-entropy over the classes or
+//   mean squared error over the targets ([Mean squared error]).
+// A fix to the trunk serves every task. Each part has its own forward and backward: embed_*,
+// block_* and head_*.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +24,8 @@
 #include <vector>
 
 #include "common/page_buffer.h"
+#include "datasets/batch.h"
+#include "kernels/attention.h"
 #include "trainer/model_config.h"
 #include "trainer/param_layout.h"
 
@@ -60,8 +71,17 @@ class Gpt {
   // Bytes of the gradient's mapping: every page, as when all are written.
   size_t grads_mapped_bytes() const { return grads_.mapped_bytes(); }
 
-  // inputs, targets [batch, seq_len]; returns the mean cross-entropy over batch * seq_len.
-  double forward(const int32_t* inputs, const int32_t* targets, int batch);
+  // The mean loss of the batch ([Batch]; its fields as the task reads them): the mean
+  // cross-entropy over every position (lm) or over the samples (classify), or the mean over
+  // samples of the mean squared error over the targets (regress).
+  double forward(const datasets::Batch& batch);
+  // Language modelling: inputs, targets [batch, seq_len].
+  double forward(const int32_t* inputs, const int32_t* targets, int batch) {
+    return forward(datasets::Batch{batch, inputs, nullptr, nullptr, targets, nullptr});
+  }
+  // The head's outputs of the last forward() for classification and regression: [batch, K]
+  // logits or predictions (empty for language modelling).
+  std::span<const T> outputs() const;
   // Every gradient at a flat offset >= frontier is final for the step ([Gradient buckets]).
   using GradsFinal = std::function<void(size_t frontier)>;
   // Adds d(loss_scale * mean loss)/d(params) into grads() for the last forward(). When
@@ -80,7 +100,8 @@ class Gpt {
     T *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
   };
   struct ModelViews {  // every tensor of params_ or grads_, resolved once at construction
-    T *wte, *wpe, *lnf_w, *lnf_b;
+    T *wte = nullptr, *in_w = nullptr, *in_b = nullptr, *cls = nullptr, *wpe = nullptr;
+    T *lnf_w = nullptr, *lnf_b = nullptr, *head_w = nullptr, *head_b = nullptr;
     std::vector<LayerParams> layers;
   };
   ModelViews views(T* base) const;
@@ -92,6 +113,10 @@ class Gpt {
   void block_backward(int l, T* dres, int batch);  // dres: gradient of the block's output
   double head_forward(int batch);
   void head_backward(double loss_scale, T* dres, int batch);
+  double pooled_head_forward(int batch);  // classification and regression
+  void pooled_head_backward(double loss_scale, T* dres, int batch);
+  const int32_t* lengths() const { return has_lengths_ ? lengths_.data() : nullptr; }
+  kernels::AttentionMask mask() const { return {cfg_.causal(), lengths()}; }
 
   ModelViews P_;  // into params_
   ModelViews G_;  // into grads_
@@ -99,6 +124,11 @@ class Gpt {
   T *encoded_, *lnf_, *lnf_mean_, *lnf_rstd_, *logits_, *probs_, *losses_;
   T *d_res_, *d_ln_, *d_qkv_, *d_atty_, *d_fch_gelu_, *d_fch_, *d_logits_, *d_losses_,
       *att_scratch_;
+  // Classification and regression: embedded inputs [B, Tin, C] (and their patches [B, Tin,
+  // P*P*C]), a zero position table for the token lookup, pooled rows [B, C], and their
+  // gradients.
+  T *emb_ = nullptr, *patches_ = nullptr, *zero_pos_ = nullptr, *pooled_ = nullptr;
+  T *d_emb_ = nullptr, *d_zero_pos_ = nullptr, *d_pooled_ = nullptr;
 
   ModelConfig cfg_;
   ParamLayout layout_;
@@ -108,8 +138,12 @@ class Gpt {
   std::vector<T> acts_;   // forward activations
   std::vector<T> dacts_;  // gradient scratch, reused by every layer
   // What the last forward() saw, kept for backward().
-  std::vector<int32_t> inputs_;
-  std::vector<int32_t> targets_;
+  std::vector<int32_t> inputs_;   // token ids [B, T]
+  std::vector<int32_t> targets_;  // next tokens [B, T] (lm) or classes [B] (classify)
+  std::vector<T> values_;         // images [B, H, W, C] or series [B, T, F]
+  std::vector<T> reg_targets_;    // regression targets [B, K]
+  std::vector<int32_t> lengths_;  // valid rows of each sequence (class token included)
+  bool has_lengths_ = false;
   int last_batch_ = 0;
   bool populate_grads_ = false;
 };

@@ -63,6 +63,10 @@ std::string json_number(double v) {
   return buf;
 }
 
+JsonRecord& JsonRecord::add(std::string_view key, const boost::json::array& value) {
+  return raw(key, boost::json::serialize(value));
+}
+
 JsonRecord& JsonRecord::raw(std::string_view key, const std::string& json_value) {
   if (!body_.empty()) body_ += ", ";
   body_ += quoted(key);

@@ -8,6 +8,7 @@
 // an exponent (0.001 as 1E-3), valid but hard to read in a file people look at.
 #pragma once
 
+#include <boost/json.hpp>
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -30,6 +31,9 @@ class JsonRecord {
   requires(!std::same_as<T, bool>) JsonRecord& add(std::string_view key, T value) {
     return raw(key, std::to_string(value));
   }
+
+  // An array of integers or strings (serialized by Boost.JSON: integers print exactly).
+  JsonRecord& add(std::string_view key, const boost::json::array& value);
 
   // The object, without a newline: {"step": 3, "loss": 2.71828183}
   std::string text() const { return "{" + body_ + "}"; }

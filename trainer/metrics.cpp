@@ -73,8 +73,28 @@ void MetricsWriter::write(const StepRecord& r) {
   if (r.skipped) rec.add("skipped", true);
   if (r.saved) rec.add("ckpt_stall_ms", r.ckpt_stall_ms);
   std::string lines = rec.text() + "\n";
-  if (r.has_val)
-    lines += JsonRecord().add("step", r.step).add("val_loss", r.val_loss).text() + "\n";
+  if (r.has_val) {
+    JsonRecord val;
+    val.add("step", r.step).add("val_loss", r.val_loss);
+    if (std::isfinite(r.val_accuracy)) val.add("val_accuracy", r.val_accuracy);
+    if (std::isfinite(r.val_rmse)) val.add("val_rmse", r.val_rmse);
+    lines += val.text() + "\n";
+  }
+  if (!r.confusion.empty()) {
+    const size_t K = static_cast<size_t>(std::llround(std::sqrt(double(r.confusion.size()))));
+    boost::json::array matrix;
+    for (size_t i = 0; i < K; ++i)
+      matrix.emplace_back(
+          boost::json::array(r.confusion.begin() + i * K, r.confusion.begin() + (i + 1) * K));
+    lines += JsonRecord()
+                 .add("event", "confusion")
+                 .add("step", r.step)
+                 .add("rows", "true class")
+                 .add("columns", "predicted class")
+                 .add("matrix", matrix)
+                 .text() +
+             "\n";
+  }
   put(lines);
 }
 
@@ -109,8 +129,13 @@ void ProgressPrinter::on_step(const StepRecord& r) {
   stall_ms_ += r.data_wait_ms;
   const bool last = r.step == r.total_steps;
   if (r.has_val) {
-    std::fprintf(out_, "step %" PRId64 "/%" PRId64 " | val_loss %.6f\n", r.step, r.total_steps,
-                 r.val_loss);
+    char extra[64] = "";
+    if (std::isfinite(r.val_accuracy))
+      std::snprintf(extra, sizeof(extra), " | val_accuracy %.2f%%", 100.0 * r.val_accuracy);
+    if (std::isfinite(r.val_rmse))
+      std::snprintf(extra, sizeof(extra), " | val_rmse %.6g", r.val_rmse);
+    std::fprintf(out_, "step %" PRId64 "/%" PRId64 " | val_loss %.6f%s\n", r.step, r.total_steps,
+                 r.val_loss, extra);
   }
   if (r.skipped) {
     std::fprintf(out_,

@@ -1,8 +1,11 @@
 // [Parameter layout] All parameters live in one flat buffer and all gradients in another of the
 // same size and layout; named views (offset, shape) into them serve the model, the optimizer,
 // communication (one tensor) and checkpoints alike. The order is fixed and identical on every
-// rank: wte.weight, wpe.weight, then per block ln1, attn.qkv, attn.proj, ln2, mlp.fc, mlp.proj,
-// then ln_f.
+// rank: the input embedding (wte.weight for tokens, patch_embed.* for images, input_proj.* for
+// series), cls_token when a class token leads the sequence, wpe.weight, then per block ln1,
+// attn.qkv, attn.proj, ln2, mlp.fc, mlp.proj, then ln_f, then the classification or regression
+// head (head.weight, head.bias; the language model's head is tied to wte). The head comes last
+// so that backward finishes the buffer's end first ([Gradient buckets]).
 //
 // [Weight decay rule] AdamW decays every tensor with two or more dimensions (the linear
 // layers' weight matrices and both embeddings, as GPT-2/nanoGPT); biases and LayerNorm
@@ -37,8 +40,10 @@ class ParamLayout {
   size_t total_ = 0;
 };
 
-// Model FLOPs per token of a training step (forward + backward), as llm.c counts them:
-// 6 N (N = every parameter) + 6 L C T (attention scores and weighted sums).
+// Model FLOPs per position of a training step (forward + backward), as llm.c counts them:
+// 6 N (N = every parameter) + 6 L C T (attention scores and weighted sums). Without the tied
+// language-model head, N leaves out the lookup tables and counts the per-sample head once
+// per sample.
 double model_flops_per_token(const ModelConfig& cfg);
 
 }  // namespace dpt::trainer

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "comm/communicator.h"
+#include "datasets/batch.h"
 #include "trainer/optimizer.h"
 #include "trainer/param_layout.h"
 #include "trainer/train_config.h"
@@ -67,11 +68,11 @@ class Replica {
 
   virtual void zero_grads() = 0;
   // Adds d(loss_scale * mean loss of the micro-batch)/d(params) into the gradient and the
-  // micro-batch's mean loss into the step's loss sum. inputs, targets: [batch, seq_len].
+  // micro-batch's mean loss into the step's loss sum ([Batch]: the fields the task reads).
   // On the step's last micro-batch, backward starts the gradient buckets it finishes; inner
   // micro-batches exchange nothing.
-  virtual void forward_backward(const int32_t* inputs, const int32_t* targets, int batch,
-                                double loss_scale, bool last_micro_batch) = 0;
+  virtual void forward_backward(const datasets::Batch& batch, double loss_scale,
+                                bool last_micro_batch) = 0;
   // Testing (--fault-nan-step): the first gradient element becomes NaN.
   virtual void poison_grad() = 0;
   // Starts the gradient buckets not started in backward, then the average of the step's mean
@@ -86,8 +87,9 @@ class Replica {
   // made with, which the loop shares, and the GPU's NCCL one), since it was made.
   virtual uint64_t bytes_sent() const = 0;
 
-  // Mean loss of a batch without gradients (validation).
-  virtual double evaluate(const int32_t* inputs, const int32_t* targets, int batch) = 0;
+  // Mean loss of a batch without gradients (validation). For classification and regression,
+  // outputs (when not null) receives the head's [rows, K] logits or predictions.
+  virtual double evaluate(const datasets::Batch& batch, float* outputs) = 0;
 };
 
 // The CPU reference replica for micro-batches of up to max_batch sequences, averaging over
@@ -95,6 +97,15 @@ class Replica {
 std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch,
                                           comm::Communicator& comm,
                                           ZeroStage zero = ZeroStage::off);
+
+// Why the CUDA replica refuses a task: its model (gpt_cuda.h) is the language model alone so
+// far. The kernels of the other tasks have CUDA versions, tested against the CPU references; the
+// CUDA model does not use them yet.
+inline std::string gpu_language_models_only(Task t) {
+  return std::string("--task ") + task_name(t) +
+         " trains on the CPU path only in this build: the CUDA model serves language modelling "
+         "(--task lm). Pass --device cpu";
+}
 
 // The CUDA replica on device `gpu` in `precision` (fp32 or bf16, not automatic); collective over
 // `mpi` (it builds the NCCL communicator), sharded as `zero` says. Throws UsageError in a build

@@ -1,5 +1,6 @@
 // [Replica] on the CPU: the reference Gpt<float>, host AdamW, MPI averaging in
 // [Gradient buckets].
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -65,12 +66,12 @@ class CpuReplica final : public Replica {
     micro_batches_ = 0;
     comm_exposed_ms_ = 0.0;
   }
-  void forward_backward(const int32_t* inputs, const int32_t* targets, int batch, double loss_scale,
+  void forward_backward(const datasets::Batch& batch, double loss_scale,
                         bool last_micro_batch) override {
     {
       trace::Span span("forward");
       span.arg("micro", micro_batches_);
-      loss_sum_ += model_.forward(inputs, targets, batch);
+      loss_sum_ += model_.forward(batch);
     }
     trace::Span span("backward");
     span.arg("micro", micro_batches_++);
@@ -147,8 +148,10 @@ class CpuReplica final : public Replica {
     u.peak = peak_resident_bytes();
     return u;
   }
-  double evaluate(const int32_t* inputs, const int32_t* targets, int batch) override {
-    return model_.forward(inputs, targets, batch);
+  double evaluate(const datasets::Batch& batch, float* outputs) override {
+    const double loss = model_.forward(batch);
+    if (outputs) std::ranges::copy(model_.outputs(), outputs);
+    return loss;
   }
 
  private:

@@ -238,10 +238,11 @@ class CudaReplica final : public Replica {
     DPT_CHECK_CUDA(cudaMemsetAsync(loss_sum(), 0, sizeof(float), stream_.get()));
     positions_ = 0;
   }
-  void forward_backward(const int32_t* inputs, const int32_t* targets, int batch, double loss_scale,
+  void forward_backward(const datasets::Batch& in, double loss_scale,
                         bool last_micro_batch) override {
+    const int batch = in.rows;
     const int f0 = gpu_spans_.mark(stream_.get());
-    model_.forward(inputs, targets, batch, loss_sum());
+    model_.forward(in.tokens, in.labels, batch, loss_sum());
     const int f1 = gpu_spans_.mark(stream_.get());
     gpu_spans_.span("forward", -1, trace::Track::gpu_compute, f0, f1);
     next_bucket_ = 0;
@@ -394,10 +395,12 @@ class CudaReplica final : public Replica {
     return u;
   }
 
-  double evaluate(const int32_t* inputs, const int32_t* targets, int batch) override {
+  double evaluate(const datasets::Batch& in,
+                  float* /*outputs: language modelling has none*/) override {
+    const int batch = in.rows;
     float* sum = device_scalars_.get() + 1;  // the sum-of-squares slot is free outside update()
     DPT_CHECK_CUDA(cudaMemsetAsync(sum, 0, sizeof(float), stream_.get()));
-    model_.forward(inputs, targets, batch, sum);
+    model_.forward(in.tokens, in.labels, batch, sum);
     DPT_CHECK_CUDA(cudaMemcpyAsync(host_scalars_.get() + 1, sum, sizeof(float),
                                    cudaMemcpyDeviceToHost, stream_.get()));
     wait();
@@ -504,6 +507,7 @@ std::unique_ptr<Replica> make_cuda_replica(const TrainConfig& cfg, int max_batch
                                            Precision precision, comm::Communicator& mpi,
                                            ZeroStage zero) {
   if (zero == ZeroStage::gradients) throw UsageError(kZero2CpuOnly);
+  if (cfg.model.task != Task::lm) throw UsageError(gpu_language_models_only(cfg.model.task));
 #ifndef DPT_HAVE_NCCL
   if (zero != ZeroStage::off)
     throw UsageError("--zero 1 on GPUs needs NCCL, which this build lacks: pass --zero 0");

@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <climits>
 #include <cstdio>
+#include <numeric>
 #include <span>
 
 #include "comm/agreement.h"
@@ -100,6 +101,15 @@ RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
             ", restart " + std::to_string(p.slurm.restart_count) + ", nodes " + p.slurm.nodelist);
   }
   log.say("placement: " + nodes + " | local rank: " + local_how);
+  if (p.device.device == job::Device::cuda && cfg.model.task != Task::lm) {
+    // Language modelling alone trains on GPUs so far (gpu_language_models_only).
+    if (cfg.device != job::Device::automatic)
+      run_agreed(world, [&] { throw UsageError(gpu_language_models_only(cfg.model.task)); });
+    p.device = job::DeviceChoice{job::Device::cpu, -1,
+                                 std::string("device: cpu (--device auto: --task ") +
+                                     task_name(cfg.model.task) +
+                                     " trains on the CPU path; the CUDA model serves lm only)"};
+  }
   log.say(p.device.summary);
   // --dtype auto: bf16 on GPUs (fp32 master weights and optimizer state), fp32 on the CPU.
   const bool cuda = p.device.device == job::Device::cuda;
@@ -153,8 +163,42 @@ RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
 
 // ---- open the data ------------------------------------------------------------------------------
 
-RunData::RunData(comm::Communicator& world, storage::IoThread& io, TrainConfig& cfg)
-    : train_index(index_shards(world, io, cfg.data, "--data", cfg.index_cache)) {
+RunData::RunData(comm::Communicator& world, storage::IoThread& io, TrainConfig& cfg) {
+  if (names_sample_shards(world, cfg.data, "--data")) {
+    open_samples(world, io, cfg);
+  } else {
+    open_tokens(world, io, cfg);
+  }
+  run_agreed(world, [&] { cfg.model.validate(); });
+}
+
+TrainData RunData::view() {
+  if (samples()) return TrainData{*train_set, val_set ? &*val_set : nullptr};
+  return TrainData{*train, val ? &*val : nullptr};
+}
+
+DataFingerprint RunData::fingerprint() const {
+  return samples() ? data_fingerprint(train_samples->shards) : data_fingerprint(train_index.shards);
+}
+
+void RunData::open_tokens(comm::Communicator& world, storage::IoThread& io, TrainConfig& cfg) {
+  if (!cfg.task_from_data && cfg.model.task != Task::lm) {
+    run_agreed(world, [&] {
+      throw UsageError(std::string("--task ") + task_name(cfg.model.task) + ", but --data " +
+                       cfg.data +
+                       " holds token shards, which train language models: pass --task lm, or "
+                       "point --data at sample shards with /labels or /targets "
+                       "(docs/data-format.md)");
+    });
+  }
+  cfg.model.task = Task::lm;
+  if (cfg.model.patch != 0) {
+    run_agreed(world, [&] {
+      throw UsageError("--patch " + std::to_string(cfg.model.patch) + " cuts images, but --data " +
+                       cfg.data + " holds token shards: leave --patch out");
+    });
+  }
+  train_index = index_shards(world, io, cfg.data, "--data", cfg.index_cache);
   if (!cfg.val_data.empty())
     val_index = index_shards(world, io, cfg.val_data, "--val-data", cfg.index_cache);
   run_agreed(world, [&] {
@@ -176,6 +220,113 @@ RunData::RunData(comm::Communicator& world, storage::IoThread& io, TrainConfig& 
                 datasets::plan_reader(val_index->shards, datasets::ShuffleConfig{}, 64 << 20,
                                       cfg.model.vocab_size, cfg.model.seq_len));
   }
+}
+
+namespace {
+
+// The model's input and head from the samples' facts (collective checks by the caller).
+void complete_model_from_samples(TrainConfig& cfg, const datasets::SampleShardFacts& f) {
+  using datasets::SampleKind;
+  ModelConfig& m = cfg.model;
+  const Task data_task = f.task == datasets::SampleTask::classify ? Task::classify : Task::regress;
+  if (!cfg.task_from_data && m.task != data_task) {
+    throw UsageError(
+        std::string("--task ") + task_name(m.task) + ", but --data " + cfg.data +
+        " holds samples with " +
+        (data_task == Task::classify ? "/labels (classification)" : "/targets (regression)") +
+        ": pass --task " + task_name(data_task) + " or leave --task out");
+  }
+  m.task = data_task;
+  m.num_outputs = static_cast<int>(data_task == Task::classify ? f.num_classes : f.num_targets);
+  const auto& shape = f.sample_shape;
+  int seq_len = 0;
+  switch (f.kind) {
+    case SampleKind::image: {
+      m.input = InputKind::image;
+      m.image_h = static_cast<int>(shape.at(0));
+      m.image_w = static_cast<int>(shape.at(1));
+      m.channels = static_cast<int>(shape.at(2));
+      if (m.patch == 0) {
+        // The smallest patch that divides both sides into at most 64 patches.
+        for (int p = 1; p <= std::min(m.image_h, m.image_w); ++p) {
+          if (m.image_h % p == 0 && m.image_w % p == 0 && (m.image_h / p) * (m.image_w / p) <= 64) {
+            m.patch = p;
+            break;
+          }
+        }
+        if (m.patch == 0) m.patch = std::gcd(m.image_h, m.image_w);
+      }
+      if (m.image_h % m.patch != 0 || m.image_w % m.patch != 0) {
+        throw UsageError("--patch " + std::to_string(m.patch) + " does not divide the images of " +
+                         cfg.data + " (" + std::to_string(m.image_h) + " x " +
+                         std::to_string(m.image_w) +
+                         " pixels): choose a common divisor of both, or leave --patch out");
+      }
+      seq_len = (m.image_h / m.patch) * (m.image_w / m.patch);
+      break;
+    }
+    case SampleKind::series:
+      m.input = InputKind::series;
+      seq_len = static_cast<int>(shape.at(0));
+      m.features = static_cast<int>(shape.at(1));
+      break;
+    case SampleKind::text:
+      m.input = InputKind::tokens;
+      seq_len = static_cast<int>(shape.at(0));
+      m.padded = f.has_lengths;
+      if (cfg.vocab_from_data) {
+        m.vocab_size = static_cast<int>(f.vocab_size);
+      } else if (m.vocab_size < f.vocab_size) {
+        throw UsageError("--vocab-size " + std::to_string(m.vocab_size) + ", but " + cfg.data +
+                         " holds token ids up to " + std::to_string(f.vocab_size - 1) +
+                         ": pass --vocab-size " + std::to_string(f.vocab_size) +
+                         " or more, or leave it out");
+      }
+      break;
+  }
+  if (f.kind != SampleKind::image && m.patch != 0) {
+    throw UsageError("--patch " + std::to_string(m.patch) + " cuts images, but --data " + cfg.data +
+                     " holds " + datasets::sample_kind_name(f.kind) + ": leave --patch out");
+  }
+  if (cfg.seq_len_given && m.seq_len != seq_len) {
+    throw UsageError("--seq-len " + std::to_string(m.seq_len) + ", but the samples of " + cfg.data +
+                     " are " + std::to_string(seq_len) +
+                     (f.kind == SampleKind::image ? " patches" : " positions") +
+                     " long: leave --seq-len out for sample shards");
+  }
+  m.seq_len = seq_len;
+}
+
+}  // namespace
+
+void RunData::open_samples(comm::Communicator& world, storage::IoThread& io, TrainConfig& cfg) {
+  train_samples = index_sample_shards(world, io, cfg.data, "--data");
+  if (!cfg.val_data.empty()) {
+    if (!names_sample_shards(world, cfg.val_data, "--val-data")) {
+      run_agreed(world, [&] {
+        throw UsageError("--val-data " + cfg.val_data + " holds token shards but --data " +
+                         cfg.data + " sample shards: hold out samples of the same kind");
+      });
+    }
+    val_samples = index_sample_shards(world, io, cfg.val_data, "--val-data");
+  }
+  run_agreed(world, [&] {
+    complete_model_from_samples(cfg, train_samples->common);
+    if (val_samples) {
+      const auto& t = train_samples->common;
+      const auto& v = val_samples->common;
+      if (v.kind != t.kind || v.sample_shape != t.sample_shape || v.task != t.task ||
+          v.num_targets != t.num_targets || v.has_lengths != t.has_lengths ||
+          v.num_classes > t.num_classes || v.vocab_size > cfg.model.vocab_size) {
+        throw UsageError("--val-data " + cfg.val_data + " holds samples unlike --data " + cfg.data +
+                         " (kind, shape, task, targets, lengths, or classes or token ids the "
+                         "training data lacks): hold out samples of the same dataset");
+      }
+    }
+  });
+  const size_t cache_bytes = static_cast<size_t>(cfg.data_cache_mb) << 20;
+  train_set.emplace(io, train_samples->shards, cache_bytes);
+  if (val_samples) val_set.emplace(io, val_samples->shards, size_t{64} << 20);
 }
 
 // ---- plan memory --------------------------------------------------------------------------------
@@ -222,7 +373,7 @@ std::optional<checkpoint::ResumeState> resume_run(comm::Communicator& world, sto
   // [Checkpoint layout]: the newest valid checkpoint (or the one named), checked against these
   // options and loaded on every rank, before anything is written.
   const checkpoint::CheckpointMeta base =
-      checkpoint_base(cfg, world.world_size(), data.train_index.shards);
+      checkpoint_base(cfg, world.world_size(), data.fingerprint());
   auto compatible = [&](const checkpoint::CheckpointMeta& saved) {
     check_resume_options(saved.config, cfg);
     checkpoint::check_same_state_and_data(saved, base);
@@ -278,7 +429,7 @@ void open_outputs(comm::Communicator& world, storage::IoThread& io, const TrainC
   if (cfg.ckpt_dir.empty()) return;
   out.saver.emplace(
       world, io, cfg.ckpt_dir, cfg.ckpt_keep, cfg.ckpt_async,
-      checkpoint_base(cfg, world.world_size(), data.train_index.shards),
+      checkpoint_base(cfg, world.world_size(), data.fingerprint()),
       [&log, metrics](const checkpoint::SaveReport& r) { report_checkpoint(r, log, metrics); });
   out.saver->set_fault_kill_in_save(cfg.fault_kill_in_save);
 }
@@ -305,22 +456,47 @@ std::string cuda_summary() try {
 void print_banner(const TrainConfig& cfg, int world_size, const comm::Placement& where,
                   const RunPlacement& placed, RunData& data) {
   if (where.rank != 0) return;
-  const IndexedShards& ti = data.train_index;
   std::printf(
       "train: %d rank(s), %d on this node (%s) | %d thread(s)/rank | %s\n"
       "model: %s | %.3fM parameters | %.3g MFLOP/token\n"
       "batch: global %" PRId64
-      " x %d tokens | micro-batch %d/rank | %d accumulation step(s) | "
-      "%" PRId64
-      " steps\n"
-      "data: %s | %zu shard(s), %.3fM tokens, %" PRIu64 " samples, vocab %" PRId64
-      " | %s shuffle | index %s (%zu shard(s) scanned now)\n",
+      " x %d %s | micro-batch %d/rank | %d accumulation step(s) | "
+      "%" PRId64 " steps\n",
       world_size, where.local_size, where.host.c_str(), placed.threads, cuda_summary().c_str(),
       cfg.model.describe().c_str(), ParamLayout(cfg.model).total() / 1e6,
-      model_flops_per_token(cfg.model) / 1e6, cfg.global_batch, cfg.model.seq_len, cfg.micro_batch,
-      cfg.accum_steps(world_size), cfg.steps, cfg.data.c_str(), ti.shards.size(),
-      ti.num_tokens / 1e6, data.train->num_samples(), ti.vocab_size,
-      datasets::shuffle_name(cfg.shuffle.mode), ti.index_path.c_str(), ti.inspected);
+      model_flops_per_token(cfg.model) / 1e6, cfg.global_batch, cfg.model.positions(),
+      cfg.model.task == Task::lm ? "tokens" : "positions", cfg.micro_batch,
+      cfg.accum_steps(world_size), cfg.steps);
+  if (data.samples()) {
+    const datasets::SampleShardFacts& c = data.train_samples->common;
+    std::string shape;
+    for (uint64_t d : c.sample_shape)
+      shape += (shape.empty() ? "" : "x") + std::to_string(d);
+    std::printf(
+        "data: %s | %zu sample shard(s), %" PRIu64 " %s samples %s (%s) | %s%s | %s shuffle\n",
+        cfg.data.c_str(), data.train_samples->shards.size(), data.train_samples->num_samples,
+        datasets::sample_kind_name(c.kind), shape.c_str(), c.input_type.c_str(),
+        c.task == datasets::SampleTask::classify
+            ? (std::to_string(c.num_classes) + " classes").c_str()
+            : (std::to_string(c.num_targets) + " target(s)").c_str(),
+        c.has_lengths ? ", with lengths" : "", datasets::shuffle_name(cfg.shuffle.mode));
+    if (data.val_set) {
+      std::printf("val: %s | %zu shard(s), %" PRIu64 " samples | %" PRId64
+                  " evaluated every %" PRId64 " step(s)\n",
+                  cfg.val_data.c_str(), data.val_samples->shards.size(),
+                  data.val_samples->num_samples,
+                  std::min<int64_t>(cfg.val_samples, data.val_set->num_samples()),
+                  cfg.val_every > 0 ? cfg.val_every : cfg.steps);
+    }
+    std::fflush(stdout);
+    return;
+  }
+  const IndexedShards& ti = data.train_index;
+  std::printf("data: %s | %zu shard(s), %.3fM tokens, %" PRIu64 " samples, vocab %" PRId64
+              " | %s shuffle | index %s (%zu shard(s) scanned now)\n",
+              cfg.data.c_str(), ti.shards.size(), ti.num_tokens / 1e6, data.train->num_samples(),
+              ti.vocab_size, datasets::shuffle_name(cfg.shuffle.mode), ti.index_path.c_str(),
+              ti.inspected);
   if (data.val) {
     std::printf(
         "val: %s | %zu shard(s), %.3fM tokens | %" PRId64 " samples every %" PRId64 " step(s)\n",

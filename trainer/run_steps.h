@@ -13,11 +13,13 @@
 #include "checkpoint/resume.h"
 #include "comm/communicator.h"
 #include "comm/mpi_session.h"
+#include "datasets/sample_dataset.h"
 #include "datasets/token_dataset.h"
 #include "job/gpu_placement.h"
 #include "job/slurm_env.h"
 #include "job/stop_request.h"
 #include "storage/io_thread.h"
+#include "trainer/checkpoint_meta.h"
 #include "trainer/data_setup.h"
 #include "trainer/memory_plan.h"
 #include "trainer/metrics.h"
@@ -60,18 +62,30 @@ struct RunPlacement {
 RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
                        const TrainConfig& cfg, job::StopRequests& stop, const RunLog& log);
 
-// Open the data (collective): both shard sets indexed and checked against the model (whose
-// vocabulary comes from the data unless --vocab-size was given: cfg is completed here), and the
-// readers over them.
+// Open the data (collective): both shard sets indexed and checked against the model, and the
+// readers over them. cfg is completed here: token shards give the vocabulary (unless
+// --vocab-size was given); sample shards give the task (unless --task was given, which they must
+// agree with), the input's kind and shape, the sequence length and the classes or targets.
 class RunData {
  public:
   RunData(comm::Communicator& world, storage::IoThread& io, TrainConfig& cfg);
-  TrainData view() { return TrainData{*train, val ? &*val : nullptr}; }
+  TrainData view();
+  bool samples() const { return train_samples.has_value(); }
+  // What checkpoints record of the training data ([Checkpoint layout]).
+  DataFingerprint fingerprint() const;
 
+  // Token shards:
   IndexedShards train_index;
   std::optional<IndexedShards> val_index;
-  std::optional<datasets::TokenDataset> train;  // always set once constructed
+  std::optional<datasets::TokenDataset> train;
   std::optional<datasets::TokenDataset> val;
+  // Sample shards:
+  std::optional<IndexedSamples> train_samples, val_samples;
+  std::optional<datasets::SampleDataset> train_set, val_set;
+
+ private:
+  void open_tokens(comm::Communicator& world, storage::IoThread& io, TrainConfig& cfg);
+  void open_samples(comm::Communicator& world, storage::IoThread& io, TrainConfig& cfg);
 };
 
 // Plan (collective): the [Memory plan] of a rank, logged, and checked against its share of the

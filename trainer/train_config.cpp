@@ -23,7 +23,7 @@ const char* precision_name(Precision p) {
 
 void TrainConfig::validate(int world_size) const {
   check_options(*this);
-  model.validate();
+  model.validate_shape();  // the input and head are complete once the data is read
   const int64_t per_pass = int64_t{world_size} * micro_batch;
   if (global_batch % per_pass != 0) {
     const int64_t lower = (global_batch / per_pass) * per_pass;

@@ -27,6 +27,8 @@ enum class NonFinitePolicy { stop, skip };
 struct TrainConfig {
   ModelConfig model;
   bool vocab_from_data = true;      // --vocab-size not given: take it from the data
+  bool task_from_data = true;       // --task not given: lm for token shards, else the samples'
+  bool seq_len_given = false;       // --seq-len given (sample shards must agree with it)
   std::string data;                 // --data: shards (a directory, a glob or one file)
   std::string val_data;             // --val-data: held-out shards ("" = no validation)
   int64_t val_every = 0;            // validation loss every N steps (0: only after the last step)

@@ -46,10 +46,10 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     const RunLog log(world.rank());
     // [Stop requests]: handlers first, so that a signal during the start is not lost.
     job::StopRequests stop(cfg.preempt_signal);
-    const RunPlacement placed = place_run(world, session.placement(), cfg, stop, log);
-
     storage::IoThread io;  // [I/O thread], before the datasets, which close their files on it
+    // The data completes the model (its task, input and head) that placement chooses for.
     RunData data(world, io, cfg);
+    const RunPlacement placed = place_run(world, session.placement(), cfg, stop, log);
     plan_run_memory(world, session.placement(), cfg, placed, log);
     std::optional<checkpoint::ResumeState> resumed = resume_run(world, io, cfg, data, log);
     if (resumed && nothing_left(cfg, *resumed, log)) return 0;

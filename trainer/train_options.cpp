@@ -192,6 +192,8 @@ constexpr Choice<Precision> kPrecisions[] = {
 constexpr Choice<NonFinitePolicy> kNonFinite[] = {{"stop", NonFinitePolicy::stop},
                                                   {"skip", NonFinitePolicy::skip}};
 
+constexpr Choice<Pool> kPools[] = {{"cls", Pool::cls}, {"mean", Pool::mean}};
+
 constexpr Choice<ZeroStage> kZeroStages[] = {{"auto", ZeroStage::automatic},
                                              {"0", ZeroStage::off},
                                              {"1", ZeroStage::optimizer},
@@ -233,6 +235,43 @@ OptionSpec vocab_option() {
     c.vocab_from_data = false;
   };
   o.print = [](const TrainConfig& c) { return std::to_string(c.model.vocab_size); };
+  return o;
+}
+
+// --task: given, the data must agree with it; recorded resolved.
+OptionSpec task_option() {
+  OptionSpec o = entry("task", kModel,
+                       "'lm' (next-token prediction on token shards), 'classify' or 'regress' "
+                       "(sample shards with /labels or /targets; docs/data-format.md). Default: "
+                       "from the data",
+                       OnResume::must_match);
+  o.parse = [](TrainConfig& c, const std::string& t) {
+    const Task tasks[] = {Task::lm, Task::classify, Task::regress};
+    for (Task k : tasks) {
+      if (t == task_name(k)) {
+        c.model.task = k;
+        c.task_from_data = false;
+        return;
+      }
+    }
+    throw UsageError("--task must be 'lm', 'classify' or 'regress', got '" + t + "'.");
+  };
+  o.print = [](const TrainConfig& c) { return std::string(task_name(c.model.task)); };
+  return o;
+}
+
+// --seq-len: given with sample shards, it must be their length.
+OptionSpec seq_len_option() {
+  OptionSpec o = entry("seq-len", kModel,
+                       "context length T (token shards; sample shards give it: a text's or "
+                       "series' length, an image's patch count)",
+                       OnResume::must_match);
+  o.parse = [](TrainConfig& c, const std::string& t) {
+    c.model.seq_len = parse_integer<int>("seq-len", t);
+    c.seq_len_given = true;
+  };
+  o.print = [](const TrainConfig& c) { return std::to_string(c.model.seq_len); };
+  o.default_text = o.print(TrainConfig{});
   return o;
 }
 
@@ -399,8 +438,18 @@ void data_options(std::vector<OptionSpec>& t) {
 void model_options(std::vector<OptionSpec>& t) {
   const auto must = OnResume::must_match;
   // clang-format off
+  t.push_back(task_option());
   t.push_back(vocab_option());
-  t.push_back(option("seq-len", kModel, "context length T", DPT_FIELD(model.seq_len), {}, must));
+  t.push_back(seq_len_option());
+  t.push_back(option("patch", kModel,
+      "image patches of P x P pixels, as the Vision Transformer (0: the smallest P dividing "
+      "the images' height and width into at most 64 patches)", DPT_FIELD(model.patch),
+      [](const TrainConfig& c) { require(c.model.patch >= 0, "--patch must be >= 0 (0: auto)."); },
+      must));
+  t.push_back(choice_option("pool", kModel,
+      "what the classification or regression head reads: 'cls' (a learned class token leading "
+      "the sequence) or 'mean' (the mean of the valid positions)", DPT_FIELD(model.pool), kPools,
+      must));
   t.push_back(option("d-model", kModel, "width C of the residual stream",
       DPT_FIELD(model.d_model), {}, must));
   t.push_back(option("n-layer", kModel, "transformer blocks L", DPT_FIELD(model.n_layer), {},

@@ -46,46 +46,81 @@ namespace {
 // [Validation set] A fixed set of held-out samples, evenly spaced over the validation shards in
 // order, split among the ranks in contiguous slices (any number of ranks evaluates the same
 // samples); read once at start, so evaluation makes no I/O. The loss is the mean over samples
-// of each sample's mean token loss, summed over ranks.
+// of each sample's loss (language modelling: its mean token loss), summed over ranks; with it
+// the top-1 accuracy and confusion matrix (classification) or the RMSE over every target
+// (regression).
 class Validator {
  public:
-  Validator(datasets::TokenDataset& val, int64_t want, int world_size, int rank, int micro_batch)
-      : T_(val.seq_len()), b_(micro_batch) {
+  Validator(datasets::Dataset& val, int64_t want, int world_size, int rank, int micro_batch,
+            const ModelConfig& model)
+      : b_(micro_batch),
+        task_(model.task),
+        K_(task_ == Task::lm ? 0 : model.num_outputs),
+        outputs_(static_cast<size_t>(micro_batch) * K_) {
     const uint64_t N = val.num_samples();
-    const uint64_t K = std::min<uint64_t>(static_cast<uint64_t>(want), N);
-    const uint64_t lo = rank * K / world_size, hi = (rank + 1) * K / world_size;
+    const uint64_t n = std::min<uint64_t>(static_cast<uint64_t>(want), N);
+    const uint64_t lo = rank * n / world_size, hi = (rank + 1) * n / world_size;
     std::vector<datasets::SampleRef> refs;
     for (uint64_t i = lo; i < hi; ++i)
-      refs.push_back(val.sample_in_order(i * N / K));
+      refs.push_back(val.sample_in_order(i * N / n));
     rows_ = static_cast<int>(refs.size());
-    std::vector<int32_t> windows(refs.size() * (T_ + 1));
-    val.read_samples(refs, windows.data());
-    inputs_.resize(refs.size() * T_);
-    targets_.resize(inputs_.size());
-    for (size_t j = 0; j < refs.size(); ++j) {
-      datasets::split_window(&windows[j * (T_ + 1)], T_, &inputs_[j * T_], &targets_[j * T_]);
-    }
+    rows_buf_ = datasets::BatchBuffer(val.fields(), std::max<size_t>(1, refs.size()));
+    val.read_samples(refs, rows_buf_);
+    if (task_ == Task::classify) confusion_.assign(static_cast<size_t>(K_) * K_, 0.0);
   }
 
-  double evaluate(Replica& model, comm::Communicator& comm) {
+  struct Result {
+    double loss = 0, accuracy = 0, rmse = 0;
+    std::vector<int64_t> confusion;
+  };
+
+  Result evaluate(Replica& model, comm::Communicator& comm) {
     struct Sums {
-      double loss = 0;  // each sample's mean token loss, summed over samples
+      double loss = 0;  // each sample's loss, summed over samples
       double samples = 0;
-      auto fields() { return std::tie(loss, samples); }
-    } sums{0.0, static_cast<double>(rows_)};
+      double correct = 0;        // classification
+      double squared_error = 0;  // regression: over every target
+      auto fields() { return std::tie(loss, samples, correct, squared_error); }
+    } sums{0.0, static_cast<double>(rows_), 0.0, 0.0};
+    std::fill(confusion_.begin(), confusion_.end(), 0.0);
     for (int r0 = 0; r0 < rows_; r0 += b_) {
       const int n = std::min(b_, rows_ - r0);
-      sums.loss += n * model.evaluate(&inputs_[size_t(r0) * T_], &targets_[size_t(r0) * T_], n);
+      const datasets::Batch batch = rows_buf_.view(static_cast<size_t>(r0), n);
+      sums.loss += n * model.evaluate(batch, K_ > 0 ? outputs_.data() : nullptr);
+      for (int j = 0; j < n && task_ == Task::classify; ++j) {
+        const float* o = &outputs_[static_cast<size_t>(j) * K_];
+        const int predicted = static_cast<int>(std::max_element(o, o + K_) - o);
+        const int truth = batch.labels[j];
+        sums.correct += predicted == truth ? 1.0 : 0.0;
+        confusion_[static_cast<size_t>(truth) * K_ + predicted] += 1.0;
+      }
+      for (int j = 0; j < n && task_ == Task::regress; ++j) {
+        for (int k = 0; k < K_; ++k) {
+          const double e = double(outputs_[size_t(j) * K_ + k]) - batch.targets[size_t(j) * K_ + k];
+          sums.squared_error += e * e;
+        }
+      }
     }
     comm::all_reduce_fields(comm, sums, comm::ReduceOp::sum);
-    return sums.loss / sums.samples;
+    Result r;
+    r.loss = sums.loss / sums.samples;
+    if (task_ == Task::classify) {
+      comm.all_reduce(std::span<double>(confusion_), comm::ReduceOp::sum);
+      r.accuracy = sums.correct / sums.samples;
+      r.confusion.assign(confusion_.begin(), confusion_.end());
+    }
+    if (task_ == Task::regress) r.rmse = std::sqrt(sums.squared_error / (sums.samples * K_));
+    return r;
   }
 
  private:
-  size_t T_;
   int b_;
+  Task task_;
+  int K_;
   int rows_ = 0;
-  std::vector<int32_t> inputs_, targets_;
+  datasets::BatchBuffer rows_buf_;
+  std::vector<float> outputs_;
+  std::vector<double> confusion_;  // K x K counts, summed over ranks as doubles (exact to 2^53)
 };
 
 // [Step votes] What every rank puts into the one small all-reduce (max) of each step, after its
@@ -126,10 +161,10 @@ class TrainingLoop {
         sync_(comm),
         skipped_total_(control.resume ? control.resume->meta.nonfinite_skipped : 0),
         model_flops_per_step_(model_flops_per_token(cfg.model) *
-                              static_cast<double>(cfg.global_batch * cfg.model.seq_len)) {
+                              static_cast<double>(cfg.global_batch * cfg.model.positions())) {
     if (data.val)
       validator_.emplace(*data.val, cfg.val_samples, comm.world_size(), comm.rank(),
-                         cfg.micro_batch);
+                         cfg.micro_batch, cfg.model);
     if (tracing_) reserve_trace();
   }
 
@@ -213,7 +248,7 @@ class TrainingLoop {
       wait_ms += mb.wait_ms;
       // Each micro-batch contributes 1/accum of this rank's mean; the average over ranks in
       // reduce() makes it the gradient of the mean over the global batch.
-      model_.forward_backward(mb.inputs, mb.targets, cfg_.micro_batch, 1.0 / accum, m == accum - 1);
+      model_.forward_backward(mb.batch, 1.0 / accum, m == accum - 1);
     }
     if (step == cfg_.fault_nan_step && comm_.rank() == comm_.world_size() - 1) model_.poison_grad();
     model_.reduce();
@@ -236,7 +271,7 @@ class TrainingLoop {
   }
 
   StepRecord record(int64_t step, const ReplicaStep& rs, double ms, double wait_ms) {
-    const int64_t tokens_per_step = cfg_.global_batch * cfg_.model.seq_len;
+    const int64_t tokens_per_step = cfg_.global_batch * cfg_.model.positions();
     StepRecord rec;
     rec.step = step;
     rec.total_steps = cfg_.steps;
@@ -247,6 +282,8 @@ class TrainingLoop {
     rec.tokens = step * tokens_per_step;
     rec.step_ms = ms;
     rec.tokens_per_s = ms > 0 ? tokens_per_step / (ms / 1000.0) : 0.0;
+    rec.samples = step * cfg_.global_batch;
+    rec.samples_per_s = ms > 0 ? cfg_.global_batch / (ms / 1000.0) : 0.0;
     rec.data_wait_ms = wait_ms;
     rec.comm_exposed_ms = rs.comm_exposed_ms;
     // llm.c's MFU: model FLOPs of the step's tokens per second over the ranks' summed peak.
@@ -264,7 +301,13 @@ class TrainingLoop {
     if (!validator_ || !due) return;
     const trace::Span span("validation");
     rec.has_val = true;
-    rec.val_loss = validator_->evaluate(model_, comm_);
+    Validator::Result r = validator_->evaluate(model_, comm_);
+    rec.val_loss = r.loss;
+    if (cfg_.model.task == Task::classify) {
+      rec.val_accuracy = r.accuracy;
+      if (rec.step == cfg_.steps) rec.confusion = std::move(r.confusion);
+    }
+    if (cfg_.model.task == Task::regress) rec.val_rmse = r.rmse;
   }
 
   void save_if_due(StepRecord& rec, bool final_step) {

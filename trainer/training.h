@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,7 +13,7 @@
 #include "checkpoint/checkpointer.h"
 #include "checkpoint/resume.h"
 #include "comm/communicator.h"
-#include "datasets/token_dataset.h"
+#include "datasets/dataset.h"
 #include "job/stop_request.h"
 #include "trainer/replica.h"
 #include "trainer/train_config.h"
@@ -25,16 +26,24 @@ struct StepRecord {
   double loss = 0;  // mean cross-entropy over the global batch (nats per token)
   double lr = 0;
   double grad_norm = 0;  // global L2 norm of the averaged gradient, before clipping
-  int64_t tokens = 0;    // cumulative tokens over all ranks
+  int64_t tokens = 0;    // cumulative tokens (positions of the trunk) over all ranks
   double tokens_per_s = 0;
   double step_ms = 0;
   double data_wait_ms = 0;     // data stall: time this step waited for its batches (slowest rank)
   double io_tokens_per_s = 0;  // rank 0's reader: tokens read per second of I/O thread time
   bool has_val = false;        // the validation loss was evaluated after this step
   double val_loss = 0;         // mean over the fixed held-out samples, all ranks
-  bool skipped = false;        // non-finite loss or gradient norm: no update ([Non-finite guard])
-  bool saved = false;          // a checkpoint of this step was started
-  double ckpt_stall_ms = 0;    // time this step spent starting it ([Async save])
+  // Classification: top-1 accuracy of the held-out samples, and after the last step the
+  // confusion matrix (row = true class, column = predicted; K x K counts, row-major).
+  // Regression: the root mean squared error over every held-out target. NaN when not measured.
+  double val_accuracy = std::numeric_limits<double>::quiet_NaN();
+  double val_rmse = std::numeric_limits<double>::quiet_NaN();
+  std::vector<int64_t> confusion;
+  int64_t samples = 0;  // cumulative samples over all ranks
+  double samples_per_s = 0;
+  bool skipped = false;      // non-finite loss or gradient norm: no update ([Non-finite guard])
+  bool saved = false;        // a checkpoint of this step was started
+  double ckpt_stall_ms = 0;  // time this step spent starting it ([Async save])
   // Rank 0's wait for the gradient exchange after its backward ended ([Gradient buckets]).
   double comm_exposed_ms = 0;
   // Model FLOPs per second over all ranks' peak (NaN when no peak is known).
@@ -49,8 +58,8 @@ struct StepRecord {
 
 // The data of a run: the training shards and, optionally, held-out shards.
 struct TrainData {
-  datasets::TokenDataset& train;
-  datasets::TokenDataset* val = nullptr;
+  datasets::Dataset& train;
+  datasets::Dataset* val = nullptr;
 };
 
 struct TrainResult {

@@ -1,4 +1,5 @@
-// patches_*_cuda, mean_pool_*_cuda and mse_*_cuda against the CPU reference in double (float
+// patches_*_cuda, positions_*_cuda, mean_pool_*_cuda, cls_pool_*_cuda and mse_*_cuda against the
+// CPU reference in double (float
 // and bf16) on odd shapes; outputs poisoned first, gradients accumulated onto random values.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include "kernels/mse.h"
 #include "kernels/patches.h"
 #include "kernels/pooling.h"
+#include "kernels/positions.h"
 #include "tests/kernels/cuda_test_util.h"
 
 namespace dpt::kernels::test {
@@ -115,6 +117,75 @@ TEST(MseCuda, MatchesTheCpuReferenceOnOddShapes) {
   check_mse<float>(300, 13, 122);
   check_mse<bf16>(37, 5, 123);
   check_mse<bf16>(7, 11, 124);
+}
+
+template <typename T>
+void check_positions(int B, int Tin, int C, bool with_cls, uint64_t seed) {
+  const std::string what = "positions B " + std::to_string(B) + " T " + std::to_string(Tin) +
+                           " C " + std::to_string(C) + (with_cls ? " with cls" : "");
+  const int Tx = Tin + (with_cls ? 1 : 0);
+  const auto emb = rounded_to<T>(random_vector(static_cast<size_t>(B) * Tin * C, seed, 0));
+  const auto cls = rounded_to<T>(random_vector(C, seed, 1));
+  const auto wpe = rounded_to<T>(random_vector(static_cast<size_t>(Tx) * C, seed, 2));
+  std::vector<double> want(static_cast<size_t>(B) * Tx * C);
+  positions_forward_cpu<double>(want.data(), emb.data(), with_cls ? cls.data() : nullptr,
+                                wpe.data(), B, Tin, C);
+  auto d_emb = to_device<T>(emb), d_cls = to_device<T>(cls), d_wpe = to_device<T>(wpe);
+  auto d_x = poisoned_device<T>(want.size());
+  positions_forward_cuda<T>(d_x.get(), d_emb.get(), with_cls ? d_cls.get() : nullptr, d_wpe.get(),
+                            B, Tin, C, nullptr);
+  expect_close(from_device(d_x), want, tolerance<T>(), what + " x");
+
+  const auto dx = rounded_to<T>(random_vector(want.size(), seed, 3));
+  const auto demb0 = rounded_to<T>(random_vector(emb.size(), seed, 4));
+  const auto dcls0 = random_vector(C, seed, 5), dwpe0 = random_vector(wpe.size(), seed, 6);
+  auto want_demb = demb0, want_dcls = dcls0, want_dwpe = dwpe0;
+  positions_backward_cpu<double>(want_demb.data(), with_cls ? want_dcls.data() : nullptr,
+                                 want_dwpe.data(), dx.data(), B, Tin, C);
+  auto d_dx = to_device<T>(dx), d_demb = to_device<T>(demb0);
+  auto d_dcls = to_device<float>(dcls0), d_dwpe = to_device<float>(dwpe0);
+  positions_backward_cuda<T>(d_demb.get(), with_cls ? d_dcls.get() : nullptr, d_dwpe.get(),
+                             d_dx.get(), B, Tin, C, nullptr);
+  expect_close(from_device(d_demb), want_demb, tolerance<T>(), what + " demb");
+  expect_close(from_device(d_dwpe), want_dwpe, 1e-5 * B, what + " dwpe");  // fp32 sums
+  expect_close(from_device(d_dcls), want_dcls, 1e-5 * B, what + " dcls");
+}
+
+TEST(PositionsCuda, MatchTheCpuReferenceOnOddShapes) {
+  for (bool cls : {true, false}) {
+    check_positions<float>(3, 7, 5, cls, 120);
+    check_positions<float>(13, 49, 97, cls, 121);
+    check_positions<bf16>(3, 7, 5, cls, 122);
+    check_positions<bf16>(5, 16, 64, cls, 123);
+  }
+}
+
+template <typename T>
+void check_cls_pool(int B, int Tn, int C, uint64_t seed) {
+  const std::string what =
+      "cls pool B " + std::to_string(B) + " T " + std::to_string(Tn) + " C " + std::to_string(C);
+  const auto x = rounded_to<T>(random_vector(static_cast<size_t>(B) * Tn * C, seed, 0));
+  std::vector<double> want(static_cast<size_t>(B) * C);
+  cls_pool_forward_cpu<double>(want.data(), x.data(), B, Tn, C);
+  auto d_x = to_device<T>(x);
+  auto d_out = poisoned_device<T>(want.size());
+  cls_pool_forward_cuda<T>(d_out.get(), d_x.get(), B, Tn, C, nullptr);
+  expect_close(from_device(d_out), want, 0.0, what + " out");  // a copy: exact
+  const auto dout = rounded_to<T>(random_vector(want.size(), seed, 1));
+  const auto dx0 = rounded_to<T>(random_vector(x.size(), seed, 2));
+  auto want_dx = dx0;
+  cls_pool_backward_cpu<double>(want_dx.data(), dout.data(), B, Tn, C);
+  auto d_dout = to_device<T>(dout);
+  auto d_dx = to_device<T>(dx0);
+  cls_pool_backward_cuda<T>(d_dx.get(), d_dout.get(), B, Tn, C, nullptr);
+  expect_close(from_device(d_dx), want_dx, tolerance<T>(), what + " dx");
+}
+
+TEST(ClsPoolCuda, MatchesTheCpuReferenceOnOddShapes) {
+  check_cls_pool<float>(3, 7, 5, 130);
+  check_cls_pool<float>(13, 50, 97, 131);
+  check_cls_pool<bf16>(3, 7, 5, 132);
+  check_cls_pool<bf16>(11, 17, 64, 133);
 }
 
 }  // namespace

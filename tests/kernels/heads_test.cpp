@@ -1,8 +1,10 @@
 // The operations of the non-language tasks' inputs and heads: [Patches] against the index
-// formula and as a permutation, [Pooling] with and without lengths, [Mean squared error]; every
+// formula and as a permutation, [Positions] with and without a class token, [Pooling] (mean
+// with and without lengths, the class token's row), [Mean squared error]; every
 // backward against central finite differences in double, float against double.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "kernels/mse.h"
 #include "kernels/patches.h"
 #include "kernels/pooling.h"
+#include "kernels/positions.h"
 
 namespace dpt::kernels::test {
 namespace {
@@ -164,6 +167,76 @@ TEST(Mse, BackwardMatchesFiniteDifferencesOfTheScaledBatchMean) {
   auto d = d0;
   mse_backward_cpu<double>(d.data(), pred.data(), target.data(), B, K, scale);
   expect_all_close(minus(d, d0), numeric_gradient(pred, objective), kGradRtol, kGradAtol, "dpred");
+}
+
+TEST(Positions, ForwardAddsThePositionToEachRowAndLeadsWithTheClassToken) {
+  const int B = 2, Tin = 3, C = 5;
+  const auto emb = random_vector(static_cast<size_t>(B) * Tin * C, 71, 0);
+  const auto cls = random_vector(C, 71, 1);
+  const auto wpe = random_vector(static_cast<size_t>(Tin + 1) * C, 71, 2);
+  std::vector<double> x(static_cast<size_t>(B) * (Tin + 1) * C, std::nan(""));
+  positions_forward_cpu<double>(x.data(), emb.data(), cls.data(), wpe.data(), B, Tin, C);
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < C; ++c) {
+      EXPECT_EQ(x[(b * (Tin + 1)) * C + c], cls[c] + wpe[c]);
+      for (int t = 0; t < Tin; ++t)
+        EXPECT_EQ(x[(b * (Tin + 1) + t + 1) * C + c],
+                  emb[(b * Tin + t) * C + c] + wpe[(t + 1) * C + c]);
+    }
+  std::vector<double> y(static_cast<size_t>(B) * Tin * C, std::nan(""));
+  positions_forward_cpu<double>(y.data(), emb.data(), nullptr, wpe.data(), B, Tin, C);
+  EXPECT_EQ(y[(1 * Tin + 2) * C + 4], emb[(1 * Tin + 2) * C + 4] + wpe[2 * C + 4]);
+}
+
+TEST(Positions, BackwardMatchesFiniteDifferencesForEveryInput) {
+  const int B = 3, Tin = 4, C = 5;
+  for (bool with_cls : {true, false}) {
+    const int Tx = Tin + (with_cls ? 1 : 0);
+    auto emb = random_vector(static_cast<size_t>(B) * Tin * C, 72, 0);
+    auto cls = random_vector(C, 72, 1);
+    auto wpe = random_vector(static_cast<size_t>(Tx) * C, 72, 2);
+    const auto R = random_vector(static_cast<size_t>(B) * Tx * C, 72, 3);
+    std::vector<double> x(R.size());
+    const auto objective = [&] {
+      positions_forward_cpu<double>(x.data(), emb.data(), with_cls ? cls.data() : nullptr,
+                                    wpe.data(), B, Tin, C);
+      return dot(x, R);
+    };
+    const auto demb0 = random_vector(emb.size(), 72, 4), dcls0 = random_vector(C, 72, 5),
+               dwpe0 = random_vector(wpe.size(), 72, 6);
+    auto demb = demb0, dcls = dcls0, dwpe = dwpe0;
+    positions_backward_cpu<double>(demb.data(), with_cls ? dcls.data() : nullptr, dwpe.data(),
+                                   R.data(), B, Tin, C);
+    expect_all_close(minus(demb, demb0), numeric_gradient(emb, objective), kGradRtol, kGradAtol,
+                     "demb");
+    expect_all_close(minus(dwpe, dwpe0), numeric_gradient(wpe, objective), kGradRtol, kGradAtol,
+                     "dwpe");
+    if (with_cls) {
+      expect_all_close(minus(dcls, dcls0), numeric_gradient(cls, objective), kGradRtol, kGradAtol,
+                       "dcls");
+    } else {
+      EXPECT_EQ(dcls, dcls0);
+    }
+  }
+}
+
+TEST(ClsPool, ReadsEachSequencesFirstRowAndBackwardIsItsAdjoint) {
+  const int B = 3, Tn = 4, C = 5;
+  auto x = random_vector(static_cast<size_t>(B) * Tn * C, 73, 0);
+  const auto R = random_vector(static_cast<size_t>(B) * C, 73, 1);
+  std::vector<double> out(R.size(), std::nan(""));
+  cls_pool_forward_cpu<double>(out.data(), x.data(), B, Tn, C);
+  for (int b = 0; b < B; ++b)
+    for (int c = 0; c < C; ++c)
+      EXPECT_EQ(out[b * C + c], x[(b * Tn) * C + c]);
+  const auto objective = [&] {
+    cls_pool_forward_cpu<double>(out.data(), x.data(), B, Tn, C);
+    return dot(out, R);
+  };
+  const auto dx0 = random_vector(x.size(), 73, 2);
+  auto dx = dx0;
+  cls_pool_backward_cpu<double>(dx.data(), R.data(), B, Tn, C);
+  expect_all_close(minus(dx, dx0), numeric_gradient(x, objective), kGradRtol, kGradAtol, "dx");
 }
 
 }  // namespace

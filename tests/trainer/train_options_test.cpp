@@ -42,7 +42,10 @@ const std::map<std::string, std::string> kOtherValues = {
     {"prefetch", "2"},
     {"data-cache-mb", "64"},
     {"index-cache", "/tmp/idx"},
+    {"task", "classify"},
     {"vocab-size", "300"},
+    {"patch", "7"},
+    {"pool", "mean"},
     {"seq-len", "64"},
     {"d-model", "96"},
     {"n-layer", "3"},
@@ -159,8 +162,8 @@ TEST(OptionTable, EveryMustMatchOptionRefusesAResumeThatChangesIt) {
           << msg;
     }
   }
-  // The model's shape, the global batch, the seed and the sample order.
-  EXPECT_EQ(must, 9);
+  // The model's task, input and shape, the global batch, the seed and the sample order.
+  EXPECT_EQ(must, 12);
   // A recorded value this build refuses, of an option a resume may change, does not matter;
   // unknown names are ignored.
   EXPECT_NO_THROW(check_resume_options(recorded + "lr = fast\nsome-old-option = 3\n", saved));

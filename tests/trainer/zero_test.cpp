@@ -112,7 +112,8 @@ TEST(ZeroNorm, ShardedNormAndClippingEqualTheUnshardedOnes) {
     auto replica = make_cpu_replica(cfg, 2, world, z);
     replica->set_state(init, {}, {});
     replica->zero_grads();
-    replica->forward_backward(in.data(), tgt.data(), 2, 1.0, true);
+    replica->forward_backward(datasets::Batch{2, in.data(), nullptr, nullptr, tgt.data(), nullptr},
+                              1.0, true);
     replica->reduce();
     steps.push_back(replica->update(1));
     const std::span<const float> p = replica->host_params();
