@@ -1,6 +1,6 @@
-// bench-data: throughput of the training data path (TokenDataset + BatchStream on the I/O
-// thread) over a dataset of shards, for the full or the local shuffle; scripts/bench-data.sh
-// sets it beside `cat` and h5py.
+// bench-data: throughput of the training data path (TokenDataset or SampleDataset + BatchStream
+// on the I/O thread) over a dataset of token shards or sample shards (images, series, texts),
+// for the full or the local shuffle; scripts/bench-data.sh sets it beside `cat` and h5py.
 //
 // What is timed is the whole stream as training would see it with an infinitely fast model:
 // from the BatchStream's start (which opens the files lazily) until the consumer has taken the
@@ -10,8 +10,10 @@
 #include <boost/program_options.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -19,6 +21,8 @@
 
 #include "common/errors.h"
 #include "datasets/batch_stream.h"
+#include "datasets/sample_dataset.h"
+#include "datasets/sample_inspect.h"
 #include "datasets/sample_order.h"
 #include "datasets/shard_inspect.h"
 #include "datasets/shard_reader.h"
@@ -53,7 +57,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
   Options o;
   // clang-format off
   po::options_description desc(
-      "bench-data: tokens/s of the prefetching reader over a shard dataset\n\n"
+      "bench-data: tokens/s (token shards) or samples/s (sample shards) of the prefetching "
+      "reader over a shard dataset\n\n"
       "Usage: bench-data --data DIR [options]\n\nOptions");
   desc.add_options()
       ("help,h", "print this help and exit")
@@ -179,6 +184,123 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// ---- sample shards ------------------------------------------------------------------------------
+
+// Stored bytes of one sample's input (uint8 pixels, float32 series, int32 tokens as read).
+size_t stored_bytes(const SampleShardFacts& f) {
+  size_t n = 1;
+  for (uint64_t d : f.sample_shape)
+    n *= d;
+  return n * (f.kind == SampleKind::image ? 1 : 4);
+}
+
+// A sample's checksum: its pixels as the uint8 they were (value x 255), or its series values'
+// float bits, or its token ids; a peer reading the file computes the same.
+uint64_t sample_sum(const Batch& b, const SampleFields& fields, SampleKind kind, int j) {
+  uint64_t sum = 0;
+  if (fields.values) {
+    const float* v = b.values + static_cast<size_t>(j) * fields.values;
+    for (size_t k = 0; k < fields.values; ++k) {
+      if (kind == SampleKind::image) {
+        sum += static_cast<uint32_t>(v[k] * 255.0f + 0.5f);  // the uint8 it was
+      } else {
+        uint32_t bits;
+        std::memcpy(&bits, &v[k], 4);
+        sum += bits;
+      }
+    }
+  }
+  for (size_t k = 0; k < fields.tokens; ++k)
+    sum += static_cast<uint32_t>(b.tokens[static_cast<size_t>(j) * fields.tokens + k]);
+  return sum;
+}
+
+int run_samples(const Options& o, IoThread& io, const std::vector<std::string>& paths) {
+  std::vector<SampleShardFacts> facts;
+  io.call([&] {
+    for (const auto& p : paths)
+      facts.push_back(inspect_sample_shard(p));
+  });
+  const SampleShardFacts common = common_sample_facts(facts, "--data");
+  std::vector<uint64_t> per_shard;
+  uint64_t total = 0;
+  for (const auto& f : facts) {
+    per_shard.push_back(f.num_samples);
+    total += f.num_samples;
+  }
+  const int64_t micro_batches = (o.samples > 0 ? o.samples : static_cast<int64_t>(total)) / o.batch;
+  if (micro_batches == 0) throw UsageError("the dataset holds fewer samples than --batch.");
+  const int64_t samples = micro_batches * o.batch;
+  const size_t bytes = stored_bytes(common);
+  std::printf(
+      "bench-data: %zu sample shards, %llu %s samples of %zu stored bytes; %s shuffle, "
+      "%lld samples in micro-batches of %d, depth %d, cache %lld MiB\n",
+      facts.size(), static_cast<unsigned long long>(total), sample_kind_name(common.kind), bytes,
+      o.shuffle.c_str(), static_cast<long long>(samples), o.batch, o.depth,
+      static_cast<long long>(o.cache_mb));
+  std::vector<double> wall, read, wait;
+  std::vector<uint64_t> sums(static_cast<size_t>(samples));
+  uint64_t checksum = 0;
+  const int last_rep = o.cold ? 0 : o.repeats;
+  for (int rep = 0; rep <= last_rep; ++rep) {
+    // A fresh dataset each repeat: no repeat inherits open files or cached blocks.
+    SampleDataset data(io, facts, static_cast<size_t>(o.cache_mb) << 20);
+    SampleOrder order(o.seed, data.samples_per_shard(), shuffle_of(o));
+    const SampleFields fields = data.fields();
+    uint64_t sum = 0;
+    const auto t0 = Clock::now();
+    BatchStream stream(data, std::move(order), BatchGeometry{o.batch, 1, 0, o.batch}, 0, o.depth);
+    for (int64_t i = 0; i < micro_batches; ++i) {
+      const auto mb = stream.next();
+      for (int j = 0; j < o.batch; ++j) {
+        const uint64_t s = sample_sum(mb.batch, fields, common.kind, j);
+        sum += s;
+        if (rep == 0) sums[static_cast<size_t>(i * o.batch + j)] = s;
+      }
+    }
+    const double w = std::chrono::duration<double>(Clock::now() - t0).count();
+    const auto st = stream.stats();
+    if (rep == 0) {
+      checksum = sum;
+      if (!o.dump_order.empty()) {
+        SampleOrder again(o.seed, per_shard, shuffle_of(o));
+        std::FILE* out = std::fopen(o.dump_order.c_str(), "w");
+        if (!out) throw UsageError("--dump-order: cannot write " + o.dump_order);
+        for (size_t k = 0; k < paths.size(); ++k)
+          std::fprintf(out, "shard %zu %s\n", k, paths[k].c_str());
+        for (size_t g = 0; g < sums.size(); ++g) {
+          const SampleRef ref = again.at(g);
+          std::fprintf(out, "%u %llu %llu\n", ref.shard, static_cast<unsigned long long>(ref.index),
+                       static_cast<unsigned long long>(sums[g]));
+        }
+        if (std::fclose(out) != 0) throw RuntimeFailure("--dump-order: writing failed");
+      }
+      if (!o.cold) continue;
+    }
+    DPT_CHECK(sum == checksum, "the same samples gave a different checksum");
+    wall.push_back(w);
+    read.push_back(st.read_seconds * static_cast<double>(samples) /
+                   std::max<double>(1, static_cast<double>(st.samples_read)));
+    wait.push_back(st.wait_seconds);
+  }
+  const double w = median(wall), rd = median(read), wt = median(wait);
+  const double mb = static_cast<double>(samples) * static_cast<double>(bytes) / 1e6;
+  std::printf(
+      "  %-24s %12s %10s %10s\n",
+      (o.cold ? std::string("cold, one pass") : "median of " + std::to_string(o.repeats)).c_str(),
+      "samples/s", "MB/s", "seconds");
+  std::printf("  %-24s %12.3e %10.1f %10.3f\n", "stream (wall)", samples / w, mb / w, w);
+  std::printf("  %-24s %12.3e %10.1f %10.3f\n", "I/O thread read time", samples / rd, mb / rd, rd);
+  std::printf("  consumer waited %.1f%% of the wall time; checksum %llu\n", 100 * wt / w,
+              static_cast<unsigned long long>(checksum));
+  std::printf(
+      "RESULT samples_per_s=%.6g mb_per_s=%.6g io_samples_per_s=%.6g io_mb_per_s=%.6g "
+      "wall_s=%.6g samples=%lld checksum=%llu\n",
+      samples / w, mb / w, samples / rd, mb / rd, w, static_cast<long long>(samples),
+      static_cast<unsigned long long>(checksum));
+  return 0;
+}
+
 int run(int argc, char** argv) {
   const auto parsed = parse_options(argc, argv);
   if (!parsed) return 0;
@@ -187,6 +309,7 @@ int run(int argc, char** argv) {
   // [I/O thread] declared before the datasets, which close their files on it.
   IoThread io;
   const auto paths = resolve_shards(o.data, "--data");
+  if (is_sample_shard(paths.front())) return run_samples(o, io, paths);
   std::vector<ShardFacts> facts;
   io.call([&] {
     for (const auto& p : paths)

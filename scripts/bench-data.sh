@@ -2,10 +2,12 @@
 # Data-path benchmark: our reader (bin/bench-data: TokenDataset + BatchStream) with the full and
 # the local shuffle against `cat` of the same shards and against h5py reading the very same
 # samples on a warm page cache, cat and the local shuffle on a cold cache as well (when the page
-# cache may be dropped), plus the data stall of a short real training run.
+# cache may be dropped), plus the data stall of a short real training run; then the same for
+# image shards (Fashion-MNIST as sample shards): ours against cat and h5py reading the same
+# images, and the data stall of the image demo's model.
 # Usage: scripts/bench-data.sh   (env: GB dataset size in GB of token payload, default 1;
 #        BUILD_DIR, default build/; PYTHON, default /usr/bin/python3; REPEATS, default 3;
-#        COLD=0 skips the cold rows; FULL_SAMPLES, default min(262144, half an epoch); H5PY_SAMPLES, default 0 = all)
+#        COLD=0 skips the cold rows; TOKENS=0 the token shards, IMAGES=0 the image shards; FULL_SAMPLES, default min(262144, half an epoch); H5PY_SAMPLES, default 0 = all)
 # The dataset is generated once (random words -> prepare-data) and kept in data/bench-data/.
 # About 1.5 minutes on 2 cores after that, most of it h5py.
 set -euo pipefail
@@ -21,6 +23,7 @@ if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+if [[ ${TOKENS:-1} != 0 ]]; then  # TOKENS=0 skips the token shards
 # --- The dataset, once: prepare-data's defaults (32M-token shards, 64K-token chunks, no
 # compression), uint16 ids. Byte-level tokens, so text bytes ~= tokens = payload / 2.
 dir="$root/data/bench-data/gb$gb"
@@ -192,3 +195,81 @@ print(f"goals: local >= 80% of raw: {'yes' if lr >= 0.8 else 'NO'} (warm {100 * 
       f"faster than h5py: {'yes' if all(ours[n]['mb_per_s'] > peer[n]['mbs'] for n in ours) else 'NO'}; "
       f"stall < 1%: {'yes' if stall < 0.01 else 'NO'}")
 PY
+fi
+
+# --- Image shards (IMAGES=0 skips): Fashion-MNIST's 60,000 training images as prepare-data
+# writes them (scripts/sample-data.sh), warm cache: cat of the shards, ours (one epoch of the
+# full shuffle in micro-batches of 64, train's default 512 MiB block cache), h5py reading the
+# same images in the same order one by one (as a PyTorch Dataset's __getitem__ would), and the
+# data stall of a short training run of the image demo's model on 2 ranks.
+if [[ ${IMAGES:-1} != 0 ]]; then
+  img="$root/data/bench-data/fashion"
+  [[ -d $img/train ]] || BUILD_DIR="$build" "$root/scripts/sample-data.sh" image "$img" >&2
+  ishards=("$img"/train/*.h5)
+  ibytes=$(du -cb "${ishards[@]}" | tail -n 1 | cut -f 1)
+  cat "${ishards[@]}" > /dev/null
+  echo "bench-data: images: cat x3, ours, h5py, train" >&2
+  for _ in 1 2 3; do
+    t0=$(date +%s%N); cat "${ishards[@]}" > /dev/null; t1=$(date +%s%N)
+    echo "$ibytes $((t1 - t0))" >> "$work/img-raw.txt"
+  done
+  "$build/bin/bench-data" --data "$img/train" --batch 64 --shuffle full --samples 0 \
+    --repeats "$repeats" --dump-order "$work/img.order" > "$work/img.out"
+  grep '^RESULT' "$work/img.out" > "$work/img.result"
+  "$py" - "$work/img.order" "$repeats" > "$work/img.h5py" <<'PY'
+import statistics, sys, time
+import h5py
+import numpy as np
+order, repeats = sys.argv[1], int(sys.argv[2])
+paths, refs = [], []
+for line in open(order):
+    a = line.split()
+    if a[0] == "shard":
+        paths.append(a[2])
+    else:
+        refs.append((int(a[0]), int(a[1]), int(a[2])))
+inputs = [h5py.File(p, "r")["inputs"] for p in paths]
+def once(refs):
+    t0 = time.perf_counter()
+    bad = 0
+    for i, k, want in refs:
+        bad += int(inputs[i][k].sum(dtype=np.uint64)) != want
+    dt = time.perf_counter() - t0
+    if bad:
+        sys.exit(f"h5py: {bad} images differ from what bench-data read")
+    return dt
+once(refs[:2048])  # warm-up
+secs = statistics.median(once(refs) for _ in range(repeats))
+print(f"samples={len(refs)} seconds={secs} bytes={inputs[0].dtype.itemsize * int(np.prod(inputs[0].shape[1:]))}")
+PY
+  mpiexec -n 2 --oversubscribe --bind-to none "$build/bin/train" \
+    --config "$root/scripts/demo-image.ini" --data "$img/train" --steps 40 --log-every 1000 \
+    --val-every 0 --metrics "$work/img-train.jsonl" > "$work/img-train.log"
+  "$py" - "$work" "$repeats" <<'PY'
+import json, statistics, sys
+work, repeats = sys.argv[1], int(sys.argv[2])
+raw = statistics.median(int(b) / (int(ns) / 1e9) / 1e6
+                        for b, ns in (l.split() for l in open(f"{work}/img-raw.txt")))
+o = {k: float(v) for k, v in (w.split("=") for w in open(f"{work}/img.result").read().split()[1:])}
+d = dict(w.split("=") for w in open(f"{work}/img.h5py").read().split())
+h_sps = int(d["samples"]) / float(d["seconds"])
+h_mbs = h_sps * int(d["bytes"]) / 1e6
+rows = [r for r in (json.loads(l) for l in open(f"{work}/img-train.jsonl")) if r.get("step", 0) >= 2 and "step_ms" in r]
+stall = sum(r["data_wait_ms"] for r in rows) / sum(r["step_ms"] for r in rows)
+step_ms = statistics.median(r["step_ms"] for r in rows)
+print()
+print(f"bench-data: image shards (Fashion-MNIST train, 60,000 x 28x28x1 uint8), warm cache; "
+      f"medians of {repeats} after a warm-up")
+print("MB = stored image bytes / 1e6; raw counts file bytes")
+h = f"{'reader':<38} {'samples/s':>10} {'MB/s':>8} {'vs raw':>7} {'vs h5py':>8}"
+print(h)
+print("-" * len(h))
+print(f"{'raw: cat shards > /dev/null':<38} {'':>10} {raw:>8.0f} {1:>7.2f} {'':>8}")
+print(f"{'ours, full shuffle, batch 64':<38} {o['samples_per_s']:>10.3g} {o['mb_per_s']:>8.0f} "
+      f"{o['mb_per_s'] / raw:>7.3f} {o['samples_per_s'] / h_sps:>7.1f}x")
+print(f"{'h5py, same order, one image a read':<38} {h_sps:>10.3g} {h_mbs:>8.1f} {h_mbs / raw:>7.3f} {1:>7.1f}x")
+print(f"train (demo-image.ini, 2 ranks, steps 2..{rows[-1]['step']}): data stall "
+      f"{100 * stall:.4f}% of step time, median step {step_ms:.1f} ms "
+      f"({128 / step_ms * 1000:.0f} images/s trained vs {o['samples_per_s']:.3g} read)")
+PY
+fi

@@ -52,7 +52,7 @@ train=(mpiexec "${mpi_flags[@]}" "$build/bin/train" --config "$config" --data "$
 if [[ $task == lm ]]; then exec "${train[@]}"; fi
 "${train[@]}"
 # The held-out result beside its baseline, from the metrics file and the held-out shard.
-python3 - "$metrics" "$data/val" "$task" <<'PY'
+"${PYTHON:-/usr/bin/python3}" - "$metrics" "$data/val" "$task" <<'PY'
 import glob, json, sys
 import h5py
 metrics, val, task = sys.argv[1:]

@@ -10,7 +10,7 @@ packages=(
   libboost-program-options1.81-dev libboost-json1.81-dev
   libgtest-dev
   libopenblas-openmp-dev
-  fortunes-min fortunes
+  fortunes-min fortunes dataset-fashion-mnist
   python3 python3-h5py python3-numpy python3-matplotlib
 )
 

@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "common/hash.h"
 #include "datasets/sample_dataset.h"
+#include "datasets/sample_index.h"
 #include "datasets/sample_inspect.h"
 #include "datasets/shard_index.h"
 #include "datasets/shard_inspect.h"
@@ -125,7 +126,8 @@ bool names_sample_shards(comm::Communicator& comm, const std::string& spec,
 }
 
 IndexedSamples index_sample_shards(comm::Communicator& comm, storage::IoThread& io,
-                                   const std::string& spec, const std::string& option) {
+                                   const std::string& spec, const std::string& option,
+                                   const std::string& index_cache_dir) {
   const int W = comm.world_size(), rank = comm.rank();
   std::vector<std::string> paths;
   std::vector<datasets::FileStamp> stamps;
@@ -135,28 +137,69 @@ IndexedSamples index_sample_shards(comm::Communicator& comm, storage::IoThread& 
       stamps.push_back(datasets::stat_shard(p));
   });
   run_agreed(comm, [&] { check_same_files(comm, paths, stamps, spec, option); });
-  // Shard k is inspected by rank k % W; each rank's facts travel as one string.
+  IndexedSamples out;
+  out.shards.resize(paths.size());
+  // Rank 0's index decides which shards need inspecting ([Shard index]); all ranks share that
+  // work, shard missing[k] by rank k % W, and each rank's facts travel as one string.
+  const size_t S = paths.size();
+  std::vector<uint8_t> cached(S, 0);
+  datasets::SampleIndex index;
+  out.index_path = datasets::sample_index_path_for(paths, index_cache_dir);
+  if (rank == 0) {
+    index = datasets::SampleIndex::load(out.index_path);
+    for (size_t i = 0; i < S; ++i) {
+      if (auto f = index.find(paths[i], stamps[i])) {
+        cached[i] = 1;
+        out.shards[i] = std::move(*f);
+      }
+    }
+  }
+  comm::broadcast_vector(comm, cached, 0);
+  std::vector<size_t> missing;
+  for (size_t i = 0; i < S; ++i)
+    if (!cached[i]) missing.push_back(i);
+  out.inspected = missing.size();
   std::string mine;
   run_agreed(comm, [&] {
     io.call([&] {
-      for (size_t k = static_cast<size_t>(rank); k < paths.size(); k += W) {
+      for (size_t k = static_cast<size_t>(rank); k < missing.size(); k += W) {
         const std::string f =
-            datasets::encode_sample_facts(datasets::inspect_sample_shard(paths[k]));
+            datasets::encode_sample_facts(datasets::inspect_sample_shard(paths[missing[k]]));
         mine += std::to_string(f.size()) + ":" + f;
       }
     });
   });
   const std::vector<std::string> all = comm::all_gather_strings(comm, mine);
-  IndexedSamples out;
-  out.shards.resize(paths.size());
   for (int r = 0; r < W; ++r) {
     size_t pos = 0;
-    for (size_t k = static_cast<size_t>(r); k < paths.size(); k += W) {
+    for (size_t k = static_cast<size_t>(r); k < missing.size(); k += W) {
       const size_t colon = all[r].find(':', pos);
       const size_t n = std::stoull(all[r].substr(pos, colon - pos));
-      out.shards[k] = datasets::decode_sample_facts(all[r].substr(colon + 1, n));
+      out.shards[missing[k]] = datasets::decode_sample_facts(all[r].substr(colon + 1, n));
       pos = colon + 1 + n;
     }
+  }
+  // Rank 0's table (its index entries included) is the truth; everyone takes it.
+  std::string table;
+  if (rank == 0) {
+    for (const auto& f : out.shards) {
+      const std::string e = datasets::encode_sample_facts(f);
+      table += std::to_string(e.size()) + ":" + e;
+    }
+  }
+  comm::broadcast_string(comm, table, 0);
+  for (size_t i = 0, pos = 0; i < S; ++i) {
+    const size_t colon = table.find(':', pos);
+    const size_t n = std::stoull(table.substr(pos, colon - pos));
+    out.shards[i] = datasets::decode_sample_facts(table.substr(colon + 1, n));
+    out.shards[i].path = paths[i];
+    pos = colon + 1 + n;
+  }
+  if (rank == 0 && !missing.empty()) {
+    for (size_t i : missing)
+      index.put(out.shards[i]);
+    std::string why;
+    if (!index.save(out.index_path, &why)) out.index_note = why;
   }
   run_agreed(comm, [&] { out.common = datasets::common_sample_facts(out.shards, option); });
   for (const auto& f : out.shards)

@@ -41,11 +41,17 @@ struct IndexedSamples {
   std::vector<datasets::SampleShardFacts> shards;  // in dataset order, identical on every rank
   datasets::SampleShardFacts common;               // what they share (common_sample_facts)
   uint64_t num_samples = 0;
+  size_t inspected = 0;    // shards scanned in this run (the rest came from the index)
+  std::string index_path;  // where the index lives
+  std::string index_note;  // why the index could not be saved, or ""
 };
 
-// The sample shards of spec, inspected in parallel across ranks (shard k by rank k % W on its
-// I/O thread) and checked to hold one kind of sample; every failure agreed.
+// The sample shards of spec: from the [Shard index] cache where it holds them, else inspected
+// in parallel across ranks (shard k of those missing by rank k % W on its I/O thread); rank 0
+// saves the index and broadcasts the facts; checked to hold one kind of sample. Every failure
+// is agreed.
 IndexedSamples index_sample_shards(comm::Communicator& comm, storage::IoThread& io,
-                                   const std::string& spec, const std::string& option);
+                                   const std::string& spec, const std::string& option,
+                                   const std::string& index_cache_dir);
 
 }  // namespace dpt::trainer

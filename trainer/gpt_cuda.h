@@ -1,7 +1,7 @@
-// The GPT-style decoder of gpt.h on one GPU: the same three parts (input embedding, trunk,
-// head), the same parameter layout and the same order of operations, over the kernels' CUDA
-// entry points. T (float or __nv_bfloat16) is the compute type of activations and of the
-// parameter copy the kernels read; master parameters and gradients are fp32. Included only by
+// The [Model family] of gpt.h on one GPU: the same three parts (input embedding, trunk, head)
+// for every task, the same parameter layout and the same order of operations, over the
+// kernels' CUDA entry points. T (float or __nv_bfloat16) is the compute type of activations and of
+// the parameter copy the kernels read; master parameters and gradients are fp32. Included only by
 // CUDA-built sources.
 #pragma once
 
@@ -12,6 +12,8 @@
 #include <functional>
 #include <vector>
 
+#include "datasets/batch.h"
+#include "kernels/attention.h"
 #include "kernels/device_buffer.h"
 #include "kernels/encoder.h"
 #include "kernels/gemm.h"
@@ -39,9 +41,21 @@ class GptCuda {
   // Refreshes the T copy from the master parameters (after they were set from the host).
   void refresh_compute_params();
 
-  // Copies inputs and targets [batch, seq_len] (host) to the device and runs the forward pass;
-  // adds the sum of the batch*seq_len position losses into *loss_sum (device, fp32).
-  void forward(const int32_t* inputs, const int32_t* targets, int batch, float* loss_sum);
+  // Copies the batch's fields ([Batch], host) to the device and runs the forward pass; adds the
+  // sum of the losses into *loss_sum (device, fp32): of the batch*seq_len positions (lm) or of
+  // the batch's samples (classify, regress).
+  void forward(const datasets::Batch& batch, float* loss_sum);
+  // Language modelling: inputs and targets [batch, seq_len].
+  void forward(const int32_t* inputs, const int32_t* targets, int batch, float* loss_sum) {
+    forward(datasets::Batch{batch, inputs, nullptr, nullptr, targets, nullptr}, loss_sum);
+  }
+  // Losses the last forward() summed: positions (lm) or samples.
+  int64_t loss_terms(int batch) const {
+    return cfg_.task == Task::lm ? int64_t{batch} * cfg_.seq_len : batch;
+  }
+  // Classification and regression: the head's [batch, K] outputs of the last forward() into
+  // out (host), waiting for the stream.
+  void outputs_to_host(float* out);
   // Every gradient at a flat offset >= frontier is final once the work enqueued so far on the
   // stream has run ([Gradient buckets]); called on the host as backward enqueues.
   using GradsFinal = std::function<void(size_t frontier)>;
@@ -61,13 +75,19 @@ class GptCuda {
   };
   template <typename P>
   struct ModelViews {
-    P *wte, *wpe, *lnf_w, *lnf_b;
+    P *wte = nullptr, *in_w = nullptr, *in_b = nullptr, *cls = nullptr, *wpe = nullptr;
+    P *lnf_w = nullptr, *lnf_b = nullptr, *head_w = nullptr, *head_b = nullptr;
     std::vector<LayerParams<P>> layers;
   };
   template <typename P>
   ModelViews<P> views(P* base) const;
   const T* block_input(int l) const;
-  void upload_batch(const int32_t* inputs, const int32_t* targets, int batch);
+  void upload_batch(const datasets::Batch& in);
+  void embed_forward(int batch);
+  void embed_backward(int batch);
+  void pooled_head_forward(int batch, float* loss_sum);
+  void pooled_head_backward(double loss_scale, int batch);
+  kernels::AttentionMask mask() const;
   void block_forward(int l, int batch);
   void block_backward(int l, T* dres, int batch);
   void zero(T* p, size_t n);
@@ -88,13 +108,23 @@ class GptCuda {
   T *encoded_, *lnf_, *logits_;
   float *lnf_mean_, *lnf_rstd_, *losses_, *lse_;
   T *d_res_, *d_ln_, *d_qkv_, *d_atty_, *d_fch_gelu_, *d_fch_;
+  // Classification and regression ([Model family]): embedded inputs [B, Tin, C], image patches,
+  // the inputs in T, a zero position table for the token lookup, pooled rows, and gradients.
+  T *emb_ = nullptr, *patches_ = nullptr, *values_ = nullptr, *zero_pos_ = nullptr;
+  T *pooled_ = nullptr, *d_emb_ = nullptr, *d_pooled_ = nullptr, *d_logits_ = nullptr;
+  float* d_zero_pos_ = nullptr;
 
   // [Embedding buckets] and the token ids: [inputs | targets | order | bucket_token |
-  // bucket_start] of one micro-batch, staged in one of two pinned slots on the host and copied
-  // into one device buffer on the stream. A slot is reused once its last copy has run.
+  // bucket_start | lengths] of one micro-batch, staged in one of two pinned slots on the host
+  // and copied into one device buffer on the stream; the float fields [values | regression
+  // targets] likewise. A slot is reused once its last copy has run.
   size_t bt_max_;
   kernels::DeviceBuffer<int32_t> tokens_;
   kernels::PinnedBuffer<int32_t> staging_[2];
+  size_t values_max_ = 0, targets_max_ = 0;
+  kernels::DeviceBuffer<float> floats_;
+  kernels::PinnedBuffer<float> float_staging_[2];
+  bool has_lengths_ = false;
   kernels::CudaEventHandle staged_[2];
   bool slot_used_[2] = {false, false};
   int slot_ = 0;

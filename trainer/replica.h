@@ -98,15 +98,6 @@ std::unique_ptr<Replica> make_cpu_replica(const TrainConfig& cfg, int max_batch,
                                           comm::Communicator& comm,
                                           ZeroStage zero = ZeroStage::off);
 
-// Why the CUDA replica refuses a task: its model (gpt_cuda.h) is the language model alone so
-// far. The kernels of the other tasks have CUDA versions, tested against the CPU references; the
-// CUDA model does not use them yet.
-inline std::string gpu_language_models_only(Task t) {
-  return std::string("--task ") + task_name(t) +
-         " trains on the CPU path only in this build: the CUDA model serves language modelling "
-         "(--task lm). Pass --device cpu";
-}
-
 // The CUDA replica on device `gpu` in `precision` (fp32 or bf16, not automatic); collective over
 // `mpi` (it builds the NCCL communicator), sharded as `zero` says. Throws UsageError in a build
 // without CUDA.

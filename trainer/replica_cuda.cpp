@@ -242,7 +242,7 @@ class CudaReplica final : public Replica {
                         bool last_micro_batch) override {
     const int batch = in.rows;
     const int f0 = gpu_spans_.mark(stream_.get());
-    model_.forward(in.tokens, in.labels, batch, loss_sum());
+    model_.forward(in, loss_sum());
     const int f1 = gpu_spans_.mark(stream_.get());
     gpu_spans_.span("forward", -1, trace::Track::gpu_compute, f0, f1);
     next_bucket_ = 0;
@@ -257,7 +257,7 @@ class CudaReplica final : public Replica {
     model_.backward(loss_scale);
 #endif
     gpu_spans_.span("backward", -1, trace::Track::gpu_compute, f1, gpu_spans_.mark(stream_.get()));
-    positions_ += static_cast<int64_t>(batch) * model_.config().seq_len;
+    positions_ += model_.loss_terms(batch);
   }
   void poison_grad() override {
     host_scalars_.get()[2] = std::numeric_limits<float>::quiet_NaN();
@@ -405,7 +405,7 @@ class CudaReplica final : public Replica {
                                    cudaMemcpyDeviceToHost, stream_.get()));
     wait();
     return static_cast<double>(host_scalars_.get()[1]) /
-           (static_cast<double>(batch) * model_.config().seq_len);
+           static_cast<double>(model_.loss_terms(batch));
   }
 
  private:
@@ -493,7 +493,8 @@ class CudaReplica final : public Replica {
   // grads_ready_ and reduced_ are timed: their interval is the step's exposed communication.
   // updated_ and gathered_ ([ZeRO]) time the parameter all-gather.
   k::CudaEventHandle grads_ready_{0}, reduced_{0}, bucket_ready_, updated_{0}, gathered_{0};
-  int64_t positions_ = 0;     // token positions of this step's micro-batches on this rank
+  int64_t positions_ = 0;     // losses of this step's micro-batches on this rank (positions or
+                              // samples: GptCuda::loss_terms)
   uint64_t device_peak_ = 0;  // the device memory in use at its highest sample (MemoryUse)
   std::string reduce_how_, device_name_;
 #ifdef DPT_HAVE_NCCL
@@ -507,7 +508,6 @@ std::unique_ptr<Replica> make_cuda_replica(const TrainConfig& cfg, int max_batch
                                            Precision precision, comm::Communicator& mpi,
                                            ZeroStage zero) {
   if (zero == ZeroStage::gradients) throw UsageError(kZero2CpuOnly);
-  if (cfg.model.task != Task::lm) throw UsageError(gpu_language_models_only(cfg.model.task));
 #ifndef DPT_HAVE_NCCL
   if (zero != ZeroStage::off)
     throw UsageError("--zero 1 on GPUs needs NCCL, which this build lacks: pass --zero 0");

@@ -101,15 +101,6 @@ RunPlacement place_run(comm::Communicator& world, const comm::Placement& where,
             ", restart " + std::to_string(p.slurm.restart_count) + ", nodes " + p.slurm.nodelist);
   }
   log.say("placement: " + nodes + " | local rank: " + local_how);
-  if (p.device.device == job::Device::cuda && cfg.model.task != Task::lm) {
-    // Language modelling alone trains on GPUs so far (gpu_language_models_only).
-    if (cfg.device != job::Device::automatic)
-      run_agreed(world, [&] { throw UsageError(gpu_language_models_only(cfg.model.task)); });
-    p.device = job::DeviceChoice{job::Device::cpu, -1,
-                                 std::string("device: cpu (--device auto: --task ") +
-                                     task_name(cfg.model.task) +
-                                     " trains on the CPU path; the CUDA model serves lm only)"};
-  }
   log.say(p.device.summary);
   // --dtype auto: bf16 on GPUs (fp32 master weights and optimizer state), fp32 on the CPU.
   const bool cuda = p.device.device == job::Device::cuda;
@@ -300,7 +291,7 @@ void complete_model_from_samples(TrainConfig& cfg, const datasets::SampleShardFa
 }  // namespace
 
 void RunData::open_samples(comm::Communicator& world, storage::IoThread& io, TrainConfig& cfg) {
-  train_samples = index_sample_shards(world, io, cfg.data, "--data");
+  train_samples = index_sample_shards(world, io, cfg.data, "--data", cfg.index_cache);
   if (!cfg.val_data.empty()) {
     if (!names_sample_shards(world, cfg.val_data, "--val-data")) {
       run_agreed(world, [&] {
@@ -308,7 +299,7 @@ void RunData::open_samples(comm::Communicator& world, storage::IoThread& io, Tra
                          cfg.data + " sample shards: hold out samples of the same kind");
       });
     }
-    val_samples = index_sample_shards(world, io, cfg.val_data, "--val-data");
+    val_samples = index_sample_shards(world, io, cfg.val_data, "--val-data", cfg.index_cache);
   }
   run_agreed(world, [&] {
     complete_model_from_samples(cfg, train_samples->common);
@@ -472,14 +463,25 @@ void print_banner(const TrainConfig& cfg, int world_size, const comm::Placement&
     std::string shape;
     for (uint64_t d : c.sample_shape)
       shape += (shape.empty() ? "" : "x") + std::to_string(d);
-    std::printf(
-        "data: %s | %zu sample shard(s), %" PRIu64 " %s samples %s (%s) | %s%s | %s shuffle\n",
-        cfg.data.c_str(), data.train_samples->shards.size(), data.train_samples->num_samples,
-        datasets::sample_kind_name(c.kind), shape.c_str(), c.input_type.c_str(),
-        c.task == datasets::SampleTask::classify
-            ? (std::to_string(c.num_classes) + " classes").c_str()
-            : (std::to_string(c.num_targets) + " target(s)").c_str(),
-        c.has_lengths ? ", with lengths" : "", datasets::shuffle_name(cfg.shuffle.mode));
+    const std::string outputs = c.task == datasets::SampleTask::classify
+                                    ? std::to_string(c.num_classes) + " classes"
+                                    : std::to_string(c.num_targets) + " target(s)";
+    std::printf("data: %s | %zu sample shard(s), %" PRIu64
+                " %s samples %s (%s) | %s%s | %s shuffle | index %s (%zu shard(s) scanned now)\n",
+                cfg.data.c_str(), data.train_samples->shards.size(),
+                data.train_samples->num_samples, datasets::sample_kind_name(c.kind), shape.c_str(),
+                c.input_type.c_str(), outputs.c_str(), c.has_lengths ? ", with lengths" : "",
+                datasets::shuffle_name(cfg.shuffle.mode), data.train_samples->index_path.c_str(),
+                data.train_samples->inspected);
+    for (const IndexedSamples* idx :
+         {&*data.train_samples, data.val_samples ? &*data.val_samples : nullptr}) {
+      if (idx && !idx->index_note.empty()) {
+        std::printf(
+            "train: warning: shard index not saved (%s); the next start scans the shards "
+            "again. Pass --index-cache DIR to keep it elsewhere.\n",
+            idx->index_note.c_str());
+      }
+    }
     if (data.val_set) {
       std::printf("val: %s | %zu shard(s), %" PRIu64 " samples | %" PRId64
                   " evaluated every %" PRId64 " step(s)\n",

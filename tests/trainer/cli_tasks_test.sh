@@ -70,6 +70,9 @@ for task in img ser txt; do
   run "${task}_one" "$task" 1 8 "${extra[@]}"
   run "${task}_accum" "$task" 1 4 "${extra[@]}"
 done
+# [Shard index]: the first run scanned both training shards, the next found them in the index.
+grep -q "(2 shard(s) scanned now)" "$work/img_two.log"
+grep -q "(0 shard(s) scanned now)" "$work/img_one.log"
 grep -q "image 8x8x1 in 2x2 patches, bidirectional, cls pooling, classify head of 4 classes" \
   "$work/img_two.log"
 grep -q "series of 2 feature(s), bidirectional, cls pooling, regress head of 2 targets" \

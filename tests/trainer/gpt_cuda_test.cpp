@@ -1,11 +1,14 @@
 // gpu: the whole model on the GPU (GptCuda) against the CPU model (Gpt<double>) on the same
 // parameters and tokens: the loss and every tensor's gradient, in fp32 and bf16; and two runs
-// of the GPU model give the same bits. Skipped (77) without a visible GPU.
+// of the GPU model give the same bits; and every other member of the [Model family] (image,
+// series and padded text inputs; class token and mean pooling; classification and regression
+// heads) likewise, with the head's outputs. Skipped (77) without a visible GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cuda_bf16.h>
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 #include "common/rng.h"
@@ -134,6 +137,123 @@ TEST(GptCuda, TwoRunsGiveTheSameBits) {
     EXPECT_EQ(differ, 0u) << "dtype " << dtype << ": gradient elements that differ";
   }
 }
+
+// ---- the other members of the model family ---------------------------------------------------
+
+struct FamilyCase {
+  ModelConfig cfg;
+  int B = 3;
+  std::vector<float> params, values, targets;
+  std::vector<int32_t> tokens, lengths, labels;
+  double loss_scale = 0.75;
+
+  FamilyCase(Task task, InputKind input, Pool pool) {
+    cfg.d_model = 24;
+    cfg.n_layer = 2;
+    cfg.n_head = 3;
+    cfg.task = task;
+    cfg.input = input;
+    cfg.pool = pool;
+    cfg.num_outputs = task == Task::classify ? 5 : 3;
+    if (input == InputKind::image) {
+      cfg.image_h = 12, cfg.image_w = 9, cfg.channels = 3, cfg.patch = 3, cfg.seq_len = 12;
+    } else if (input == InputKind::series) {
+      cfg.seq_len = 13, cfg.features = 7;
+    } else {
+      cfg.vocab_size = 67, cfg.seq_len = 11, cfg.padded = true;
+    }
+    const ParamLayout layout(cfg);
+    params.resize(layout.total());
+    init_gpt_params<float>(layout, cfg.n_layer, 21, params);
+    for (size_t i = 0; i < params.size(); ++i)
+      params[i] += static_cast<float>(0.05 * random_normal(22, 3, i));
+    if (input == InputKind::tokens) {
+      for (int i = 0; i < B * cfg.seq_len; ++i)
+        tokens.push_back(static_cast<int32_t>(random_u64(23, 1, i) % cfg.vocab_size));
+      for (int b = 0; b < B; ++b)
+        lengths.push_back(1 + static_cast<int32_t>(random_u64(23, 2, b) % cfg.seq_len));
+    } else {
+      for (int i = 0; i < B * cfg.input_values(); ++i)
+        values.push_back(static_cast<float>(input == InputKind::image ? random_unit(23, 3, i)
+                                                                      : random_normal(23, 3, i)));
+    }
+    for (int b = 0; b < B && task == Task::classify; ++b)
+      labels.push_back(static_cast<int32_t>(random_u64(23, 4, b) % cfg.num_outputs));
+    for (int i = 0; i < B * cfg.num_outputs && task == Task::regress; ++i)
+      targets.push_back(static_cast<float>(random_normal(23, 5, i)));
+  }
+  datasets::Batch batch() const {
+    auto p = [](const auto& v) { return v.empty() ? nullptr : v.data(); };
+    return datasets::Batch{B, p(tokens), p(values), p(lengths), p(labels), p(targets)};
+  }
+
+  struct Result {
+    double loss;
+    std::vector<double> grads, outputs;
+  };
+  Result cpu() const {
+    Gpt<double> m(cfg, B);
+    std::copy(params.begin(), params.end(), m.params().begin());
+    m.zero_grads();
+    Result r;
+    r.loss = m.forward(batch());
+    r.outputs.assign(m.outputs().begin(), m.outputs().end());
+    m.backward(loss_scale);
+    r.grads.assign(m.grads().begin(), m.grads().end());
+    return r;
+  }
+  template <typename T>
+  Result gpu() const {
+    k::CudaStreamHandle stream;
+    GptCuda<T> m(cfg, B, stream.get());
+    DPT_CHECK_CUDA(cudaMemcpy(m.params(), params.data(), params.size() * sizeof(float),
+                              cudaMemcpyHostToDevice));
+    m.refresh_compute_params();
+    k::DeviceBuffer<float> loss_sum(1);
+    DPT_CHECK_CUDA(cudaMemsetAsync(loss_sum.get(), 0, sizeof(float), stream.get()));
+    m.forward(batch(), loss_sum.get());
+    std::vector<float> out(static_cast<size_t>(B) * cfg.num_outputs);
+    m.outputs_to_host(out.data());
+    m.backward(loss_scale);
+    DPT_CHECK_CUDA(cudaStreamSynchronize(stream.get()));
+    float sum = 0;
+    DPT_CHECK_CUDA(cudaMemcpy(&sum, loss_sum.get(), sizeof(float), cudaMemcpyDeviceToHost));
+    std::vector<float> g(m.num_params());
+    DPT_CHECK_CUDA(
+        cudaMemcpy(g.data(), m.grads(), g.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    return {sum / static_cast<double>(m.loss_terms(B)), std::vector<double>(g.begin(), g.end()),
+            std::vector<double>(out.begin(), out.end())};
+  }
+};
+
+class GptCudaFamily : public ::testing::TestWithParam<std::tuple<Task, InputKind, Pool>> {};
+
+TEST_P(GptCudaFamily, LossOutputsAndGradientsMatchCpuModelInFp32AndBf16) {
+  const auto [task, input, pool] = GetParam();
+  const FamilyCase c(task, input, pool);
+  const auto want = c.cpu();
+  const auto f32 = c.gpu<float>();
+  EXPECT_NEAR(f32.loss, want.loss, 1e-5 * std::abs(want.loss));
+  for (size_t i = 0; i < want.outputs.size(); ++i)
+    EXPECT_NEAR(f32.outputs[i], want.outputs[i], 1e-4 * (1 + std::abs(want.outputs[i]))) << i;
+  expect_grads_close(ParamLayout(c.cfg), f32.grads, want.grads, 1e-4);
+  const auto bf = c.gpu<__nv_bfloat16>();
+  EXPECT_NEAR(bf.loss, want.loss, 2e-2 * std::abs(want.loss));
+  expect_grads_close(ParamLayout(c.cfg), bf.grads, want.grads, 8e-2);
+  const auto again = c.gpu<float>();
+  EXPECT_EQ(again.loss, f32.loss);
+  EXPECT_EQ(again.grads, f32.grads);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Members, GptCudaFamily,
+    ::testing::Values(std::make_tuple(Task::classify, InputKind::image, Pool::cls),
+                      std::make_tuple(Task::classify, InputKind::image, Pool::mean),
+                      std::make_tuple(Task::regress, InputKind::series, Pool::cls),
+                      std::make_tuple(Task::regress, InputKind::series, Pool::mean),
+                      std::make_tuple(Task::classify, InputKind::tokens, Pool::cls),
+                      std::make_tuple(Task::classify, InputKind::tokens, Pool::mean),
+                      std::make_tuple(Task::regress, InputKind::tokens, Pool::cls)));
 
 }  // namespace
 }  // namespace dpt::trainer
