@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -19,6 +20,7 @@
 #include "checkpoint/format.h"
 #include "checkpoint/meta_file.h"
 #include "checkpoint/rank_file.h"
+#include "checkpoint/safetensors.h"
 #include "common/elapsed.h"
 #include "common/errors.h"
 #include "storage/durable.h"
@@ -35,8 +37,8 @@ using Clock = std::chrono::steady_clock;
 using H5Group = storage::H5Handle<H5Gclose>;
 
 constexpr const char* kUsage =
-    "usage: ckpt list CKPT_DIR | ckpt verify STEP_DIR | ckpt export STEP_DIR OUT.h5 "
-    "[--what params|all]";
+    "usage: ckpt list CKPT_DIR | ckpt verify STEP_DIR | ckpt export STEP_DIR OUT "
+    "[--format h5|safetensors] [--names ours|hf-gpt2] [--what params|all]";
 
 constexpr const char* kHelp =
     "ckpt: inspect the checkpoints bin/train writes (docs/checkpoints.md)\n"
@@ -47,12 +49,19 @@ constexpr const char* kHelp =
     "  ckpt verify STEP_DIR\n"
     "      checks meta.h5 and every rank file's size and CRC-32C; exit code 2 on the first\n"
     "      damaged file\n"
-    "  ckpt export STEP_DIR OUT.h5 [--what params|all]\n"
-    "      writes one float32 dataset per parameter tensor, named as in PyTorch\n"
-    "      (\"wte.weight\", \"blocks.0.attn.qkv.weight\", ...) with its shape, and root "
-    "attributes\n"
-    "      step, config, vocab_size, seq_len, d_model, n_layer, n_head; with --what all also\n"
-    "      the AdamW moments under /adam_m and /adam_v\n";
+    "  ckpt export STEP_DIR OUT [--format h5|safetensors] [--names ours|hf-gpt2]\n"
+    "              [--what params|all]\n"
+    "      h5 (the default, or for OUT.h5): one float32 dataset per parameter tensor, named as\n"
+    "      in PyTorch (\"wte.weight\", \"blocks.0.attn.qkv.weight\", ...) with its shape, and "
+    "root\n"
+    "      attributes step, config, vocab_size, seq_len, d_model, n_layer, n_head; with\n"
+    "      --what all also the AdamW moments under /adam_m and /adam_v.\n"
+    "      safetensors (the default for OUT.safetensors): the same tensors in the safetensors\n"
+    "      layout (safetensors.torch.load_file reads it), the moments as adam_m.NAME and\n"
+    "      adam_v.NAME with --what all, and the step, config and shape as __metadata__.\n"
+    "      --names hf-gpt2 (language models): Hugging Face GPT-2's names and Conv1D layout\n"
+    "      (transformer.h.0.attn.c_attn.weight, transposed to [in, out]); the tied lm_head is\n"
+    "      left out, as GPT-2's own files do, and __metadata__ holds a GPT2Config as JSON\n";
 
 std::string megabytes(uint64_t bytes) {
   char buf[32];
@@ -246,16 +255,71 @@ struct TempFile {
   }
 };
 
+// [Safetensors] export of the read state: the parameters under our names or GPT-2's, the moments
+// under adam_m. and adam_v. with --what all, and the run's facts as __metadata__.
+void write_safetensors_export(const std::string& path, const CheckpointMeta& meta,
+                              const std::array<std::vector<float>, kStateTensors>& state,
+                              bool hf_names) {
+  std::vector<ExportTensor> tensors;
+  for (const TensorView& t : meta.tensors) {
+    ExportTensor e{t.name, t.shape, state[0].data() + t.offset, false};
+    if (hf_names) {
+      e.name = hf_gpt2_name(t.name, &e.transpose);
+      if (e.transpose) std::swap(e.shape[0], e.shape[1]);
+    }
+    tensors.push_back(std::move(e));
+  }
+  for (int s = 1; s < kStateTensors; ++s) {
+    if (state[s].empty()) continue;
+    for (const TensorView& t : meta.tensors)
+      tensors.push_back({std::string(kStateTensorNames[s]) + "." + t.name, t.shape,
+                         state[s].data() + t.offset, false});
+  }
+  std::map<std::string, std::string> metadata = {{"format", "pt"},
+                                                 {"step", std::to_string(meta.step)},
+                                                 {"config", meta.config},
+                                                 {"vocab_size", std::to_string(meta.vocab_size)},
+                                                 {"seq_len", std::to_string(meta.seq_len)},
+                                                 {"d_model", std::to_string(meta.d_model)},
+                                                 {"n_layer", std::to_string(meta.n_layer)},
+                                                 {"n_head", std::to_string(meta.n_head)},
+                                                 {"names", hf_names ? "hf-gpt2" : "ours"}};
+  if (hf_names) {
+    // What transformers.GPT2Config(**json.loads(...)) needs to rebuild this model.
+    char cfg[512];
+    std::snprintf(cfg, sizeof(cfg),
+                  "{\"model_type\": \"gpt2\", \"vocab_size\": %lld, \"n_positions\": %lld, "
+                  "\"n_ctx\": %lld, \"n_embd\": %lld, \"n_layer\": %lld, \"n_head\": %lld, "
+                  "\"activation_function\": \"gelu_new\", \"layer_norm_epsilon\": 1e-05, "
+                  "\"resid_pdrop\": 0.0, \"embd_pdrop\": 0.0, \"attn_pdrop\": 0.0, "
+                  "\"tie_word_embeddings\": true}",
+                  static_cast<long long>(meta.vocab_size), static_cast<long long>(meta.seq_len),
+                  static_cast<long long>(meta.seq_len), static_cast<long long>(meta.d_model),
+                  static_cast<long long>(meta.n_layer), static_cast<long long>(meta.n_head));
+    metadata["hf_config"] = cfg;
+  }
+  write_safetensors(path, tensors, metadata);
+}
+
 int export_command(const std::vector<std::string>& args) {
-  std::string what = "params";
+  std::string what = "params", format, names = "ours";
   po::options_description options;
   options.add_options()("what", po::value<std::string>(&what),
-                        "params: the parameters only; all: also the AdamW moments");
+                        "params: the parameters only; all: also the AdamW moments")(
+      "format", po::value<std::string>(&format), "h5 or safetensors (default: from OUT's name)")(
+      "names", po::value<std::string>(&names), "ours or hf-gpt2 (safetensors only)");
   const auto vm = parse_subcommand(args, {"STEP_DIR", "OUT"}, options);
   const std::string dir = vm["STEP_DIR"].as<std::string>();
   const std::string out = vm["OUT"].as<std::string>();
   if (what != "params" && what != "all")
     throw UsageError("--what " + what + " is not one of params, all; " + kUsage);
+  if (format.empty()) format = fs::path(out).extension() == ".safetensors" ? "safetensors" : "h5";
+  if (format != "h5" && format != "safetensors")
+    throw UsageError("--format " + format + " is not one of h5, safetensors; " + kUsage);
+  if (names != "ours" && names != "hf-gpt2")
+    throw UsageError("--names " + names + " is not one of ours, hf-gpt2; " + kUsage);
+  if (names == "hf-gpt2" && format != "safetensors")
+    throw UsageError("--names hf-gpt2 applies to --format safetensors (or OUT.safetensors)");
   const fs::path out_dir = fs::absolute(out).parent_path();
   std::error_code ec;
   if (!fs::is_directory(out_dir, ec))
@@ -285,7 +349,9 @@ int export_command(const std::vector<std::string>& args) {
   const auto t1 = Clock::now();
   storage::h5_quiet();
   TempFile tmp{out + temp_suffix()};
-  {
+  if (format == "safetensors") {
+    write_safetensors_export(tmp.path, meta, state, names == "hf-gpt2");
+  } else {
     // A raw id rather than H5File: its destructor ignores a failed close, and the close is
     // where HDF5 writes what it still holds, so it is checked here.
     struct FileCloser {
@@ -327,9 +393,10 @@ int export_command(const std::vector<std::string>& args) {
     params += t.numel();
   const uint64_t out_bytes = fs::file_size(out, ec);
   std::printf(
-      "ckpt export: %s (step %lld) -> %s: %zu tensors, %llu parameters%s, %s written in %.2f s "
-      "(read %s in %.2f s, %s)\n",
-      dir.c_str(), static_cast<long long>(meta.step), out.c_str(), meta.tensors.size(),
+      "ckpt export: %s (step %lld) -> %s (%s%s): %zu tensors, %llu parameters%s, %s written in "
+      "%.2f s (read %s in %.2f s, %s)\n",
+      dir.c_str(), static_cast<long long>(meta.step), out.c_str(), format.c_str(),
+      names == "hf-gpt2" ? ", GPT-2 names" : "", meta.tensors.size(),
       static_cast<unsigned long long>(params), what == "all" ? " with adam_m and adam_v" : "",
       megabytes(out_bytes).c_str(), write_s, megabytes(read_bytes).c_str(), read_s,
       rate(read_bytes, read_s).c_str());

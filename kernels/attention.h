@@ -49,6 +49,15 @@ template <typename T>
 void attention_backward_cpu(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
                             int Tn, int C, int NH, const AttentionMask& mask = {});
 
+// [Attention decode] One new query against a key/value cache (generation): q [C] of the newest
+// position, k_cache and v_cache [n_keys, C] holding every position so far (the newest last),
+// out [C] its heads' outputs side by side, probs [NH, n_keys] the attention probabilities.
+// Causal by construction: the cache holds only the past. Computes what row n_keys - 1 of
+// attention_forward_cpu computes, without the T x T square.
+template <typename T>
+void attention_decode_cpu(T* out, T* probs, const T* q, const T* k_cache, const T* v_cache,
+                          int n_keys, int C, int NH);
+
 // --- CUDA ([CUDA kernel contract], kernels/README.md) ----------------------------------------
 // Same layouts and meaning as the CPU functions, T float or __nv_bfloat16; the scores and the
 // weighted sums are batched matrix products (GemmCuda::gemm_batched) over B*NH heads, the

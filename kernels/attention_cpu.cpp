@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "common/errors.h"
@@ -158,5 +159,46 @@ template void attention_backward_cpu<float>(float*, float*, const float*, const 
 template void attention_backward_cpu<double>(double*, double*, const double*, const double*,
                                              const double*, int, int, int, int,
                                              const AttentionMask&);
+
+template <typename T>
+void attention_decode_cpu(T* out, T* probs, const T* q, const T* k_cache, const T* v_cache,
+                          int n_keys, int C, int NH) {
+  check_heads(C, NH);
+  DPT_CHECK(n_keys >= 1, "attention_decode_cpu: no keys");
+  const int hs = C / NH;
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hs)));
+  for (int h = 0; h < NH; ++h) {
+    T* p = probs + static_cast<size_t>(h) * n_keys;
+    const T* qh = q + h * hs;
+    T max = -std::numeric_limits<T>::infinity();
+    for (int s = 0; s < n_keys; ++s) {
+      const T* k = k_cache + static_cast<size_t>(s) * C + h * hs;
+      T dot = 0;
+      for (int i = 0; i < hs; ++i)
+        dot += qh[i] * k[i];
+      p[s] = dot * scale;
+      max = std::max(max, p[s]);
+    }
+    T sum = 0;
+    for (int s = 0; s < n_keys; ++s) {
+      p[s] = std::exp(p[s] - max);
+      sum += p[s];
+    }
+    const T inv = T(1) / sum;
+    T* o = out + h * hs;
+    std::fill(o, o + hs, T(0));
+    for (int s = 0; s < n_keys; ++s) {
+      p[s] *= inv;
+      const T* v = v_cache + static_cast<size_t>(s) * C + h * hs;
+      for (int i = 0; i < hs; ++i)
+        o[i] += p[s] * v[i];
+    }
+  }
+}
+
+template void attention_decode_cpu<float>(float*, float*, const float*, const float*, const float*,
+                                          int, int, int);
+template void attention_decode_cpu<double>(double*, double*, const double*, const double*,
+                                           const double*, int, int, int);
 
 }  // namespace dpt::kernels

@@ -6,7 +6,8 @@
 #   scripts/demo.sh --task image  a small Vision Transformer on Fashion-MNIST (demo-image.ini)
 #   scripts/demo.sh --task text   fortunes classified by the file they come from (demo-text.ini)
 #   scripts/demo.sh --task series forecasting the weekly Mauna Loa CO2 record (demo-series.ini)
-# The last three end with the held-out accuracy against always guessing the majority class, or
+# Every run ends by plotting its metrics (scripts/plot-metrics.py) next to the metrics file; the
+# language model then writes a sample of text (bin/generate), the last three print the held-out accuracy against always guessing the majority class, or
 # the RMSE against persistence (next weeks = this week). Extra arguments go to train (they
 # override the .ini). Environment: RANKS (2), DATA (the prepared directory, holding train/ and
 # val/), METRICS (JSON Lines out).
@@ -47,10 +48,21 @@ mpi_flags=(-n "$ranks" --bind-to none)
 if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 if ((ranks > $(nproc))); then mpi_flags+=(--oversubscribe); fi
 
+# The demo's checkpoints start over each time (the language model's ends the demo's text).
+ckpt="${metrics%-metrics.jsonl}-ckpt"
+rm -rf "$ckpt"
 train=(mpiexec "${mpi_flags[@]}" "$build/bin/train" --config "$config" --data "$data/train"
-  --val-data "$data/val" --metrics "$metrics" "$@")
-if [[ $task == lm ]]; then exec "${train[@]}"; fi
+  --val-data "$data/val" --metrics "$metrics" --ckpt-dir "$ckpt" "$@")
 "${train[@]}"
+# The run as a picture: loss, validation, learning rate, gradient norm, throughput, MFU.
+"${PYTHON:-/usr/bin/python3}" "$root/scripts/plot-metrics.py" "$metrics" -o "${metrics%.jsonl}.png"
+if [[ $task == lm ]]; then
+  # A sample of what the model learned, continuing a prompt ([Decoder], [Sampling]).
+  echo "demo: bin/generate $ckpt --prompt \"The \" --max-tokens 200 --temperature 0.8 --top-k 40"
+  "$build/bin/generate" "$ckpt" --prompt "The " --max-tokens 200 --temperature 0.8 --top-k 40 \
+    --seed 7
+  exit 0
+fi
 # The held-out result beside its baseline, from the metrics file and the held-out shard.
 "${PYTHON:-/usr/bin/python3}" - "$metrics" "$data/val" "$task" <<'PY'
 import glob, json, sys

@@ -82,6 +82,16 @@ class Gpt {
   // The head's outputs of the last forward() for classification and regression: [batch, K]
   // logits or predictions (empty for language modelling).
   std::span<const T> outputs() const;
+  // Language modelling: the logits [batch, seq_len, V] of the last forward().
+  std::span<const T> lm_logits() const {
+    return {logits_, static_cast<size_t>(last_batch_) * cfg_.seq_len * cfg_.vocab_size};
+  }
+  // Layer l's attention probabilities [batch, NH, T, T] of the last forward() ([Attention
+  // mask]: rows hold the keys each query sees, the rest exactly 0).
+  std::span<const T> attention(int l) const {
+    const size_t T_ = cfg_.positions();
+    return {layer_acts_.at(l).att, static_cast<size_t>(last_batch_) * cfg_.n_head * T_ * T_};
+  }
   // Every gradient at a flat offset >= frontier is final for the step ([Gradient buckets]).
   using GradsFinal = std::function<void(size_t frontier)>;
   // Adds d(loss_scale * mean loss)/d(params) into grads() for the last forward(). When

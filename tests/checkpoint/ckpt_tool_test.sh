@@ -2,7 +2,8 @@
 # bin/ckpt on the checkpoints of a real 2-rank run: `list` shows both with `latest` marked and
 # notes damaged and incomplete ones; `verify` passes on both; `export --what all` writes every
 # tensor under its PyTorch name and shape, equal to the slices h5py cuts from the rank files
-# themselves (an independent reader); a flipped byte, a truncated and a missing rank file each
+# themselves (an independent reader); `export --format safetensors` writes the same tensors bit
+# for bit, read back with json and numpy alone, and GPT-2's names and layout; a flipped byte, a truncated and a missing rank file each
 # make `verify` exit 2 with one line naming the file and the fault; bad usage exits 2.
 set -euo pipefail
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -119,6 +120,66 @@ print(f"export: {len(tensors)} tensors, {n} parameters, equal to the rank files'
 PY
 echo "ok   export"
 
+# ---- export --format safetensors ---------------------------------------------------------------
+# Read back with json and numpy.frombuffer alone: the header's 8-byte length, the JSON, offsets
+# that tile the data in order, every tensor bit for bit equal to the HDF5 export's (--what all:
+# the moments too); GPT-2's names map every tensor once, the Conv1D weights transposed.
+"$bin/ckpt" export "$s6" "$work/all.safetensors" --what all > "$work/st.out"
+"$bin/ckpt" export "$s6" "$work/hf.safetensors" --names hf-gpt2 > /dev/null
+grep -q "(safetensors)" "$work/st.out"
+"$py" - "$work/all.h5" "$work/all.safetensors" "$work/hf.safetensors" <<'PY'
+import json, struct, sys
+import h5py
+import numpy as np
+
+h5_path, st_path, hf_path = sys.argv[1:]
+
+
+def read(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    assert (8 + n) % 8 == 0, "data not 8-byte aligned"
+    data = raw[8 + n:]
+    meta = header.pop("__metadata__")
+    tensors, end = {}, 0
+    for name, t in header.items():  # offsets in header order, no holes
+        b, e = t["data_offsets"]
+        assert b == end and t["dtype"] == "F32", (name, t, end)
+        tensors[name] = np.frombuffer(data[b:e], "<f4").reshape(t["shape"])
+        end = e
+    assert end == len(data), f"{len(data) - end} bytes past the last tensor"
+    return tensors, meta
+
+
+st, meta = read(st_path)
+with h5py.File(h5_path, "r") as f:
+    want = {k: v[()] for k, v in f.items() if isinstance(v, h5py.Dataset)}
+    for g in ("adam_m", "adam_v"):
+        want.update({f"{g}.{k}": v[()] for k, v in f[g].items()})
+    config = f.attrs["config"].decode()
+assert set(st) == set(want), sorted(set(st) ^ set(want))
+for name, w in want.items():
+    assert st[name].shape == w.shape and st[name].tobytes() == w.tobytes(), name
+assert meta["step"] == "6" and meta["config"] == config and meta["names"] == "ours", meta
+
+hf, meta = read(hf_path)
+cfg = json.loads(meta["hf_config"])
+assert cfg["model_type"] == "gpt2" and cfg["n_layer"] == 2 and cfg["n_embd"] == want["wte.weight"].shape[1]
+params = {k: v for k, v in want.items() if not k.startswith("adam_")}
+assert len(hf) == len(params), (len(hf), len(params))
+assert np.array_equal(hf["transformer.wte.weight"], params["wte.weight"])
+for l in range(cfg["n_layer"]):
+    for ours, theirs in (("attn.qkv", "attn.c_attn"), ("attn.proj", "attn.c_proj"),
+                         ("mlp.fc", "mlp.c_fc"), ("mlp.proj", "mlp.c_proj")):
+        w = params[f"blocks.{l}.{ours}.weight"]
+        assert np.array_equal(hf[f"transformer.h.{l}.{theirs}.weight"], w.T), (l, ours)
+        assert np.array_equal(hf[f"transformer.h.{l}.{theirs}.bias"], params[f"blocks.{l}.{ours}.bias"])
+    assert np.array_equal(hf[f"transformer.h.{l}.ln_1.weight"], params[f"blocks.{l}.ln1.weight"])
+print(f"safetensors: {len(st)} tensors bit for bit; GPT-2 names: {len(hf)} tensors")
+PY
+echo "ok   export safetensors"
+
 # ---- damage: each makes verify (and export) exit 2 with one line naming the file -----------------
 # expect_damage NAME PATTERN... : verify of $work/NAME exits 2, one stderr line, every PATTERN in it.
 expect_damage() {
@@ -163,7 +224,7 @@ truncate -s 100 "$work/bad_meta/meta.h5"
 expect_damage bad_meta "meta.h5"
 
 # ---- usage --------------------------------------------------------------------------------------
-"$bin/ckpt" --help | grep -q 'ckpt export STEP_DIR OUT.h5'
+"$bin/ckpt" --help | grep -q 'ckpt export STEP_DIR OUT \[--format h5|safetensors\]'
 # expect_usage PATTERN ARGS...: `ckpt ARGS` exits 2 with one stderr line holding PATTERN.
 expect_usage() {
   local pattern="$1" rc=0
@@ -181,6 +242,8 @@ expect_usage 'missing CKPT_DIR; usage:' list
 expect_usage 'missing STEP_DIR; usage:' verify
 expect_usage 'missing OUT; usage:' export "$s6"
 expect_usage '--what weights is not one of params, all' export "$s6" "$work/x.h5" --what weights
+expect_usage '--format npz is not one of h5, safetensors' export "$s6" "$work/x.npz" --format npz
+expect_usage '--names hf-gpt2 applies to --format safetensors' export "$s6" "$work/x.h5" --names hf-gpt2
 expect_usage 'usage:' verify "$s6" extra
 expect_usage 'holds checkpoints rather than being one' verify "$work/ck"
 expect_usage 'is not a directory' list "$work/nonexistent"

@@ -1,0 +1,90 @@
+// The one-position forward pass of the language model over the CPU kernels.
+#include "trainer/decoder.h"
+
+#include <algorithm>
+
+#include "common/errors.h"
+#include "kernels/attention.h"
+#include "kernels/gelu.h"
+#include "kernels/layernorm.h"
+#include "kernels/linear.h"
+
+namespace dpt::trainer {
+
+namespace k = dpt::kernels;
+
+template <typename T>
+GptDecoder<T>::GptDecoder(const ModelConfig& cfg, std::span<const float> params)
+    : cfg_(cfg), layout_(cfg), params_(params.begin(), params.end()) {
+  cfg_.validate();
+  if (cfg_.task != Task::lm)
+    throw UsageError(std::string("generation needs a language model; this checkpoint's task is ") +
+                     task_name(cfg_.task));
+  DPT_CHECK(params.size() == layout_.total(), "parameter count differs from the model");
+  auto at = [&](const std::string& n) { return params_.data() + layout_.get(n).offset; };
+  wte_ = at("wte.weight");
+  wpe_ = at("wpe.weight");
+  lnf_w_ = at("ln_f.weight");
+  lnf_b_ = at("ln_f.bias");
+  const size_t C = cfg.d_model, T_ = cfg.seq_len;
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const std::string p = "blocks." + std::to_string(l) + ".";
+    layers_.push_back({at(p + "ln1.weight"), at(p + "ln1.bias"), at(p + "attn.qkv.weight"),
+                       at(p + "attn.qkv.bias"), at(p + "attn.proj.weight"),
+                       at(p + "attn.proj.bias"), at(p + "ln2.weight"), at(p + "ln2.bias"),
+                       at(p + "mlp.fc.weight"), at(p + "mlp.fc.bias"), at(p + "mlp.proj.weight"),
+                       at(p + "mlp.proj.bias"), std::vector<T>(T_ * C), std::vector<T>(T_ * C)});
+  }
+  x_.resize(C);
+  ln_.resize(C);
+  qkv_.resize(3 * C);
+  atty_.resize(C);
+  proj_.resize(C);
+  fch_.resize(4 * C);
+  fch_gelu_.resize(4 * C);
+  probs_.resize(static_cast<size_t>(cfg.n_head) * T_);
+  logits_.resize(cfg.vocab_size);
+}
+
+template <typename T>
+std::span<const T> GptDecoder<T>::step(int32_t token) {
+  const int C = cfg_.d_model, V = cfg_.vocab_size;
+  DPT_CHECK(pos_ < cfg_.seq_len, "the key/value cache is full (" + std::to_string(cfg_.seq_len) +
+                                     " positions): reset() and start again");
+  if (token < 0 || token >= V)
+    throw UsageError("token " + std::to_string(token) + " is outside the vocabulary [0, " +
+                     std::to_string(V) + ")");
+  // Token and position embedding.
+  const T* te = wte_ + static_cast<size_t>(token) * C;
+  const T* pe = wpe_ + static_cast<size_t>(pos_) * C;
+  for (int c = 0; c < C; ++c)
+    x_[c] = te[c] + pe[c];
+  for (Layer& L : layers_) {
+    // x + attn(ln1(x)), with this position's key and value joining the caches.
+    k::layernorm_forward_cpu(ln_.data(), &mean_, &rstd_, x_.data(), L.ln1_w, L.ln1_b, 1, C);
+    k::linear_forward_cpu(qkv_.data(), ln_.data(), L.qkv_w, L.qkv_b, 1, C, 3 * C);
+    std::copy_n(qkv_.data() + C, C, L.k.data() + static_cast<size_t>(pos_) * C);
+    std::copy_n(qkv_.data() + 2 * C, C, L.v.data() + static_cast<size_t>(pos_) * C);
+    k::attention_decode_cpu(atty_.data(), probs_.data(), qkv_.data(), L.k.data(), L.v.data(),
+                            pos_ + 1, C, cfg_.n_head);
+    k::linear_forward_cpu(proj_.data(), atty_.data(), L.proj_w, L.proj_b, 1, C, C);
+    for (int c = 0; c < C; ++c)
+      x_[c] += proj_[c];
+    // x + mlp(ln2(x)).
+    k::layernorm_forward_cpu(ln_.data(), &mean_, &rstd_, x_.data(), L.ln2_w, L.ln2_b, 1, C);
+    k::linear_forward_cpu(fch_.data(), ln_.data(), L.fc_w, L.fc_b, 1, C, 4 * C);
+    k::gelu_forward_cpu(fch_gelu_.data(), fch_.data(), static_cast<size_t>(4 * C));
+    k::linear_forward_cpu(proj_.data(), fch_gelu_.data(), L.fcproj_w, L.fcproj_b, 1, 4 * C, C);
+    for (int c = 0; c < C; ++c)
+      x_[c] += proj_[c];
+  }
+  k::layernorm_forward_cpu(ln_.data(), &mean_, &rstd_, x_.data(), lnf_w_, lnf_b_, 1, C);
+  k::linear_forward_cpu(logits_.data(), ln_.data(), wte_, static_cast<const T*>(nullptr), 1, C, V);
+  ++pos_;
+  return logits_;
+}
+
+template class GptDecoder<float>;
+template class GptDecoder<double>;
+
+}  // namespace dpt::trainer

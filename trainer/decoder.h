@@ -1,0 +1,47 @@
+// [Decoder] The language model one position at a time, for generation: each new token runs the
+// blocks on one row, and its keys and values join per-layer caches ([Attention decode]), so a
+// token costs one position's work, O(L C^2 + L C t) at position t, not the whole prefix's. The
+// logits equal those the training model (gpt.h) computes at the same position of the same
+// tokens, up to the order of float additions (tests/trainer/decoder_test.cpp).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "trainer/model_config.h"
+#include "trainer/param_layout.h"
+
+namespace dpt::trainer {
+
+template <typename T>
+class GptDecoder {
+ public:
+  // params: the flat buffer of a language model (--task lm), [Parameter layout]. Caches hold
+  // cfg.seq_len positions; everything is allocated here.
+  GptDecoder(const ModelConfig& cfg, std::span<const float> params);
+
+  int position() const { return pos_; }  // tokens in the cache
+  int capacity() const { return cfg_.seq_len; }
+  void reset() { pos_ = 0; }
+  // Appends token at position position() (< capacity()) and returns the logits [V] of the
+  // token after it (valid until the next call).
+  std::span<const T> step(int32_t token);
+
+ private:
+  struct Layer {
+    const T *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
+    const T *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
+    std::vector<T> k, v;  // [seq_len, C] caches
+  };
+  ModelConfig cfg_;
+  ParamLayout layout_;
+  std::vector<T> params_;
+  const T *wte_, *wpe_, *lnf_w_, *lnf_b_;
+  std::vector<Layer> layers_;
+  std::vector<T> x_, ln_, qkv_, atty_, proj_, fch_, fch_gelu_, probs_, logits_;
+  T mean_ = 0, rstd_ = 0;
+  int pos_ = 0;
+};
+
+}  // namespace dpt::trainer
