@@ -183,15 +183,23 @@ int verify_command(const std::vector<std::string>& args) {
   const auto t0 = Clock::now();
   const CheckpointMeta meta = read_step_dir(dir);
   std::printf("  %-16s checked (meta_crc32c)\n", kMetaFileName);
-  uint64_t total = 0;
+  uint64_t total = 0, all = 0;
+  for (const RankFileRecord& f : meta.files)
+    all += f.bytes;
+  const auto t_files = Clock::now();
+  size_t done = 0;
   for (const RankFileRecord& f : meta.files) {
     const auto t = Clock::now();
     verify_file((fs::path(dir) / f.name).string(), f.bytes, f.crc32c);
     const double s = seconds_since(t);
-    std::printf("  %-16s %12s %14s\n", f.name.c_str(), megabytes(f.bytes).c_str(),
-                rate(f.bytes, s).c_str());
-    std::fflush(stdout);
     total += f.bytes;
+    ++done;
+    // Progress: the files' rate so far and the time the rest will take at it.
+    const double so_far = seconds_since(t_files);
+    const double eta = total > 0 ? so_far * static_cast<double>(all - total) / total : 0.0;
+    std::printf("  %-16s %12s %14s | %zu/%zu files, ETA %.1f s\n", f.name.c_str(),
+                megabytes(f.bytes).c_str(), rate(f.bytes, s).c_str(), done, meta.files.size(), eta);
+    std::fflush(stdout);
   }
   const double s = seconds_since(t0);
   std::printf("OK: %s: step %lld, saved by %d rank(s), %lld parameters, %s in %.2f s (%s)\n",

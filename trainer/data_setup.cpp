@@ -1,7 +1,9 @@
 // The distributed shard index: stat on every rank, inspect in parallel, agree, broadcast.
 #include "trainer/data_setup.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <numeric>
 
 #include "comm/agreement.h"
 #include "comm/typed_collectives.h"
@@ -205,6 +207,78 @@ IndexedSamples index_sample_shards(comm::Communicator& comm, storage::IoThread& 
   for (const auto& f : out.shards)
     out.num_samples += f.num_samples;
   return out;
+}
+
+void complete_model_from_samples(TrainConfig& cfg, const datasets::SampleShardFacts& f) {
+  using datasets::SampleKind;
+  ModelConfig& m = cfg.model;
+  const Task data_task = f.task == datasets::SampleTask::classify ? Task::classify : Task::regress;
+  if (!cfg.task_from_data && m.task != data_task) {
+    throw UsageError(
+        std::string("--task ") + task_name(m.task) + ", but --data " + cfg.data +
+        " holds samples with " +
+        (data_task == Task::classify ? "/labels (classification)" : "/targets (regression)") +
+        ": pass --task " + task_name(data_task) + " or leave --task out");
+  }
+  m.task = data_task;
+  m.num_outputs = static_cast<int>(data_task == Task::classify ? f.num_classes : f.num_targets);
+  const auto& shape = f.sample_shape;
+  int seq_len = 0;
+  switch (f.kind) {
+    case SampleKind::image: {
+      m.input = InputKind::image;
+      m.image_h = static_cast<int>(shape.at(0));
+      m.image_w = static_cast<int>(shape.at(1));
+      m.channels = static_cast<int>(shape.at(2));
+      if (m.patch == 0) {
+        // The smallest patch that divides both sides into at most 64 patches.
+        for (int p = 1; p <= std::min(m.image_h, m.image_w); ++p) {
+          if (m.image_h % p == 0 && m.image_w % p == 0 && (m.image_h / p) * (m.image_w / p) <= 64) {
+            m.patch = p;
+            break;
+          }
+        }
+        if (m.patch == 0) m.patch = std::gcd(m.image_h, m.image_w);
+      }
+      if (m.image_h % m.patch != 0 || m.image_w % m.patch != 0) {
+        throw UsageError("--patch " + std::to_string(m.patch) + " does not divide the images of " +
+                         cfg.data + " (" + std::to_string(m.image_h) + " x " +
+                         std::to_string(m.image_w) +
+                         " pixels): choose a common divisor of both, or leave --patch out");
+      }
+      seq_len = (m.image_h / m.patch) * (m.image_w / m.patch);
+      break;
+    }
+    case SampleKind::series:
+      m.input = InputKind::series;
+      seq_len = static_cast<int>(shape.at(0));
+      m.features = static_cast<int>(shape.at(1));
+      break;
+    case SampleKind::text:
+      m.input = InputKind::tokens;
+      seq_len = static_cast<int>(shape.at(0));
+      m.padded = f.has_lengths;
+      if (cfg.vocab_from_data) {
+        m.vocab_size = static_cast<int>(f.vocab_size);
+      } else if (m.vocab_size < f.vocab_size) {
+        throw UsageError("--vocab-size " + std::to_string(m.vocab_size) + ", but " + cfg.data +
+                         " holds token ids up to " + std::to_string(f.vocab_size - 1) +
+                         ": pass --vocab-size " + std::to_string(f.vocab_size) +
+                         " or more, or leave it out");
+      }
+      break;
+  }
+  if (f.kind != SampleKind::image && m.patch != 0) {
+    throw UsageError("--patch " + std::to_string(m.patch) + " cuts images, but --data " + cfg.data +
+                     " holds " + datasets::sample_kind_name(f.kind) + ": leave --patch out");
+  }
+  if (cfg.seq_len_given && m.seq_len != seq_len) {
+    throw UsageError("--seq-len " + std::to_string(m.seq_len) + ", but the samples of " + cfg.data +
+                     " are " + std::to_string(seq_len) +
+                     (f.kind == SampleKind::image ? " patches" : " positions") +
+                     " long: leave --seq-len out for sample shards");
+  }
+  m.seq_len = seq_len;
 }
 
 }  // namespace dpt::trainer

@@ -11,6 +11,7 @@
 #include "datasets/sample_format.h"
 #include "datasets/shard_format.h"
 #include "storage/io_thread.h"
+#include "trainer/train_config.h"
 
 namespace dpt::trainer {
 
@@ -53,5 +54,11 @@ struct IndexedSamples {
 IndexedSamples index_sample_shards(comm::Communicator& comm, storage::IoThread& io,
                                    const std::string& spec, const std::string& option,
                                    const std::string& index_cache_dir);
+
+// The model's input and head from sample shards' common facts: the task (which a given --task
+// must agree with), the input's kind and shape, --patch (0: the smallest that cuts the image into
+// at most 64 patches), the sequence length (which a given --seq-len must equal), the classes or
+// targets, and a text's vocabulary. Throws UsageError naming the option to change.
+void complete_model_from_samples(TrainConfig& cfg, const datasets::SampleShardFacts& f);
 
 }  // namespace dpt::trainer
