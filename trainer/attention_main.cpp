@@ -27,6 +27,7 @@
 #include "trainer/gpt.h"
 #include "trainer/metrics.h"
 #include "trainer/model_file.h"
+#include "trainer/tool_cli.h"
 
 namespace {
 
@@ -61,53 +62,15 @@ std::optional<Options> parse(int argc, char** argv) {
       ("prompt", po::value(&o.prompt), "a language model's prompt (byte-level tokens)")
       ("out,o", po::value(&o.out)->default_value(o.out), "the HDF5 file to write")
       ("batch", po::value(&o.batch)->default_value(o.batch), "samples per forward pass");
-  po::options_description hidden;
-  hidden.add_options()("ckpt", po::value(&o.ckpt));
   // clang-format on
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("ckpt", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(std::string(e.what()) + ". Run 'attention --help' for the options.");
-  }
-  if (vm.count("help")) {
-    std::ostringstream h;
-    h << desc << "\n";
-    std::fputs(h.str().c_str(), stdout);
-    return std::nullopt;
-  }
-  if (o.ckpt.empty()) throw UsageError("no checkpoint: pass CKPT (attention --help)");
+  if (!parse_tool_command_line("attention", argc, argv, desc, &o.ckpt, &vm)) return std::nullopt;
   if (o.data.empty() == !vm.count("prompt"))
     throw UsageError(
         "pass --data SHARDS (a classifier or regressor) or --prompt TEXT (a language "
         "model), one of the two");
   if (o.count < 1 || o.batch < 1) throw UsageError("--count and --batch must be positive");
   return o;
-}
-
-std::vector<uint64_t> parse_indices(const std::string& text, uint64_t n) {
-  std::vector<uint64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-    }
-    if (used == 0 || v < 0 || static_cast<uint64_t>(v) >= n)
-      throw UsageError("--samples: '" + item + "' is not a sample index in [0, " +
-                       std::to_string(n) + ")");
-    out.push_back(static_cast<uint64_t>(v));
-  }
-  if (out.empty()) throw UsageError("--samples holds no index");
-  return out;
 }
 
 // A dataset of the file, whole, little-endian.
@@ -151,7 +114,9 @@ int run(int argc, char** argv) {
     data.emplace(io, facts, size_t{64} << 20);
     const uint64_t n = data->num_samples();
     if (!o.samples.empty()) {
-      picked = parse_indices(o.samples, n);
+      for (int64_t i :
+           parse_int_list(o.samples, static_cast<int64_t>(n), "--samples", "a sample index"))
+        picked.push_back(static_cast<uint64_t>(i));
     } else {
       const uint64_t k = std::min<uint64_t>(static_cast<uint64_t>(o.count), n);
       for (uint64_t i = 0; i < k; ++i)

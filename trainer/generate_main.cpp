@@ -19,6 +19,7 @@
 #include "trainer/metrics.h"
 #include "trainer/model_file.h"
 #include "trainer/sampling.h"
+#include "trainer/tool_cli.h"
 
 namespace {
 
@@ -62,27 +63,9 @@ std::optional<Options> parse(int argc, char** argv) {
       ("seed", po::value(&o.sampling.seed)->default_value(1), "the same seed gives the same text")
       ("ignore-eot", po::bool_switch(&o.ignore_eot),
        "go on past an end-of-text token instead of stopping there");
-  po::options_description hidden;
-  hidden.add_options()("ckpt", po::value(&o.ckpt));
   // clang-format on
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description pos;
-  pos.add("ckpt", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(std::string(e.what()) + ". Run 'generate --help' for the options.");
-  }
-  if (vm.count("help")) {
-    std::ostringstream h;
-    h << desc << "\n";
-    std::fputs(h.str().c_str(), stdout);
-    return std::nullopt;
-  }
-  if (o.ckpt.empty()) throw UsageError("no checkpoint: pass CKPT (generate --help)");
+  if (!parse_tool_command_line("generate", argc, argv, desc, &o.ckpt, &vm)) return std::nullopt;
   if (o.max_tokens < 1) throw UsageError("--max-tokens must be positive");
   if (!o.prompt.empty() && vm.count("prompt-ids"))
     throw UsageError("pass --prompt or --prompt-ids, not both");
@@ -91,23 +74,8 @@ std::optional<Options> parse(int argc, char** argv) {
 }
 
 std::vector<int32_t> parse_ids(const std::string& text, int vocab) {
-  std::vector<int32_t> ids;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    int64_t v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-    }
-    if (used == 0 || v < 0 || v >= vocab)
-      throw UsageError("--prompt-ids: '" + item + "' is not a token id in [0, " +
-                       std::to_string(vocab) + ")");
-    ids.push_back(static_cast<int32_t>(v));
-  }
-  if (ids.empty()) throw UsageError("--prompt-ids holds no id");
-  return ids;
+  const auto ids = parse_int_list(text, vocab, "--prompt-ids", "a token id");
+  return std::vector<int32_t>(ids.begin(), ids.end());
 }
 
 int run(int argc, char** argv) {
