@@ -270,6 +270,83 @@ void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, c
   DPT_CHECK_LAUNCH();
 }
 
+namespace {
+
+// [Attention decode] on the GPU: one block per head. Threads share the keys for the scores,
+// the block agrees on their maximum and sum (fixed-order reductions), and then share the head's
+// channels for the weighted sum over the keys in s order; probs live in shared memory.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    attention_decode_kernel(T* out, float* probs, const T* q, const T* k_cache, const T* v_cache,
+                            int n, int C, int NH, float scale) {
+  extern __shared__ float p[];  // n scores, then probabilities
+  __shared__ float agreed;
+  const int h = blockIdx.x, hs = C / NH;
+  const T* qh = q + static_cast<size_t>(h) * hs;
+  float m = -INFINITY;
+  for (int s = threadIdx.x; s < n; s += blockDim.x) {
+    const T* kk = k_cache + static_cast<size_t>(s) * C + static_cast<size_t>(h) * hs;
+    float dot = 0.0f;
+    for (int i = 0; i < hs; ++i)
+      dot += to_f(qh[i]) * to_f(kk[i]);
+    p[s] = dot * scale;
+    m = fmaxf(m, p[s]);
+  }
+  // Block maximum: each warp's, then warp 0's over them.
+  __shared__ float warp_max_part[kThreads / kWarp];
+  m = warp_max(m);
+  if (threadIdx.x % kWarp == 0) warp_max_part[threadIdx.x / kWarp] = m;
+  __syncthreads();
+  if (threadIdx.x < kWarp) {
+    float v = threadIdx.x < blockDim.x / kWarp ? warp_max_part[threadIdx.x] : -INFINITY;
+    v = warp_max(v);
+    if (threadIdx.x == 0) agreed = v;
+  }
+  __syncthreads();
+  const float max = agreed;
+  float sum = 0.0f;
+  for (int s = threadIdx.x; s < n; s += blockDim.x) {
+    p[s] = expf(p[s] - max);
+    sum += p[s];
+  }
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) agreed = sum;
+  __syncthreads();
+  const float inv = 1.0f / agreed;
+  for (int s = threadIdx.x; s < n; s += blockDim.x) {
+    p[s] *= inv;
+    if (probs) probs[static_cast<size_t>(h) * n + s] = p[s];
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < hs; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int s = 0; s < n; ++s)
+      acc += p[s] * to_f(v_cache[static_cast<size_t>(s) * C + static_cast<size_t>(h) * hs + d]);
+    out[static_cast<size_t>(h) * hs + d] = from_f<T>(acc);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void attention_decode_cuda(T* out, float* probs, const T* q, const T* k_cache, const T* v_cache,
+                           int n_keys, int C, int NH, CudaStream stream) {
+  DPT_CHECK(NH > 0 && C % NH == 0 && n_keys >= 1, "attention_decode_cuda: bad shape");
+  DPT_CHECK(out && q && k_cache && v_cache, "attention_decode_cuda: null pointer");
+  const size_t shared = static_cast<size_t>(n_keys) * sizeof(float);
+  DPT_CHECK(shared <= 48 * 1024, "attention_decode_cuda: " + std::to_string(n_keys) +
+                                     " keys need more shared memory than 48 KiB");
+  const float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
+  attention_decode_kernel<T>
+      <<<NH, kThreads, shared, stream>>>(out, probs, q, k_cache, v_cache, n_keys, C, NH, scale);
+  DPT_CHECK_LAUNCH();
+}
+
+template void attention_decode_cuda<float>(float*, float*, const float*, const float*, const float*,
+                                           int, int, int, CudaStream);
+template void attention_decode_cuda<bf16>(bf16*, float*, const bf16*, const bf16*, const bf16*, int,
+                                          int, int, CudaStream);
+
 template void attention_forward_cuda<float>(float*, float*, const float*, float*, int, int, int,
                                             int, GemmCuda&, CudaStream, const AttentionMask&);
 template void attention_forward_cuda<bf16>(bf16*, bf16*, const bf16*, bf16*, int, int, int, int,

@@ -78,4 +78,11 @@ void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, c
                              int Tn, int C, int NH, GemmCuda& gemm, CudaStream stream,
                              const AttentionMask& mask = {});
 
+// [Attention decode] on the GPU: the same, T float or __nv_bfloat16, probs fp32 [NH, n_keys]
+// (nullable), one block per head; n_keys * 4 bytes of shared memory (at most 48 KiB: 12,288
+// keys).
+template <typename T>
+void attention_decode_cuda(T* out, float* probs, const T* q, const T* k_cache, const T* v_cache,
+                           int n_keys, int C, int NH, CudaStream stream);
+
 }  // namespace dpt::kernels

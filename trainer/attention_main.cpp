@@ -1,14 +1,16 @@
 // attention: what a trained model looked at. For chosen samples of a dataset (or a prompt for a
 // language model) writes one HDF5 file ([Attention file], docs/attention.md) with every layer's
 // and head's attention probabilities, the [Attention rollout], the model's outputs and the
-// labels; scripts/plot-attention.py draws it. CPU, one process; the samples run in micro-batches
-// through the training model itself (gpt.h), so the maps are the ones training computes.
+// labels; scripts/plot-attention.py draws it. One process; the samples run in micro-batches
+// through the training model itself (gpt.h on the CPU, gpt_cuda.h with --device cuda), so the
+// maps are the ones training computes.
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -19,12 +21,12 @@
 #include "datasets/sample_dataset.h"
 #include "datasets/sample_inspect.h"
 #include "datasets/shard_set.h"
+#include "kernels/cuda_device.h"
 #include "storage/durable.h"
 #include "storage/h5.h"
 #include "storage/io_thread.h"
 #include "trainer/attention_maps.h"
 #include "trainer/data_setup.h"
-#include "trainer/gpt.h"
 #include "trainer/metrics.h"
 #include "trainer/model_file.h"
 #include "trainer/tool_cli.h"
@@ -41,7 +43,7 @@ constexpr int32_t kEndOfText = 256;  // prepare-data's byte-level tokenizer
 constexpr int kFileVersion = 1;
 
 struct Options {
-  std::string ckpt, data, samples, prompt, out = "attention.h5";
+  std::string ckpt, data, samples, prompt, out = "attention.h5", device = "cpu", dtype = "fp32";
   int count = 8, batch = 16;
 };
 
@@ -61,7 +63,10 @@ std::optional<Options> parse(int argc, char** argv) {
        "without --samples: this many samples evenly spaced over the dataset")
       ("prompt", po::value(&o.prompt), "a language model's prompt (byte-level tokens)")
       ("out,o", po::value(&o.out)->default_value(o.out), "the HDF5 file to write")
-      ("batch", po::value(&o.batch)->default_value(o.batch), "samples per forward pass");
+      ("batch", po::value(&o.batch)->default_value(o.batch), "samples per forward pass")
+      ("device", po::value(&o.device)->default_value(o.device),
+       "cpu, cuda (the first visible GPU: the same maps to the dtype's tolerance) or auto")
+      ("dtype", po::value(&o.dtype)->default_value(o.dtype), "fp32, or bf16 on cuda");
   // clang-format on
   po::variables_map vm;
   if (!parse_tool_command_line("attention", argc, argv, desc, &o.ckpt, &vm)) return std::nullopt;
@@ -70,6 +75,10 @@ std::optional<Options> parse(int argc, char** argv) {
         "pass --data SHARDS (a classifier or regressor) or --prompt TEXT (a language "
         "model), one of the two");
   if (o.count < 1 || o.batch < 1) throw UsageError("--count and --batch must be positive");
+  if (o.device != "cpu" && o.device != "cuda" && o.device != "auto")
+    throw UsageError("--device " + o.device + " is not one of cpu, cuda, auto");
+  if (o.dtype != "fp32" && o.dtype != "bf16")
+    throw UsageError("--dtype " + o.dtype + " is not one of fp32, bf16");
   return o;
 }
 
@@ -168,31 +177,45 @@ int run(int argc, char** argv) {
   }
 
   const int B = std::min<int>(o.batch, static_cast<int>(N));
-  Gpt<float> model(mc, B);
-  std::copy(m.params.begin(), m.params.end(), model.params().begin());
+  // --device auto: a GPU when this build has CUDA and one is visible.
+  const bool cuda = o.device == "cuda" || (o.device == "auto" && kernels::cuda_built() &&
+                                           kernels::cuda_device_count() > 0);
+  const Precision precision = o.dtype == "bf16" ? Precision::bf16 : Precision::fp32;
+  if (!cuda && precision == Precision::bf16)
+    throw UsageError("--dtype bf16 needs --device cuda: the CPU model computes in fp32");
+  const std::unique_ptr<MapsModel> model = cuda
+                                               ? make_cuda_maps_model(mc, m.params, B, 0, precision)
+                                               : make_cpu_maps_model(mc, m.params, B);
+  std::vector<float> layer_att(static_cast<size_t>(B) * NH * P * P);
+  std::vector<float> head_out(static_cast<size_t>(B) *
+                              (mc.task == Task::lm ? static_cast<size_t>(mc.seq_len) * K : K));
   const auto t0 = Clock::now();
   for (size_t first = 0; first < N; first += B) {
     const int n = static_cast<int>(std::min<size_t>(B, N - first));
-    model.forward(rows.view(first, n));
-    for (int j = 0; j < n; ++j) {
-      const size_t s = first + j;
-      for (int l = 0; l < L; ++l) {
-        const auto a = model.attention(l);
+    model->forward(rows.view(first, n));
+    model->outputs(head_out.data());
+    for (int l = 0; l < L; ++l) {
+      model->attention(l, layer_att.data());
+      const std::vector<float>& a = layer_att;
+      for (int j = 0; j < n; ++j) {
+        const size_t s = first + j;
         for (int h = 0; h < NH; ++h)
           for (int r = 0; r < S; ++r)
             for (int c = 0; c < S; ++c)
               att[(((s * L + l) * NH + h) * S + r) * S + c] =
                   a[((static_cast<size_t>(j) * NH + h) * P + r) * P + c];
       }
+    }
+    for (int j = 0; j < n; ++j) {
+      const size_t s = first + j;
       const auto roll = attention_rollout(
           std::span<const float>(att).subspan(s * L * NH * SS, L * NH * SS), L, NH, S);
       std::copy(roll.begin(), roll.end(), rollout.begin() + s * SS);
       if (mc.task == Task::lm) {  // the next token's logits after the prompt's last
-        const auto lg = model.lm_logits();
-        std::copy_n(lg.begin() + static_cast<size_t>(S - 1) * K, K, outputs.begin() + s * K);
+        std::copy_n(head_out.begin() + (static_cast<size_t>(j) * mc.seq_len + S - 1) * K, K,
+                    outputs.begin() + s * K);
       } else {
-        const auto out = model.outputs();
-        std::copy_n(out.begin() + static_cast<size_t>(j) * K, K, outputs.begin() + s * K);
+        std::copy_n(head_out.begin() + static_cast<size_t>(j) * K, K, outputs.begin() + s * K);
       }
     }
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -265,9 +288,10 @@ int run(int argc, char** argv) {
   storage::fsync_path(tmp);
   DPT_CHECK_POSIX(std::rename(tmp.c_str(), o.out.c_str()));
   std::fprintf(stderr,
-               "attention: %s (step %lld): %zu sample(s), %d layer(s) x %d head(s) x %d x %d "
-               "-> %s\n",
-               m.step_dir.c_str(), static_cast<long long>(m.step), N, L, NH, S, S, o.out.c_str());
+               "attention: %s (step %lld) on %s: %zu sample(s), %d layer(s) x %d head(s) x %d x "
+               "%d -> %s\n",
+               m.step_dir.c_str(), static_cast<long long>(m.step), model->describe().c_str(), N, L,
+               NH, S, S, o.out.c_str());
   return 0;
 }
 

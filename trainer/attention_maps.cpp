@@ -1,7 +1,10 @@
 // Attention rollout in double.
 #include "trainer/attention_maps.h"
 
+#include <algorithm>
+
 #include "common/errors.h"
+#include "trainer/gpt.h"
 
 namespace dpt::trainer {
 
@@ -39,5 +42,43 @@ std::vector<double> attention_rollout(std::span<const float> att, int L, int NH,
   }
   return rollout;
 }
+
+namespace {
+class CpuMapsModel final : public MapsModel {
+ public:
+  CpuMapsModel(const ModelConfig& cfg, std::span<const float> params, int max_batch)
+      : m_(cfg, max_batch) {
+    DPT_CHECK(params.size() == m_.params().size(), "parameter count differs from the model");
+    std::copy(params.begin(), params.end(), m_.params().begin());
+  }
+  void forward(const datasets::Batch& batch) override { m_.forward(batch); }
+  void attention(int l, float* out) override { std::ranges::copy(m_.attention(l), out); }
+  void outputs(float* out) override {
+    if (m_.config().task == Task::lm) {
+      std::ranges::copy(m_.lm_logits(), out);
+    } else {
+      std::ranges::copy(m_.outputs(), out);
+    }
+  }
+  std::string describe() const override { return "cpu fp32"; }
+
+ private:
+  Gpt<float> m_;
+};
+}  // namespace
+
+std::unique_ptr<MapsModel> make_cpu_maps_model(const ModelConfig& cfg,
+                                               std::span<const float> params, int max_batch) {
+  return std::make_unique<CpuMapsModel>(cfg, params, max_batch);
+}
+
+#ifndef DPT_HAVE_CUDA
+std::unique_ptr<MapsModel> make_cuda_maps_model(const ModelConfig&, std::span<const float>, int,
+                                                int, Precision) {
+  throw UsageError(
+      "--device cuda, but this build has no CUDA: rebuild with CUDA, or pass "
+      "--device cpu");
+}
+#endif
 
 }  // namespace dpt::trainer

@@ -13,6 +13,14 @@ namespace dpt::trainer {
 
 namespace k = dpt::kernels;
 
+void check_decode_step(const ModelConfig& cfg, int pos, int32_t token) {
+  DPT_CHECK(pos < cfg.seq_len, "the key/value cache is full (" + std::to_string(cfg.seq_len) +
+                                   " positions): reset() and start again");
+  if (token < 0 || token >= cfg.vocab_size)
+    throw UsageError("token " + std::to_string(token) + " is outside the vocabulary [0, " +
+                     std::to_string(cfg.vocab_size) + ")");
+}
+
 template <typename T>
 GptDecoder<T>::GptDecoder(const ModelConfig& cfg, std::span<const float> params)
     : cfg_(cfg), layout_(cfg), params_(params.begin(), params.end()) {
@@ -49,11 +57,7 @@ GptDecoder<T>::GptDecoder(const ModelConfig& cfg, std::span<const float> params)
 template <typename T>
 std::span<const T> GptDecoder<T>::step(int32_t token) {
   const int C = cfg_.d_model, V = cfg_.vocab_size;
-  DPT_CHECK(pos_ < cfg_.seq_len, "the key/value cache is full (" + std::to_string(cfg_.seq_len) +
-                                     " positions): reset() and start again");
-  if (token < 0 || token >= V)
-    throw UsageError("token " + std::to_string(token) + " is outside the vocabulary [0, " +
-                     std::to_string(V) + ")");
+  check_decode_step(cfg_, pos_, token);
   // Token and position embedding.
   const T* te = wte_ + static_cast<size_t>(token) * C;
   const T* pe = wpe_ + static_cast<size_t>(pos_) * C;
@@ -86,5 +90,34 @@ std::span<const T> GptDecoder<T>::step(int32_t token) {
 
 template class GptDecoder<float>;
 template class GptDecoder<double>;
+
+namespace {
+class CpuDecoder final : public TokenDecoder {
+ public:
+  CpuDecoder(const ModelConfig& cfg, std::span<const float> params) : d_(cfg, params) {}
+  int position() const override { return d_.position(); }
+  int capacity() const override { return d_.capacity(); }
+  void reset() override { d_.reset(); }
+  std::span<const float> step(int32_t token) override { return d_.step(token); }
+  std::string describe() const override { return "cpu fp32"; }
+
+ private:
+  GptDecoder<float> d_;
+};
+}  // namespace
+
+std::unique_ptr<TokenDecoder> make_cpu_decoder(const ModelConfig& cfg,
+                                               std::span<const float> params) {
+  return std::make_unique<CpuDecoder>(cfg, params);
+}
+
+#ifndef DPT_HAVE_CUDA
+std::unique_ptr<TokenDecoder> make_cuda_decoder(const ModelConfig&, std::span<const float>, int,
+                                                Precision) {
+  throw UsageError(
+      "--device cuda, but this build has no CUDA: rebuild with CUDA, or pass "
+      "--device cpu");
+}
+#endif
 
 }  // namespace dpt::trainer

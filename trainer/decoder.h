@@ -6,13 +6,42 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "trainer/model_config.h"
 #include "trainer/param_layout.h"
+#include "trainer/train_config.h"
 
 namespace dpt::trainer {
+
+// What bin/generate drives, on either processor.
+class TokenDecoder {
+ public:
+  virtual ~TokenDecoder() = default;
+  virtual int position() const = 0;  // tokens in the cache
+  virtual int capacity() const = 0;  // the model's seq_len
+  virtual void reset() = 0;
+  // Appends token and returns the next token's logits [V] (host, fp32; valid until the next call).
+  virtual std::span<const float> step(int32_t token) = 0;
+  virtual std::string describe() const = 0;  // "cpu fp32", "cuda:0 bf16 (NVIDIA H100 ...)"
+};
+
+// Before a decoder appends token at position pos: the cache has room and the token is in the
+// vocabulary (UsageError: a caller's id), shared by both processors.
+void check_decode_step(const ModelConfig& cfg, int pos, int32_t token);
+
+// GptDecoder<float> below.
+std::unique_ptr<TokenDecoder> make_cpu_decoder(const ModelConfig& cfg,
+                                               std::span<const float> params);
+// The same on GPU `gpu` in `precision` (fp32 or bf16: fp32 master weights converted once, bf16
+// activations and caches, fp32 accumulation); decoder_cuda.cpp. Throws UsageError in a build
+// without CUDA.
+std::unique_ptr<TokenDecoder> make_cuda_decoder(const ModelConfig& cfg,
+                                                std::span<const float> params, int gpu,
+                                                Precision precision);
 
 template <typename T>
 class GptDecoder {

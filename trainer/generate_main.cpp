@@ -9,12 +9,14 @@
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/errors.h"
+#include "kernels/cuda_device.h"
 #include "trainer/decoder.h"
 #include "trainer/metrics.h"
 #include "trainer/model_file.h"
@@ -36,6 +38,7 @@ struct Options {
   std::string prompt;
   std::string prompt_ids;
   int max_tokens = 200;
+  std::string device = "auto", dtype = "auto";
   SamplingConfig sampling;
   bool ignore_eot = false;
 };
@@ -61,6 +64,10 @@ std::optional<Options> parse(int argc, char** argv) {
       ("top-p", po::value(&o.sampling.top_p)->default_value(1.0, "1"),
        "sample among the most likely tokens holding this much probability (1: all)")
       ("seed", po::value(&o.sampling.seed)->default_value(1), "the same seed gives the same text")
+      ("device", po::value(&o.device)->default_value(o.device),
+       "cpu, cuda (the first visible GPU) or auto (cuda when there is one)")
+      ("dtype", po::value(&o.dtype)->default_value(o.dtype),
+       "fp32, bf16 (cuda only) or auto (bf16 on cuda, fp32 on cpu)")
       ("ignore-eot", po::bool_switch(&o.ignore_eot),
        "go on past an end-of-text token instead of stopping there");
   // clang-format on
@@ -70,6 +77,10 @@ std::optional<Options> parse(int argc, char** argv) {
   if (!o.prompt.empty() && vm.count("prompt-ids"))
     throw UsageError("pass --prompt or --prompt-ids, not both");
   o.sampling.validate();
+  if (o.device != "cpu" && o.device != "cuda" && o.device != "auto")
+    throw UsageError("--device " + o.device + " is not one of cpu, cuda, auto");
+  if (o.dtype != "fp32" && o.dtype != "bf16" && o.dtype != "auto")
+    throw UsageError("--dtype " + o.dtype + " is not one of fp32, bf16, auto");
   return o;
 }
 
@@ -101,7 +112,17 @@ int run(int argc, char** argv) {
   } else {
     context = parse_ids(o.prompt_ids, cfg.vocab_size);
   }
-  GptDecoder<float> decoder(cfg, m.params);
+  // --device auto: a GPU when this build has CUDA and one is visible.
+  const bool cuda = o.device == "cuda" || (o.device == "auto" && kernels::cuda_built() &&
+                                           kernels::cuda_device_count() > 0);
+  const Precision precision = o.dtype == "fp32"   ? Precision::fp32
+                              : o.dtype == "bf16" ? Precision::bf16
+                                                  : (cuda ? Precision::bf16 : Precision::fp32);
+  if (!cuda && precision == Precision::bf16)
+    throw UsageError("--dtype bf16 needs --device cuda: the CPU decoder computes in fp32");
+  const std::unique_ptr<TokenDecoder> decoder_owner =
+      cuda ? make_cuda_decoder(cfg, m.params, 0, precision) : make_cpu_decoder(cfg, m.params);
+  TokenDecoder& decoder = *decoder_owner;
   Sampler sampler(o.sampling);
   const int T = decoder.capacity();
   auto emit = [&](int32_t id) {
@@ -156,9 +177,9 @@ int run(int argc, char** argv) {
   std::printf("\n");
   std::fflush(stdout);
   std::fprintf(stderr,
-               "generate: %s (step %lld): %zu prompt tokens in %.3f s, %d generated in %.3f s "
-               "(%.1f tok/s, key/value cache)%s%s\n",
-               m.step_dir.c_str(), static_cast<long long>(m.step),
+               "generate: %s (step %lld) on %s: %zu prompt tokens in %.3f s, %d generated in "
+               "%.3f s (%.1f tok/s, key/value cache)%s%s\n",
+               m.step_dir.c_str(), static_cast<long long>(m.step), decoder.describe().c_str(),
                bytes ? o.prompt.size() + 1 : parse_ids(o.prompt_ids, cfg.vocab_size).size(),
                prefill_s, generated, s, s > 0 ? generated / s : 0.0,
                ended ? ", stopped at end-of-text" : "",

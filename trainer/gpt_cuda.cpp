@@ -407,16 +407,38 @@ void GptCuda<T>::pooled_head_backward(double loss_scale, int batch) {
                              lnf_mean_, lnf_rstd_, scratch, N, C, stream_);
 }
 
+namespace {
+// n values of T at device src into out (host floats), waiting for the stream.
+template <typename T>
+void device_to_host_floats(const T* src, size_t n, float* out, cudaStream_t stream) {
+  std::vector<T> host(n);
+  DPT_CHECK_CUDA(cudaMemcpyAsync(host.data(), src, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
+  DPT_CHECK_CUDA(cudaStreamSynchronize(stream));
+  for (size_t i = 0; i < n; ++i)
+    out[i] = static_cast<float>(host[i]);
+}
+}  // namespace
+
+template <typename T>
+void GptCuda<T>::lm_logits_to_host(float* out) {
+  DPT_CHECK(cfg_.task == Task::lm && last_batch_ > 0,
+            "lm_logits_to_host: no language model logits");
+  device_to_host_floats(logits_, static_cast<size_t>(last_batch_) * cfg_.seq_len * cfg_.vocab_size,
+                        out, stream_);
+}
+
+template <typename T>
+void GptCuda<T>::attention_to_host(int l, float* out) {
+  DPT_CHECK(l >= 0 && l < cfg_.n_layer && last_batch_ > 0, "attention_to_host: no such layer");
+  const size_t P = cfg_.positions();
+  device_to_host_floats(layer_acts_[l].att, static_cast<size_t>(last_batch_) * cfg_.n_head * P * P,
+                        out, stream_);
+}
+
 template <typename T>
 void GptCuda<T>::outputs_to_host(float* out) {
   DPT_CHECK(cfg_.task != Task::lm && last_batch_ > 0, "outputs_to_host: no head outputs");
-  const size_t n = static_cast<size_t>(last_batch_) * cfg_.num_outputs;
-  std::vector<T> host(n);
-  DPT_CHECK_CUDA(
-      cudaMemcpyAsync(host.data(), logits_, n * sizeof(T), cudaMemcpyDeviceToHost, stream_));
-  DPT_CHECK_CUDA(cudaStreamSynchronize(stream_));
-  for (size_t i = 0; i < n; ++i)
-    out[i] = static_cast<float>(host[i]);
+  device_to_host_floats(logits_, static_cast<size_t>(last_batch_) * cfg_.num_outputs, out, stream_);
 }
 
 template <typename T>

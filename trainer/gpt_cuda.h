@@ -56,6 +56,12 @@ class GptCuda {
   // Classification and regression: the head's [batch, K] outputs of the last forward() into
   // out (host), waiting for the stream.
   void outputs_to_host(float* out);
+  // Language modelling: the logits [batch, seq_len, V] of the last forward() into out (host),
+  // waiting for the stream. Call it before backward(), which overwrites them.
+  void lm_logits_to_host(float* out);
+  // Layer l's attention probabilities [batch, NH, T, T] of the last forward() into out (host),
+  // waiting for the stream ([Attention mask]: hidden keys exactly 0).
+  void attention_to_host(int l, float* out);
   // Every gradient at a flat offset >= frontier is final once the work enqueued so far on the
   // stream has run ([Gradient buckets]); called on the host as backward enqueues.
   using GradsFinal = std::function<void(size_t frontier)>;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/mse.h"
 #include "kernels/patches.h"
 #include "kernels/pooling.h"
@@ -186,6 +187,33 @@ TEST(ClsPoolCuda, MatchesTheCpuReferenceOnOddShapes) {
   check_cls_pool<float>(13, 50, 97, 131);
   check_cls_pool<bf16>(3, 7, 5, 132);
   check_cls_pool<bf16>(11, 17, 64, 133);
+}
+
+template <typename T>
+void check_attention_decode(int n_keys, int C, int NH, uint64_t seed) {
+  const std::string what = "attention decode keys " + std::to_string(n_keys) + " C " +
+                           std::to_string(C) + " NH " + std::to_string(NH);
+  const auto q = rounded_to<T>(random_vector(C, seed, 0));
+  const auto k = rounded_to<T>(random_vector(static_cast<size_t>(n_keys) * C, seed, 1));
+  const auto v = rounded_to<T>(random_vector(static_cast<size_t>(n_keys) * C, seed, 2));
+  std::vector<double> want(C), want_p(static_cast<size_t>(NH) * n_keys);
+  attention_decode_cpu<double>(want.data(), want_p.data(), q.data(), k.data(), v.data(), n_keys, C,
+                               NH);
+  auto d_q = to_device<T>(q), d_k = to_device<T>(k), d_v = to_device<T>(v);
+  auto d_out = poisoned_device<T>(C);
+  auto d_p = poisoned_device<float>(want_p.size());
+  attention_decode_cuda<T>(d_out.get(), d_p.get(), d_q.get(), d_k.get(), d_v.get(), n_keys, C, NH,
+                           nullptr);
+  expect_close(from_device(d_out), want, tolerance<T>(), what + " out");
+  expect_close(from_device(d_p), want_p, 1e-5, what + " probs");  // fp32 softmax either way
+}
+
+TEST(AttentionDecodeCuda, MatchesTheCpuReferenceOnOddShapes) {
+  check_attention_decode<float>(1, 24, 3, 140);
+  check_attention_decode<float>(7, 24, 3, 141);
+  check_attention_decode<float>(300, 40, 5, 142);
+  check_attention_decode<bf16>(13, 24, 3, 143);
+  check_attention_decode<bf16>(257, 64, 4, 144);
 }
 
 }  // namespace

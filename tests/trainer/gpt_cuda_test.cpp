@@ -14,6 +14,8 @@
 #include "common/rng.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_buffer.h"
+#include "trainer/attention_maps.h"
+#include "trainer/decoder.h"
 #include "trainer/gpt.h"
 #include "trainer/gpt_cuda.h"
 
@@ -254,6 +256,57 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(Task::classify, InputKind::tokens, Pool::cls),
                       std::make_tuple(Task::classify, InputKind::tokens, Pool::mean),
                       std::make_tuple(Task::regress, InputKind::tokens, Pool::cls)));
+
+// ---- [Decoder] on the GPU ----------------------------------------------------------------------
+
+TEST(CudaDecoder, LogitsMatchTheCpuDecoderAtEveryPositionInFp32AndBf16) {
+  const Case c;  // a language model with generic parameters
+  std::vector<int32_t> tokens(c.cfg.seq_len);
+  for (size_t t = 0; t < tokens.size(); ++t)
+    tokens[t] = static_cast<int32_t>(random_u64(31, 1, t) % c.cfg.vocab_size);
+  auto cpu = make_cpu_decoder(c.cfg, c.params);
+  auto f32 = make_cuda_decoder(c.cfg, c.params, 0, Precision::fp32);
+  auto bf = make_cuda_decoder(c.cfg, c.params, 0, Precision::bf16);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    const auto w = cpu->step(tokens[t]);
+    const std::vector<float> want(w.begin(), w.end());
+    const auto a = f32->step(tokens[t]);
+    const auto b = bf->step(tokens[t]);
+    double scale = 0;
+    for (float v : want)
+      scale = std::max(scale, std::abs(double(v)));
+    for (size_t v = 0; v < want.size(); ++v) {
+      ASSERT_NEAR(a[v], want[v], 1e-4 * (1 + scale)) << "fp32, position " << t << " token " << v;
+      ASSERT_NEAR(b[v], want[v], 5e-2 * (1 + scale)) << "bf16, position " << t << " token " << v;
+    }
+  }
+  EXPECT_EQ(f32->position(), c.cfg.seq_len);
+}
+
+// ---- bin/attention's maps on the GPU ------------------------------------------------------------
+
+TEST(CudaMapsModel, AttentionAndOutputsMatchTheCpuModelInFp32AndBf16) {
+  for (const auto& [task, input, pool] :
+       {std::make_tuple(Task::classify, InputKind::image, Pool::cls),
+        std::make_tuple(Task::classify, InputKind::tokens, Pool::mean)}) {
+    const FamilyCase c(task, input, pool);
+    const size_t P = c.cfg.positions(), per_layer = static_cast<size_t>(c.B) * c.cfg.n_head * P * P;
+    auto cpu = make_cpu_maps_model(c.cfg, c.params, c.B);
+    cpu->forward(c.batch());
+    for (Precision precision : {Precision::fp32, Precision::bf16}) {
+      auto gpu = make_cuda_maps_model(c.cfg, c.params, c.B, 0, precision);
+      gpu->forward(c.batch());
+      const double tol = precision == Precision::fp32 ? 1e-5 : 2e-2;
+      for (int l = 0; l < c.cfg.n_layer; ++l) {
+        std::vector<float> want(per_layer), got(per_layer);
+        cpu->attention(l, want.data());
+        gpu->attention(l, got.data());
+        for (size_t i = 0; i < per_layer; ++i)
+          ASSERT_NEAR(got[i], want[i], tol) << "layer " << l << " element " << i;
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace dpt::trainer
