@@ -41,7 +41,8 @@ def importance(f, i):
     else:
         row = roll[:n, :n].mean(axis=0)
     w = row[cls:]
-    return w / w.max() if w.max() > 0 else w
+    span = w.max() - w.min()  # shown relative: the least looked-at 0, the most 1
+    return (w - w.min()) / span if span > 0 else np.zeros_like(w)
 
 
 def label(f, i, names):
