@@ -246,7 +246,9 @@ class RankOrderReduce final : public MpiStages {
     const char* chunk = send_ + chunk_offset_ * elem();
     for (int r = 0; r < world_; ++r) {
       if (r == rank_) {
-        std::memcpy(scratch + r * mine * elem(), chunk + displs_[r] * elem(), mine * elem());
+        // An empty shard has no scratch (null): memcpy must not see it, even for 0 bytes.
+        if (mine > 0)
+          std::memcpy(scratch + r * mine * elem(), chunk + displs_[r] * elem(), mine * elem());
         continue;
       }
       if (mine > 0)
