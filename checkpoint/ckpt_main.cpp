@@ -389,11 +389,8 @@ int export_command(const std::vector<std::string>& args) {
     }
     DPT_CHECK_H5(H5Fclose(std::exchange(file.id, H5I_INVALID_HID)));
   }
-  fsync_path(tmp.path);
-  if (std::rename(tmp.path.c_str(), out.c_str()) != 0)
-    throw RuntimeFailure("renaming " + tmp.path + " to " + out + " failed: " + errno_string(errno));
+  publish_file(tmp.path, out);
   tmp.keep = true;
-  fsync_directory(out_dir.string());
   const double write_s = seconds_since(t1);
 
   uint64_t params = 0;

@@ -76,7 +76,7 @@ void write_sample_shard(const std::string& path, const SampleArrays& a) {
   DPT_CHECK(a.labels.empty() != a.targets.empty(), "write_sample_shard: labels or targets");
   std::vector<uint64_t> dims{n};
   dims.insert(dims.end(), a.sample_shape.begin(), a.sample_shape.end());
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = path + temp_suffix();
   std::remove(tmp.c_str());
   {
     H5File file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, h5_file_access_latest().get()));
@@ -110,9 +110,7 @@ void write_sample_shard(const std::string& path, const SampleArrays& a) {
       h5_put_attr<double>(f, name.c_str(), value);
     DPT_CHECK_H5(H5Fflush(f, H5F_SCOPE_GLOBAL));
   }
-  fsync_path(tmp);
-  DPT_CHECK_POSIX(::rename(tmp.c_str(), path.c_str()));
-  fsync_directory(std::filesystem::path(path).parent_path().string());
+  publish_file(tmp, path);
 }
 
 }  // namespace dpt::datasets

@@ -84,6 +84,14 @@ std::string temp_suffix() {
   return std::string(".tmp.") + host + "." + std::to_string(::getpid());
 }
 
+void publish_file(const std::string& tmp, const std::string& file) {
+  fsync_path(tmp);
+  if (::rename(tmp.c_str(), file.c_str()) != 0)
+    throw RuntimeFailure("renaming " + tmp + " to " + file + " failed: " + errno_string(errno));
+  const std::string dir = std::filesystem::path(file).parent_path().string();
+  fsync_directory(dir.empty() ? "." : dir);
+}
+
 bool write_file_atomic(const std::string& file, const std::string& text, std::string* why) {
   const std::string tmp = file + temp_suffix();
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -25,6 +25,11 @@ bool sync_directory(const std::string& dir, std::string* why);
 // at once, and pids repeat across nodes.
 std::string temp_suffix();
 
+// Publishes a file written under a temporary name (file + temp_suffix()) atomically and
+// durably: fsync of tmp, rename to file, fsync of file's directory. Throws RuntimeFailure
+// naming what failed.
+void publish_file(const std::string& tmp, const std::string& file);
+
 // Writes text to file atomically and durably: a temporary beside it, fsync, rename, fsync of
 // the directory. False with *why set on failure (the temporary is removed).
 bool write_file_atomic(const std::string& file, const std::string& text, std::string* why);

@@ -228,7 +228,7 @@ int run(int argc, char** argv) {
 
   // [Attention file], written beside its name and renamed into place.
   storage::h5_quiet();
-  const std::string tmp = o.out + ".tmp";
+  const std::string tmp = o.out + storage::temp_suffix();
   {
     storage::H5File f(
         H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, storage::h5_file_access_latest().get()));
@@ -285,8 +285,7 @@ int run(int argc, char** argv) {
       storage::h5_put_string_attr(h, "class_names", names);
     }
   }
-  storage::fsync_path(tmp);
-  DPT_CHECK_POSIX(std::rename(tmp.c_str(), o.out.c_str()));
+  storage::publish_file(tmp, o.out);
   std::fprintf(stderr,
                "attention: %s (step %lld) on %s: %zu sample(s), %d layer(s) x %d head(s) x %d x "
                "%d -> %s\n",

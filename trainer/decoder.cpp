@@ -29,20 +29,10 @@ GptDecoder<T>::GptDecoder(const ModelConfig& cfg, std::span<const float> params)
     throw UsageError(std::string("generation needs a language model; this checkpoint's task is ") +
                      task_name(cfg_.task));
   DPT_CHECK(params.size() == layout_.total(), "parameter count differs from the model");
-  auto at = [&](const std::string& n) { return params_.data() + layout_.get(n).offset; };
-  wte_ = at("wte.weight");
-  wpe_ = at("wpe.weight");
-  lnf_w_ = at("ln_f.weight");
-  lnf_b_ = at("ln_f.bias");
+  tensors_ = model_tensors<const T>(layout_, cfg_, params_.data());
   const size_t C = cfg.d_model, T_ = cfg.seq_len;
-  for (int l = 0; l < cfg.n_layer; ++l) {
-    const std::string p = "blocks." + std::to_string(l) + ".";
-    layers_.push_back({at(p + "ln1.weight"), at(p + "ln1.bias"), at(p + "attn.qkv.weight"),
-                       at(p + "attn.qkv.bias"), at(p + "attn.proj.weight"),
-                       at(p + "attn.proj.bias"), at(p + "ln2.weight"), at(p + "ln2.bias"),
-                       at(p + "mlp.fc.weight"), at(p + "mlp.fc.bias"), at(p + "mlp.proj.weight"),
-                       at(p + "mlp.proj.bias"), std::vector<T>(T_ * C), std::vector<T>(T_ * C)});
-  }
+  for (const BlockTensors<const T>& w : tensors_.blocks)
+    layers_.push_back({w, std::vector<T>(T_ * C), std::vector<T>(T_ * C)});
   x_.resize(C);
   ln_.resize(C);
   qkv_.resize(3 * C);
@@ -59,31 +49,33 @@ std::span<const T> GptDecoder<T>::step(int32_t token) {
   const int C = cfg_.d_model, V = cfg_.vocab_size;
   check_decode_step(cfg_, pos_, token);
   // Token and position embedding.
-  const T* te = wte_ + static_cast<size_t>(token) * C;
-  const T* pe = wpe_ + static_cast<size_t>(pos_) * C;
+  const T* te = tensors_.wte + static_cast<size_t>(token) * C;
+  const T* pe = tensors_.wpe + static_cast<size_t>(pos_) * C;
   for (int c = 0; c < C; ++c)
     x_[c] = te[c] + pe[c];
   for (Layer& L : layers_) {
     // x + attn(ln1(x)), with this position's key and value joining the caches.
-    k::layernorm_forward_cpu(ln_.data(), &mean_, &rstd_, x_.data(), L.ln1_w, L.ln1_b, 1, C);
-    k::linear_forward_cpu(qkv_.data(), ln_.data(), L.qkv_w, L.qkv_b, 1, C, 3 * C);
+    k::layernorm_forward_cpu(ln_.data(), &mean_, &rstd_, x_.data(), L.w.ln1_w, L.w.ln1_b, 1, C);
+    k::linear_forward_cpu(qkv_.data(), ln_.data(), L.w.qkv_w, L.w.qkv_b, 1, C, 3 * C);
     std::copy_n(qkv_.data() + C, C, L.k.data() + static_cast<size_t>(pos_) * C);
     std::copy_n(qkv_.data() + 2 * C, C, L.v.data() + static_cast<size_t>(pos_) * C);
     k::attention_decode_cpu(atty_.data(), probs_.data(), qkv_.data(), L.k.data(), L.v.data(),
                             pos_ + 1, C, cfg_.n_head);
-    k::linear_forward_cpu(proj_.data(), atty_.data(), L.proj_w, L.proj_b, 1, C, C);
+    k::linear_forward_cpu(proj_.data(), atty_.data(), L.w.proj_w, L.w.proj_b, 1, C, C);
     for (int c = 0; c < C; ++c)
       x_[c] += proj_[c];
     // x + mlp(ln2(x)).
-    k::layernorm_forward_cpu(ln_.data(), &mean_, &rstd_, x_.data(), L.ln2_w, L.ln2_b, 1, C);
-    k::linear_forward_cpu(fch_.data(), ln_.data(), L.fc_w, L.fc_b, 1, C, 4 * C);
+    k::layernorm_forward_cpu(ln_.data(), &mean_, &rstd_, x_.data(), L.w.ln2_w, L.w.ln2_b, 1, C);
+    k::linear_forward_cpu(fch_.data(), ln_.data(), L.w.fc_w, L.w.fc_b, 1, C, 4 * C);
     k::gelu_forward_cpu(fch_gelu_.data(), fch_.data(), static_cast<size_t>(4 * C));
-    k::linear_forward_cpu(proj_.data(), fch_gelu_.data(), L.fcproj_w, L.fcproj_b, 1, 4 * C, C);
+    k::linear_forward_cpu(proj_.data(), fch_gelu_.data(), L.w.fcproj_w, L.w.fcproj_b, 1, 4 * C, C);
     for (int c = 0; c < C; ++c)
       x_[c] += proj_[c];
   }
-  k::layernorm_forward_cpu(ln_.data(), &mean_, &rstd_, x_.data(), lnf_w_, lnf_b_, 1, C);
-  k::linear_forward_cpu(logits_.data(), ln_.data(), wte_, static_cast<const T*>(nullptr), 1, C, V);
+  k::layernorm_forward_cpu(ln_.data(), &mean_, &rstd_, x_.data(), tensors_.lnf_w, tensors_.lnf_b, 1,
+                           C);
+  k::linear_forward_cpu(logits_.data(), ln_.data(), tensors_.wte, static_cast<const T*>(nullptr), 1,
+                        C, V);
   ++pos_;
   return logits_;
 }

@@ -59,14 +59,13 @@ class GptDecoder {
 
  private:
   struct Layer {
-    const T *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
-    const T *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
+    BlockTensors<const T> w;
     std::vector<T> k, v;  // [seq_len, C] caches
   };
   ModelConfig cfg_;
   ParamLayout layout_;
   std::vector<T> params_;
-  const T *wte_, *wpe_, *lnf_w_, *lnf_b_;
+  ModelTensors<const T> tensors_;
   std::vector<Layer> layers_;
   std::vector<T> x_, ln_, qkv_, atty_, proj_, fch_, fch_gelu_, probs_, logits_;
   T mean_ = 0, rstd_ = 0;

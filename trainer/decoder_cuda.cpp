@@ -46,21 +46,9 @@ class CudaDecoder final : public TokenDecoder {
       copy_ = k::DeviceBuffer<T>(n);
       k::convert_params_cuda(copy_.get(), master_.get(), n, stream_.get());
     }
-    T* base = weights();
-    auto at = [&](const std::string& name) { return base + layout_.get(name).offset; };
-    wte_ = at("wte.weight");
-    wpe_ = at("wpe.weight");
-    lnf_w_ = at("ln_f.weight");
-    lnf_b_ = at("ln_f.bias");
-    for (int l = 0; l < cfg.n_layer; ++l) {
-      const std::string p = "blocks." + std::to_string(l) + ".";
-      layers_.push_back(Layer{at(p + "ln1.weight"), at(p + "ln1.bias"), at(p + "attn.qkv.weight"),
-                              at(p + "attn.qkv.bias"), at(p + "attn.proj.weight"),
-                              at(p + "attn.proj.bias"), at(p + "ln2.weight"), at(p + "ln2.bias"),
-                              at(p + "mlp.fc.weight"), at(p + "mlp.fc.bias"),
-                              at(p + "mlp.proj.weight"), at(p + "mlp.proj.bias"),
-                              k::DeviceBuffer<T>(T_ * C), k::DeviceBuffer<T>(T_ * C)});
-    }
+    tensors_ = model_tensors<const T>(layout_, cfg_, weights());
+    for (const BlockTensors<const T>& w : tensors_.blocks)
+      layers_.push_back(Layer{w, k::DeviceBuffer<T>(T_ * C), k::DeviceBuffer<T>(T_ * C)});
     // x, x2, ln, qkv (3C), atty, proj, fch (4C), fch_gelu (4C): 16 C; then logits (V).
     acts_ = k::DeviceBuffer<T>(C * 16 + V);
     T* a = acts_.get();
@@ -90,31 +78,32 @@ class CudaDecoder final : public TokenDecoder {
     staged_token_.get()[0] = token;
     DPT_CHECK_CUDA(cudaMemcpyAsync(token_.get(), staged_token_.get(), sizeof(int32_t),
                                    cudaMemcpyHostToDevice, s));
-    k::encoder_forward_cuda(x_, token_.get(), wte_, wpe_ + static_cast<size_t>(pos_) * C, 1, 1, C,
-                            s);
+    k::encoder_forward_cuda(x_, token_.get(), tensors_.wte,
+                            tensors_.wpe + static_cast<size_t>(pos_) * C, 1, 1, C, s);
     float* mean = stats_.get();
     float* rstd = stats_.get() + 1;
     for (Layer& L : layers_) {
       T* kc = L.k.get() + static_cast<size_t>(pos_) * C;
       T* vc = L.v.get() + static_cast<size_t>(pos_) * C;
-      k::layernorm_forward_cuda(ln_, mean, rstd, x_, L.ln1_w, L.ln1_b, 1, C, s);
-      k::linear_forward_cuda<T>(qkv_, ln_, L.qkv_w, L.qkv_b, 1, C, 3 * C, gemm_, s);
+      k::layernorm_forward_cuda(ln_, mean, rstd, x_, L.w.ln1_w, L.w.ln1_b, 1, C, s);
+      k::linear_forward_cuda<T>(qkv_, ln_, L.w.qkv_w, L.w.qkv_b, 1, C, 3 * C, gemm_, s);
       DPT_CHECK_CUDA(cudaMemcpyAsync(kc, qkv_ + C, C * sizeof(T), cudaMemcpyDeviceToDevice, s));
       DPT_CHECK_CUDA(cudaMemcpyAsync(vc, qkv_ + 2 * C, C * sizeof(T), cudaMemcpyDeviceToDevice, s));
       k::attention_decode_cuda<T>(atty_, nullptr, qkv_, L.k.get(), L.v.get(), pos_ + 1, C,
                                   cfg_.n_head, s);
-      k::linear_forward_cuda<T>(proj_, atty_, L.proj_w, L.proj_b, 1, C, C, gemm_, s);
+      k::linear_forward_cuda<T>(proj_, atty_, L.w.proj_w, L.w.proj_b, 1, C, C, gemm_, s);
       k::residual_forward_cuda(x2_, x_, proj_, static_cast<size_t>(C), s);
       std::swap(x_, x2_);
-      k::layernorm_forward_cuda(ln_, mean, rstd, x_, L.ln2_w, L.ln2_b, 1, C, s);
-      k::linear_forward_cuda<T>(fch_, ln_, L.fc_w, L.fc_b, 1, C, 4 * C, gemm_, s);
+      k::layernorm_forward_cuda(ln_, mean, rstd, x_, L.w.ln2_w, L.w.ln2_b, 1, C, s);
+      k::linear_forward_cuda<T>(fch_, ln_, L.w.fc_w, L.w.fc_b, 1, C, 4 * C, gemm_, s);
       k::gelu_forward_cuda(fch_gelu_, fch_, static_cast<size_t>(4 * C), s);
-      k::linear_forward_cuda<T>(proj_, fch_gelu_, L.fcproj_w, L.fcproj_b, 1, 4 * C, C, gemm_, s);
+      k::linear_forward_cuda<T>(proj_, fch_gelu_, L.w.fcproj_w, L.w.fcproj_b, 1, 4 * C, C, gemm_,
+                                s);
       k::residual_forward_cuda(x2_, x_, proj_, static_cast<size_t>(C), s);
       std::swap(x_, x2_);
     }
-    k::layernorm_forward_cuda(ln_, mean, rstd, x_, lnf_w_, lnf_b_, 1, C, s);
-    k::linear_forward_cuda<T>(logits_, ln_, wte_, nullptr, 1, C, V, gemm_, s);
+    k::layernorm_forward_cuda(ln_, mean, rstd, x_, tensors_.lnf_w, tensors_.lnf_b, 1, C, s);
+    k::linear_forward_cuda<T>(logits_, ln_, tensors_.wte, nullptr, 1, C, V, gemm_, s);
     DPT_CHECK_CUDA(
         cudaMemcpyAsync(host_logits_raw_.get(), logits_, V * sizeof(T), cudaMemcpyDeviceToHost, s));
     DPT_CHECK_CUDA(cudaStreamSynchronize(s));
@@ -130,8 +119,7 @@ class CudaDecoder final : public TokenDecoder {
     return gpu;
   }
   struct Layer {
-    const T *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
-    const T *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
+    BlockTensors<const T> w;
     k::DeviceBuffer<T> k, v;  // [seq_len, C] caches
   };
   T* weights() {
@@ -148,7 +136,7 @@ class CudaDecoder final : public TokenDecoder {
   k::GemmCuda gemm_;
   k::DeviceBuffer<float> master_;
   k::DeviceBuffer<T> copy_;  // bf16 weights (empty for fp32)
-  const T *wte_, *wpe_, *lnf_w_, *lnf_b_;
+  ModelTensors<const T> tensors_;
   std::vector<Layer> layers_;
   k::DeviceBuffer<T> acts_;
   T *x_, *x2_, *ln_, *qkv_, *atty_, *proj_, *fch_, *fch_gelu_, *logits_;

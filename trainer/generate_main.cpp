@@ -137,6 +137,7 @@ int run(int argc, char** argv) {
   if (static_cast<int>(context.size()) > T) context.erase(context.begin(), context.end() - T);
   for (size_t i = bytes ? 1 : 0; i < context.size(); ++i)
     emit(context[i]);
+  const size_t prompt_tokens = context.size();
   const auto t0 = Clock::now();
   std::span<const float> logits;
   for (int32_t id : context)
@@ -180,8 +181,7 @@ int run(int argc, char** argv) {
                "generate: %s (step %lld) on %s: %zu prompt tokens in %.3f s, %d generated in "
                "%.3f s (%.1f tok/s, key/value cache)%s%s\n",
                m.step_dir.c_str(), static_cast<long long>(m.step), decoder.describe().c_str(),
-               bytes ? o.prompt.size() + 1 : parse_ids(o.prompt_ids, cfg.vocab_size).size(),
-               prefill_s, generated, s, s > 0 ? generated / s : 0.0,
+               prompt_tokens, prefill_s, generated, s, s > 0 ? generated / s : 0.0,
                ended ? ", stopped at end-of-text" : "",
                slides ? (", context slid " + std::to_string(slides) + " time(s)").c_str() : "");
   return 0;

@@ -46,8 +46,8 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
   DPT_CHECK(max_batch > 0, "max_batch must be positive");
   params_.assign(layout_.total(), T(0));
   grads_ = PageBuffer<T>(layout_.total());
-  P_ = views(params_.data());
-  G_ = views(grads_.data());
+  P_ = model_tensors(layout_, cfg_, params_.data());
+  G_ = model_tensors(layout_, cfg_, grads_.data());
   const bool lm = cfg.task == Task::lm;
   const size_t B = max_batch, Tn = cfg.positions(), C = cfg.d_model, V = cfg.vocab_size,
                NH = cfg.n_head, BT = B * Tn, Tin = cfg.seq_len, K = cfg.num_outputs;
@@ -113,42 +113,6 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
       dacts_.assign(d.used, T(0));
     }
   }
-}
-
-template <typename T>
-typename Gpt<T>::ModelViews Gpt<T>::views(T* base) const {
-  auto at = [&](const std::string& n) { return base + layout_.get(n).offset; };
-  ModelViews v;
-  switch (cfg_.input) {
-    case InputKind::tokens:
-      v.wte = at("wte.weight");
-      break;
-    case InputKind::image:
-      v.in_w = at("patch_embed.weight");
-      v.in_b = at("patch_embed.bias");
-      break;
-    case InputKind::series:
-      v.in_w = at("input_proj.weight");
-      v.in_b = at("input_proj.bias");
-      break;
-  }
-  if (cfg_.has_cls()) v.cls = at("cls_token");
-  v.wpe = at("wpe.weight");
-  v.lnf_w = at("ln_f.weight");
-  v.lnf_b = at("ln_f.bias");
-  if (cfg_.task != Task::lm) {
-    v.head_w = at("head.weight");
-    v.head_b = at("head.bias");
-  }
-  for (int l = 0; l < cfg_.n_layer; ++l) {
-    const std::string p = "blocks." + std::to_string(l) + ".";
-    v.layers.push_back({at(p + "ln1.weight"), at(p + "ln1.bias"), at(p + "attn.qkv.weight"),
-                        at(p + "attn.qkv.bias"), at(p + "attn.proj.weight"),
-                        at(p + "attn.proj.bias"), at(p + "ln2.weight"), at(p + "ln2.bias"),
-                        at(p + "mlp.fc.weight"), at(p + "mlp.fc.bias"), at(p + "mlp.proj.weight"),
-                        at(p + "mlp.proj.bias")});
-  }
-  return v;
 }
 
 template <typename T>
@@ -266,7 +230,7 @@ void Gpt<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   // The language model's head writes the tied token embedding (the buffer's start, with the
   // position embedding that embed_backward adds last); every head writes ln_f and what follows
   // it (the buffer's end).
-  const size_t trunk_start = offset(cfg_.n_layer > 0 ? G_.layers[0].ln1_w : G_.lnf_w);
+  const size_t trunk_start = offset(cfg_.n_layer > 0 ? G_.blocks[0].ln1_w : G_.lnf_w);
   if (lm) populate(0, trunk_start);
   populate(offset(G_.lnf_w), grads_.size());
   {
@@ -279,13 +243,13 @@ void Gpt<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   }
   if (grads_final) grads_final(offset(G_.lnf_w));  // ln_f is the last tensor of the layout
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
-    populate(offset(G_.layers[l].ln1_w),
-             offset(l + 1 < cfg_.n_layer ? G_.layers[l + 1].ln1_w : G_.lnf_w));
+    populate(offset(G_.blocks[l].ln1_w),
+             offset(l + 1 < cfg_.n_layer ? G_.blocks[l + 1].ln1_w : G_.lnf_w));
     {
       const trace::Span span("block %d bwd", trace::Track::compute, l);
       block_backward(l, d_res_, batch);
     }
-    if (grads_final) grads_final(offset(G_.layers[l].ln1_w));  // the block's first tensor
+    if (grads_final) grads_final(offset(G_.blocks[l].ln1_w));  // the block's first tensor
   }
   if (!lm) populate(0, trunk_start);
   const trace::Span span("embed bwd");
@@ -353,7 +317,7 @@ void Gpt<T>::block_forward(int l, int batch) {
   const int N = batch * cfg_.positions(), C = cfg_.d_model;
   const size_t NC = static_cast<size_t>(N) * C;
   const LayerActs& a = layer_acts_[l];
-  const LayerParams& p = P_.layers[l];
+  const LayerParams& p = P_.blocks[l];
   const T* x = block_input(l);
   // x + attn(ln1(x))
   k::layernorm_forward_cpu(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.ln1_w, p.ln1_b, N, C);
@@ -376,8 +340,8 @@ void Gpt<T>::block_backward(int l, T* dres, int batch) {
   const int N = batch * cfg_.positions(), C = cfg_.d_model;
   const size_t NC = static_cast<size_t>(N) * C;
   const LayerActs& a = layer_acts_[l];
-  const LayerParams& p = P_.layers[l];
-  const LayerParams& g = G_.layers[l];
+  const LayerParams& p = P_.blocks[l];
+  const LayerParams& g = G_.blocks[l];
   const T* x = block_input(l);
   // MLP branch: d fcproj = dres.
   std::fill(d_fch_gelu_, d_fch_gelu_ + 4 * NC, T(0));
@@ -404,6 +368,14 @@ void Gpt<T>::block_backward(int l, T* dres, int batch) {
 // --- head: final LayerNorm, tied projection, softmax cross-entropy ---------------------------
 
 template <typename T>
+double Gpt<T>::mean_loss(int n) const {
+  double sum = 0.0;  // in order, in double: the same sum on every rank and thread count
+  for (int i = 0; i < n; ++i)
+    sum += static_cast<double>(losses_[i]);
+  return sum / n;
+}
+
+template <typename T>
 double Gpt<T>::head_forward(int batch) {
   const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
   const T* x = block_input(cfg_.n_layer);
@@ -411,10 +383,7 @@ double Gpt<T>::head_forward(int batch) {
   // Tied output projection: logits = lnf . wte^T.
   k::linear_forward_cpu(logits_, lnf_, P_.wte, static_cast<T*>(nullptr), N, C, V);
   k::softmax_cross_entropy_forward_cpu(losses_, probs_, logits_, targets_.data(), N, V);
-  double sum = 0.0;
-  for (int i = 0; i < N; ++i)
-    sum += static_cast<double>(losses_[i]);
-  return sum / N;
+  return mean_loss(N);
 }
 
 template <typename T>
@@ -448,10 +417,7 @@ double Gpt<T>::pooled_head_forward(int batch) {
   } else {
     k::mse_forward_cpu(losses_, logits_, reg_targets_.data(), batch, K);
   }
-  double sum = 0.0;
-  for (int i = 0; i < batch; ++i)
-    sum += static_cast<double>(losses_[i]);
-  return sum / batch;
+  return mean_loss(batch);
 }
 
 template <typename T>

@@ -105,16 +105,8 @@ class Gpt {
     T *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *attproj, *res2;
     T *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *fcproj, *res3;
   };
-  struct LayerParams {  // views of one block's tensors in params_ or grads_
-    T *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
-    T *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
-  };
-  struct ModelViews {  // every tensor of params_ or grads_, resolved once at construction
-    T *wte = nullptr, *in_w = nullptr, *in_b = nullptr, *cls = nullptr, *wpe = nullptr;
-    T *lnf_w = nullptr, *lnf_b = nullptr, *head_w = nullptr, *head_b = nullptr;
-    std::vector<LayerParams> layers;
-  };
-  ModelViews views(T* base) const;
+  using LayerParams = BlockTensors<T>;  // views of one block's tensors in params_ or grads_
+  using ModelViews = ModelTensors<T>;   // every tensor, resolved once at construction
   const T* block_input(int l) const;
 
   void embed_forward(int batch);
@@ -124,6 +116,7 @@ class Gpt {
   double head_forward(int batch);
   void head_backward(double loss_scale, T* dres, int batch);
   double pooled_head_forward(int batch);  // classification and regression
+  double mean_loss(int n) const;          // of losses_[0, n)
   void pooled_head_backward(double loss_scale, T* dres, int batch);
   const int32_t* lengths() const { return has_lengths_ ? lengths_.data() : nullptr; }
   kernels::AttentionMask mask() const { return {cfg_.causal(), lengths()}; }

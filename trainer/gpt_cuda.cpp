@@ -53,8 +53,8 @@ GptCuda<T>::GptCuda(const ModelConfig& cfg, int max_batch, cudaStream_t stream)
   params_ = k::DeviceBuffer<float>(layout_.total());
   grads_ = k::DeviceBuffer<float>(layout_.total());
   if constexpr (!std::is_same_v<T, float>) params_copy_ = k::DeviceBuffer<T>(layout_.total());
-  P_ = views<T>(compute_params());
-  G_ = views<float>(grads_.get());
+  P_ = model_tensors(layout_, cfg_, compute_params());
+  G_ = model_tensors(layout_, cfg_, grads_.get());
 
   layer_acts_.resize(cfg.n_layer);
   for (int pass = 0; pass < 2; ++pass) {
@@ -146,43 +146,6 @@ template <typename T>
 void GptCuda<T>::refresh_compute_params() {
   if constexpr (!std::is_same_v<T, float>)
     k::convert_params_cuda(params_copy_.get(), params_.get(), layout_.total(), stream_);
-}
-
-template <typename T>
-template <typename P>
-typename GptCuda<T>::template ModelViews<P> GptCuda<T>::views(P* base) const {
-  auto at = [&](const std::string& n) { return base + layout_.get(n).offset; };
-  ModelViews<P> v;
-  switch (cfg_.input) {
-    case InputKind::tokens:
-      v.wte = at("wte.weight");
-      break;
-    case InputKind::image:
-      v.in_w = at("patch_embed.weight");
-      v.in_b = at("patch_embed.bias");
-      break;
-    case InputKind::series:
-      v.in_w = at("input_proj.weight");
-      v.in_b = at("input_proj.bias");
-      break;
-  }
-  if (cfg_.has_cls()) v.cls = at("cls_token");
-  v.wpe = at("wpe.weight");
-  v.lnf_w = at("ln_f.weight");
-  v.lnf_b = at("ln_f.bias");
-  if (cfg_.task != Task::lm) {
-    v.head_w = at("head.weight");
-    v.head_b = at("head.bias");
-  }
-  for (int l = 0; l < cfg_.n_layer; ++l) {
-    const std::string p = "blocks." + std::to_string(l) + ".";
-    v.layers.push_back({at(p + "ln1.weight"), at(p + "ln1.bias"), at(p + "attn.qkv.weight"),
-                        at(p + "attn.qkv.bias"), at(p + "attn.proj.weight"),
-                        at(p + "attn.proj.bias"), at(p + "ln2.weight"), at(p + "ln2.bias"),
-                        at(p + "mlp.fc.weight"), at(p + "mlp.fc.bias"), at(p + "mlp.proj.weight"),
-                        at(p + "mlp.proj.bias")});
-  }
-  return v;
 }
 
 template <typename T>
@@ -446,7 +409,7 @@ void GptCuda<T>::block_forward(int l, int batch) {
   const int N = batch * cfg_.positions(), C = cfg_.d_model;
   const size_t NC = static_cast<size_t>(N) * C;
   const LayerActs& a = layer_acts_[l];
-  const LayerParams<T>& p = P_.layers[l];
+  const LayerParams<T>& p = P_.blocks[l];
   const T* x = block_input(l);
   k::layernorm_forward_cuda(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.ln1_w, p.ln1_b, N, C, stream_);
   k::linear_forward_cuda<T>(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C, gemm_, stream_);
@@ -487,7 +450,7 @@ void GptCuda<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   if (grads_final) grads_final(offset(G_.lnf_w));  // ln_f is the last tensor of the layout
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
     block_backward(l, d_res_, batch);
-    if (grads_final) grads_final(offset(G_.layers[l].ln1_w));  // the block's first tensor
+    if (grads_final) grads_final(offset(G_.blocks[l].ln1_w));  // the block's first tensor
   }
   embed_backward(batch);
 }
@@ -498,8 +461,8 @@ void GptCuda<T>::block_backward(int l, T* dres, int batch) {
   const int N = batch * cfg_.positions(), C = cfg_.d_model;
   const size_t NC = static_cast<size_t>(N) * C;
   const LayerActs& a = layer_acts_[l];
-  const LayerParams<T>& p = P_.layers[l];
-  const LayerParams<float>& g = G_.layers[l];
+  const LayerParams<T>& p = P_.blocks[l];
+  const LayerParams<float>& g = G_.blocks[l];
   const T* x = block_input(l);
   float* scratch = scratch_.get();
   zero(d_fch_gelu_, 4 * NC);

@@ -75,18 +75,9 @@ class GptCuda {
     float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
   };
   template <typename P>
-  struct LayerParams {
-    P *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
-    P *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
-  };
+  using LayerParams = BlockTensors<P>;
   template <typename P>
-  struct ModelViews {
-    P *wte = nullptr, *in_w = nullptr, *in_b = nullptr, *cls = nullptr, *wpe = nullptr;
-    P *lnf_w = nullptr, *lnf_b = nullptr, *head_w = nullptr, *head_b = nullptr;
-    std::vector<LayerParams<P>> layers;
-  };
-  template <typename P>
-  ModelViews<P> views(P* base) const;
+  using ModelViews = ModelTensors<P>;  // [Parameter layout] views, resolved once
   const T* block_input(int l) const;
   void upload_batch(const datasets::Batch& in);
   void embed_forward(int batch);

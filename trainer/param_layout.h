@@ -40,6 +40,59 @@ class ParamLayout {
   size_t total_ = 0;
 };
 
+// One block's tensors in a flat buffer laid out by a ParamLayout (parameters or gradients).
+template <typename P>
+struct BlockTensors {
+  P *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
+  P *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
+};
+// Every tensor of a [Model family] member in such a buffer; the parts the member lacks are null
+// (wte without token inputs, in_w/in_b without image or series inputs, cls without a class
+// token, head_* for the language model, whose head is tied to wte).
+template <typename P>
+struct ModelTensors {
+  P *wte = nullptr, *in_w = nullptr, *in_b = nullptr, *cls = nullptr, *wpe = nullptr;
+  P *lnf_w = nullptr, *lnf_b = nullptr, *head_w = nullptr, *head_b = nullptr;
+  std::vector<BlockTensors<P>> blocks;
+};
+// Resolves every tensor of cfg's model (laid out as `layout`, made from cfg) at base: the
+// models on both processors and the decoders read their tensors through this one place.
+template <typename P>
+ModelTensors<P> model_tensors(const ParamLayout& layout, const ModelConfig& cfg, P* base) {
+  auto at = [&](const std::string& n) { return base + layout.get(n).offset; };
+  ModelTensors<P> v;
+  switch (cfg.input) {
+    case InputKind::tokens:
+      v.wte = at("wte.weight");
+      break;
+    case InputKind::image:
+      v.in_w = at("patch_embed.weight");
+      v.in_b = at("patch_embed.bias");
+      break;
+    case InputKind::series:
+      v.in_w = at("input_proj.weight");
+      v.in_b = at("input_proj.bias");
+      break;
+  }
+  if (cfg.has_cls()) v.cls = at("cls_token");
+  v.wpe = at("wpe.weight");
+  v.lnf_w = at("ln_f.weight");
+  v.lnf_b = at("ln_f.bias");
+  if (cfg.task != Task::lm) {
+    v.head_w = at("head.weight");
+    v.head_b = at("head.bias");
+  }
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const std::string p = "blocks." + std::to_string(l) + ".";
+    v.blocks.push_back({at(p + "ln1.weight"), at(p + "ln1.bias"), at(p + "attn.qkv.weight"),
+                        at(p + "attn.qkv.bias"), at(p + "attn.proj.weight"),
+                        at(p + "attn.proj.bias"), at(p + "ln2.weight"), at(p + "ln2.bias"),
+                        at(p + "mlp.fc.weight"), at(p + "mlp.fc.bias"), at(p + "mlp.proj.weight"),
+                        at(p + "mlp.proj.bias")});
+  }
+  return v;
+}
+
 // Model FLOPs per position of a training step (forward + backward), as llm.c counts them:
 // 6 N (N = every parameter) + 6 L C T (attention scores and weighted sums). Without the tied
 // language-model head, N leaves out the lookup tables and counts the per-sample head once
