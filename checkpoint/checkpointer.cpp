@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -109,6 +110,10 @@ double Checkpointer::save(int64_t step, std::span<const float> params, std::span
                            ": the parameters or optimizer moments hold NaN or Inf; no "
                            "checkpoint is written with them. Resume from the newest checkpoint "
                            "with a lower --lr, or use --nonfinite skip");
+  });
+  meta_ = base_;
+  meta_.step = step;
+  agreed_save_step([&] {
     if (comm_.rank() == 0) {
       std::error_code ec;
       fs::create_directories(dir_, ec);
@@ -118,11 +123,9 @@ double Checkpointer::save(int64_t step, std::span<const float> params, std::span
                          ": make --ckpt-dir a writable directory");
     }
   });
-  run_agreed(comm_, [&] {
+  agreed_save_step([&] {
     rec_ = io_.call([&] { return create_rank_file(file_path_, comm_.rank(), lo_, hi_, step); });
   });
-  meta_ = base_;
-  meta_.step = step;
   meta_.nonfinite_skipped = nonfinite_skipped;
   meta_.samples_seen = step * base_.global_batch;
   meta_.world_size = comm_.world_size();
@@ -167,10 +170,55 @@ void Checkpointer::write_in_background() {
   written_.store(true);
 }
 
+void Checkpointer::agreed_save_step(const std::function<void()>& fn) {
+  try {
+    run_agreed(comm_, fn);
+  } catch (const comm::AgreedFailure& e) {
+    abandon(e);
+  }
+}
+
+// [Failed save]: every rank has left the save's file operations (each failed step is agreed
+// after this rank's part of it ended, and the writer thread is joined before its error is
+// agreed), so rank 0 removes the partial directory alone.
+void Checkpointer::abandon(const comm::AgreedFailure& e) {
+  pending_ = false;
+  if (comm_.rank() == 0) {
+    std::error_code ec;
+    fs::remove_all(partial_, ec);
+  }
+  // A full disk shows up as whatever call met it first (a pwrite, an HDF5 flush, a rename);
+  // say so when the checkpoint no longer fits in what is free.
+  std::string space;
+  struct statvfs fs_stat {};
+  if (::statvfs(dir_.c_str(), &fs_stat) == 0) {
+    const uint64_t free_bytes = static_cast<uint64_t>(fs_stat.f_bavail) * fs_stat.f_frsize;
+    // The last checkpoint's size, or the state's 12 bytes per parameter plus HDF5's headers
+    // and page alignment (about 16 KiB a rank file, 64 KiB for meta.h5).
+    const uint64_t need =
+        last_bytes_ > 0 ? last_bytes_
+                        : 12 * static_cast<uint64_t>(base_.param_count) +
+                              (uint64_t{16} << 10) * static_cast<uint64_t>(comm_.world_size()) +
+                              (uint64_t{64} << 10);
+    if (free_bytes < need) {
+      space = "; the file system of " + dir_ + " has " + std::to_string(free_bytes) +
+              " bytes free and a checkpoint of this run needs about " + std::to_string(need) +
+              ": free space there (or lower --ckpt-keep) or point --ckpt-dir at a larger file "
+              "system";
+    }
+  }
+  const std::string kept = last_saved_step_ >= 0 ? "the newest checkpoint, " + dir_ + "/" +
+                                                       step_dir_name(last_saved_step_) + ", is kept"
+                                                 : "checkpoints published before are kept";
+  throw SaveFailed("checkpoint of step " + std::to_string(meta_.step) + " not saved: " + e.what() +
+                       space + "; " + kept,
+                   e.exit_code(), e.origin_rank(), meta_.step);
+}
+
 void Checkpointer::publish() {
   if (writer_.joinable()) writer_.join();
   pending_ = false;
-  run_agreed(comm_, [&] {
+  agreed_save_step([&] {
     if (write_error_) std::rethrow_exception(write_error_);
   });
   // Every rank's file as it wrote it, and how long the write took.
@@ -201,7 +249,8 @@ void Checkpointer::publish() {
     rep.bytes += f.bytes;
     meta_.files.push_back(std::move(f));
   }
-  run_agreed(comm_, [&] {
+  last_bytes_ = rep.bytes + (uint64_t{64} << 10);  // the rank files and about meta.h5
+  agreed_save_step([&] {
     if (comm_.rank() != 0) return;
     const auto t0 = Clock::now();
     const std::string meta_path = partial_ + "/" + kMetaFileName;

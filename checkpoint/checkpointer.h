@@ -6,7 +6,15 @@
 // existing max all-reduce carries a "still writing" flag; once no rank is writing, the ranks
 // gather the files' sizes and checksums and rank 0 publishes ([Checkpoint publication]). A new
 // save first waits for the previous one to be published, and finish() publishes the last one
-// before the run ends. A failed write stops every rank with the failing rank's message.
+// before the run ends.
+//
+// [Failed save] A save that fails on any rank (the disk fills up, a permission or I/O error)
+// throws SaveFailed on every rank, from save(), publish() or finish(): the partial directory is
+// removed, the published checkpoints and `latest` are untouched (publication is the last act
+// of a save, and pruning follows it), and the checkpointer is ready for the next save. The
+// message names the directory, what failed and, for a full disk, the bytes the checkpoint needs
+// against those free. Whether the run stops or goes on is the trainer's choice
+// (--ckpt-on-error).
 #pragma once
 
 #include <atomic>
@@ -21,6 +29,7 @@
 #include <vector>
 
 #include "checkpoint/format.h"
+#include "comm/agreement.h"
 #include "comm/communicator.h"
 #include "storage/aligned.h"
 #include "storage/io_thread.h"
@@ -36,6 +45,17 @@ struct SaveReport {
   double write_s = 0;     // slowest rank's background write (pwrite + fsync + checksum)
   double publish_ms = 0;  // meta.h5, renames and `latest`, on rank 0
   std::vector<std::string> pruned;
+};
+
+// [Failed save]: the same on every rank.
+class SaveFailed : public comm::AgreedFailure {
+ public:
+  SaveFailed(const std::string& msg, int exit_code, int origin_rank, int64_t step)
+      : AgreedFailure(msg, exit_code, origin_rank), step_(step) {}
+  int64_t step() const { return step_; }
+
+ private:
+  int64_t step_;
 };
 
 class Checkpointer {
@@ -58,7 +78,8 @@ class Checkpointer {
   double writing_flag() const { return pending_ && !written_.load() ? 1.0 : 0.0; }
   bool pending() const { return pending_; }
   // Collective: publishes the pending save; call when the agreed writing flag is 0 (or to wait
-  // for it: this blocks until this rank's write ends).
+  // for it: this blocks until this rank's write ends). save(), publish() and finish() throw
+  // SaveFailed on every rank when the save failed on any ([Failed save]).
   void publish();
   // Collective: publishes a pending save, if any.
   void finish() {
@@ -70,6 +91,9 @@ class Checkpointer {
 
  private:
   void write_in_background();
+  // run_agreed for a step of the save; a failure anywhere abandons the save ([Failed save]).
+  void agreed_save_step(const std::function<void()>& fn);
+  [[noreturn]] void abandon(const comm::AgreedFailure& e);
 
   comm::Communicator& comm_;
   storage::IoThread& io_;
@@ -93,6 +117,7 @@ class Checkpointer {
   double stall_ms_ = 0, write_s_ = 0;
   std::chrono::steady_clock::time_point save_t0_;
   int64_t last_saved_step_ = -1;
+  uint64_t last_bytes_ = 0;  // the last published checkpoint's size, about
   int64_t fault_kill_step_ = 0;
 };
 

@@ -261,6 +261,18 @@ CheckpointMeta read_meta(const std::string& path) {
       m.files.push_back(std::move(f));
     }
   }
+  // A rank file is a plain name inside the checkpoint directory; a record that leads out of it
+  // (a "..", or a name the loaders would join into another path) is refused before any file is
+  // opened, whatever its checksum says.
+  for (const RankFileRecord& f : m.files) {
+    if (f.name.empty() || f.name == "." || f.name == ".." ||
+        f.name.find_first_of(std::string("/\\\0", 3)) != std::string::npos) {
+      throw UsageError("checkpoint metadata " + path + ": file record '" + f.name +
+                       "' names a path outside the checkpoint directory (a checkpoint's files are "
+                       "rank_NNNNN.h5 beside meta.h5): the metadata was damaged or edited; "
+                       "resume from an earlier checkpoint");
+    }
+  }
   const std::string text = canonical_text(m);
   if (crc32c(text.data(), text.size()) != r.attr<uint32_t>(root, "meta_crc32c"))
     throw UsageError("checkpoint metadata " + path +

@@ -16,6 +16,7 @@
 #include <thread>
 #include <utility>
 
+#include "comm/hang_watchdog.h"
 #include "comm/nccl_check.h"
 #include "comm/nccl_info.h"
 #include "common/errors.h"
@@ -299,6 +300,11 @@ void NcclCommunicator::synchronize() {
   for (;;) {
     if (poll()) return;
     if (std::chrono::steady_clock::now() - start > limit) {
+      // [Hang diagnosis]: with the collective watchdog running, the report of every rank's
+      // state and the end of the job, after the communicator stops its kernels.
+      abort("the NCCL watchdog timed out");
+      report_backend_hang("the NCCL stream did not finish within " + std::to_string(timeout_s_) +
+                          " s (--collective-timeout)");
       abort_and_fail("NCCL", "synchronize (watchdog)",
                      "the communication stream did not finish within " +
                          std::to_string(timeout_s_) +

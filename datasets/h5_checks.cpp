@@ -91,6 +91,93 @@ std::string shape_text(hid_t space) {
   return s + ")";
 }
 
+namespace {
+
+// [Foreign data] A shard holds its own data. HDF5 can make a name in one file read bytes from
+// another three ways: an external link (the name points into another HDF5 file), a virtual
+// dataset (its elements are mapped from datasets in other files) and external storage (the raw
+// data lives in plain files named by the dataset). Each would let a shard read whatever file
+// its writer named, outside the dataset's directory and outside the checks, the checksums of
+// the index and the fingerprint of a checkpoint, so each is refused before any data is read.
+constexpr const char* kKeepInside =
+    "a shard must hold its own data: copy the data into the shard (h5py: "
+    "f.create_dataset(name, data=src[...])) instead of linking to it";
+
+// The file an open object lives in, as HDF5 opened it.
+std::string object_file_name(hid_t obj) {
+  const ssize_t n = H5Fget_name(obj, nullptr, 0);
+  if (n < 0) return {};
+  std::string s(static_cast<size_t>(n) + 1, '\0');
+  H5Fget_name(obj, s.data(), s.size());
+  s.resize(static_cast<size_t>(n));
+  return s;
+}
+
+// Refuses /name when its link leads out of the file: an external or user-defined link. Soft
+// links stay inside the file by construction; where one leads to an external link, the file
+// check after opening catches it.
+void refuse_foreign_link(const std::string& path, hid_t file, const char* name,
+                         const std::string& obj) {
+  H5L_info_t link{};
+  if (H5Lget_info(file, name, &link, H5P_DEFAULT) < 0) damaged(path, "looking up " + obj);
+  if (link.type == H5L_TYPE_HARD || link.type == H5L_TYPE_SOFT) return;
+  if (link.type != H5L_TYPE_EXTERNAL) {
+    reject(path, obj + " is a user-defined link, which HDF5 resolves outside the file",
+           kKeepInside);
+  }
+  std::string target = "another file";
+  std::vector<char> val(link.u.val_size);
+  unsigned flags = 0;
+  const char* file_name = nullptr;
+  const char* obj_path = nullptr;
+  if (!val.empty() && H5Lget_val(file, name, val.data(), val.size(), H5P_DEFAULT) >= 0 &&
+      H5Lunpack_elink_val(val.data(), val.size(), &flags, &file_name, &obj_path) >= 0) {
+    target = std::string(file_name) + ":" + obj_path;
+  }
+  reject(path, obj + " is an external link to " + target, kKeepInside);
+}
+
+// Refuses a dataset whose elements live outside the file: a virtual dataset or one with
+// external storage.
+void refuse_foreign_storage(const std::string& path, hid_t dset, const std::string& obj) {
+  H5Plist dcpl(H5Dget_create_plist(dset));
+  if (!dcpl.valid()) damaged(path, "reading the storage of " + obj);
+  if (H5Pget_layout(dcpl.get()) == H5D_VIRTUAL) {
+    size_t count = 0;
+    std::string source = "other datasets";
+    if (H5Pget_virtual_count(dcpl.get(), &count) >= 0 && count > 0) {
+      const ssize_t n = H5Pget_virtual_filename(dcpl.get(), 0, nullptr, 0);
+      if (n > 0) {
+        std::string s(static_cast<size_t>(n) + 1, '\0');
+        H5Pget_virtual_filename(dcpl.get(), 0, s.data(), s.size());
+        s.resize(static_cast<size_t>(n));
+        source = s == "." ? std::string("datasets of the shard itself") : s;
+      }
+    }
+    reject(path,
+           obj + " is a virtual dataset mapping " + std::to_string(count) +
+               " source(s), the first from " + source,
+           kKeepInside);
+  }
+  const int external = H5Pget_external_count(dcpl.get());
+  if (external < 0) damaged(path, "reading the storage of " + obj);
+  if (external > 0) {
+    char name[1024] = {};
+    off_t offset = 0;
+    hsize_t size = 0;
+    std::string where = "other files";
+    if (H5Pget_external(dcpl.get(), 0, sizeof(name) - 1, name, &offset, &size) >= 0) {
+      where = name;
+    }
+    reject(path,
+           obj + " keeps its data in " + std::to_string(external) +
+               " external file(s), the first " + where,
+           kKeepInside);
+  }
+}
+
+}  // namespace
+
 // Opens /name as an object and checks it is a dataset. Returns an invalid handle when the link
 // does not exist, so the caller decides whether that is an error.
 H5Dataset open_dataset(const std::string& path, hid_t file, const char* name,
@@ -99,6 +186,7 @@ H5Dataset open_dataset(const std::string& path, hid_t file, const char* name,
   const htri_t exists = H5Lexists(file, name, H5P_DEFAULT);
   if (exists < 0) damaged(path, "looking up " + obj);
   if (exists == 0) return H5Dataset();
+  refuse_foreign_link(path, file, name, obj);
   H5Object o(H5Oopen(file, name, H5P_DEFAULT));
   if (!o.valid()) {
     reject(path, obj + " is a link to an object that cannot be opened", fix, h5_error_text());
@@ -110,8 +198,13 @@ H5Dataset open_dataset(const std::string& path, hid_t file, const char* name,
                                               : "not a dataset";
     reject(path, obj + " is " + std::string(what) + ", not a dataset", fix);
   }
+  if (object_file_name(o.get()) != object_file_name(file)) {
+    reject(path, obj + " leads to an object in another file, " + object_file_name(o.get()),
+           kKeepInside);
+  }
   H5Dataset d(H5Dopen2(file, name, H5P_DEFAULT));
   if (!d.valid()) damaged(path, "opening " + obj);
+  refuse_foreign_storage(path, d.get(), obj);
   return d;
 }
 

@@ -31,7 +31,8 @@ std::string class_name(H5T_class_t c);                    // "floating-point"
 std::string shape_text(hid_t space);                      // "shape (3, 4)"
 
 // /name as a dataset, or an invalid handle when the link does not exist; anything else there
-// (a group, a broken link) is rejected with `fix`.
+// (a group, a broken link) is rejected with `fix`, and so is a dataset whose data lives in
+// another file ([Foreign data] in h5_checks.cpp).
 storage::H5Dataset open_dataset(const std::string& path, hid_t file, const char* name,
                                 const std::string& fix);
 // A required scalar integer attribute of the root group; `fix` says how to add a good one.

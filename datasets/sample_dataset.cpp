@@ -6,6 +6,7 @@
 
 #include "common/errors.h"
 #include "datasets/h5_checks.h"
+#include "datasets/shard_index.h"
 
 namespace dpt::datasets {
 
@@ -190,6 +191,7 @@ const SampleDataset::Block& SampleDataset::block(uint32_t shard, uint64_t index)
   const SampleShardFacts& f = shards_[shard];
   const uint64_t first = index * block_samples_;
   const uint64_t count = std::min(block_samples_, f.num_samples - first);
+  check_unchanged(f.path, FileStamp{f.file_size, f.mtime_ns});  // [Shards in training]
   OpenShard& s = open(shard);
   Block b;
   b.inputs.resize(count * input_bytes_per_sample_);

@@ -15,7 +15,9 @@ namespace dpt::datasets {
 
 namespace {
 
-constexpr const char* kMagic = "dptrain-sample-index 1";
+// Version 2: entries were inspected with [Foreign data] refused; an index of version 1 is
+// rebuilt, so a shard it admitted is inspected again.
+constexpr const char* kMagic = "dptrain-sample-index 2";
 
 std::string canonical(const std::string& path) {
   std::error_code ec;

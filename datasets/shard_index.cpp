@@ -33,7 +33,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kMagic = "dptrain-shard-index 1";
+// Version 2: entries were inspected with [Foreign data] refused; an index of version 1 is
+// rebuilt, so a shard it admitted is inspected again.
+constexpr const char* kMagic = "dptrain-shard-index 2";
 constexpr const char* kColumns =
     "# path\tfile_size\tmtime_ns\tdtype\tnum_tokens\tmin_id\tmax_id\tvocab_size\tnum_docs\t"
     "chunk_tokens\tchecksum";
@@ -183,6 +185,31 @@ FileStamp stat_shard(const std::string& path) {
   stamp.size = static_cast<uint64_t>(st.st_size);
   stamp.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   return stamp;
+}
+
+void check_unchanged(const std::string& path, FileStamp indexed) {
+  const std::string fix =
+      "; restore it as it was (or remove it from the dataset) and rerun: --resume auto continues "
+      "from the newest checkpoint and the start re-validates the shards";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw UsageError("shard " + path + " was " +
+                     (errno == ENOENT ? std::string("deleted")
+                                      : "made unreadable (" + errno_string(errno) + ")") +
+                     " while training (it was indexed with " + std::to_string(indexed.size) +
+                     " bytes)" + fix);
+  }
+  const int64_t mtime_ns =
+      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  if (static_cast<uint64_t>(st.st_size) != indexed.size || mtime_ns != indexed.mtime_ns) {
+    const char* how = static_cast<uint64_t>(st.st_size) < indexed.size   ? "truncated"
+                      : static_cast<uint64_t>(st.st_size) > indexed.size ? "extended"
+                                                                         : "rewritten";
+    throw UsageError("shard " + path + " changed while training (" + how +
+                     ": it was indexed with " + std::to_string(indexed.size) + " bytes, it has " +
+                     std::to_string(st.st_size) + " bytes now" +
+                     (mtime_ns != indexed.mtime_ns ? ", modified since" : "") + ")" + fix);
+  }
 }
 
 std::string index_path_for(const std::vector<std::string>& shards, const std::string& cache_dir) {

@@ -28,6 +28,13 @@ struct FileStamp {
 // regular file.
 FileStamp stat_shard(const std::string& path);
 
+// [Shards in training] A shard must stay as it was indexed while a run reads it: the readers
+// stat(2) it before every read and end the run (UsageError naming it) when it was deleted or
+// its size or modification time changed. Without this a truncated shard could read as zeros
+// (HDF5's POSIX driver fills a read past the end of the file with zeros) and a deleted one
+// would train on from a handle still open. A stat costs about a microsecond, a read far more.
+void check_unchanged(const std::string& path, FileStamp indexed);
+
 // Where the index of these shards lives: beside the first shard (DIR/.dptrain-index) when
 // cache_dir is empty, else cache_dir/<16 hex digits of fnv1a64(DIR)>.dptrain-index, so the
 // datasets sharing a cache directory do not collide. DIR is the canonical directory of the

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/errors.h"
+#include "datasets/shard_index.h"
 #include "datasets/token_h5.h"
 #include "storage/durable.h"
 #include "storage/h5.h"
@@ -256,8 +257,9 @@ void ShardReader::read(uint32_t shard, uint64_t start, uint64_t count, int32_t* 
   DPT_CHECK(start + count <= f.num_tokens, f.path + ": read past the end of /tokens");
   const size_t width = token_type_size(f.dtype);
   if (m.staging.size() < count * width)
-    m.staging.resize(count * width);  // only if a caller
-                                      // reads longer spans
+    m.staging.resize(count * width);                            // only if a caller
+                                                                // reads longer spans
+  check_unchanged(f.path, FileStamp{f.file_size, f.mtime_ns});  // [Shards in training]
   auto& o = m.get(shard);
   const auto range = [&] {
     std::string r = "[";

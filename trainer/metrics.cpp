@@ -72,6 +72,7 @@ void MetricsWriter::write(const StepRecord& r) {
       .add("sent_bytes", r.sent_bytes);
   if (r.skipped) rec.add("skipped", true);
   if (r.saved) rec.add("ckpt_stall_ms", r.ckpt_stall_ms);
+  if (r.ckpt_failed_step >= 0) rec.add("ckpt_failed_step", r.ckpt_failed_step);
   std::string lines = rec.text() + "\n";
   if (r.has_val) {
     JsonRecord val;

@@ -149,7 +149,12 @@ class CudaReplica final : public Replica {
           cudaMemcpy(chunks_.get(), chunks.data(), chunks_.bytes(), cudaMemcpyHostToDevice));
     sumsq_scratch_ = k::DeviceBuffer<float>(k::sum_squares_scratch_floats(model_.num_params()));
 #ifdef DPT_HAVE_NCCL
-    nccl_ = std::make_unique<comm::NcclCommunicator>(mpi, gpu);
+    // [Hang diagnosis]: the NCCL watchdog waits as long as the collective watchdog, and reports
+    // through it (comm::report_backend_hang) when the GPU stream is what hangs.
+    nccl_ = std::make_unique<comm::NcclCommunicator>(
+        mpi, gpu,
+        cfg.collective_timeout_s > 0 ? cfg.collective_timeout_s
+                                     : comm::NcclCommunicator::timeout_from_env());
     reduce_how_ = nccl_->backend();
 #else
     reduce_how_ = "MPI through host memory (this build has no NCCL)";

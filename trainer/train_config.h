@@ -24,6 +24,9 @@ const char* precision_name(Precision p);  // "fp32", "bf16", "auto"
 // --nonfinite: what a non-finite loss or gradient norm does ([Non-finite guard]).
 enum class NonFinitePolicy { stop, skip };
 
+// --ckpt-on-error: what a failed save does ([Failed save] in checkpoint/checkpointer.h).
+enum class CkptOnError { stop, go_on };
+
 struct TrainConfig {
   ModelConfig model;
   bool vocab_from_data = true;      // --vocab-size not given: take it from the data
@@ -61,17 +64,22 @@ struct TrainConfig {
   bool ckpt_async = true;            // write in the background while training goes on
   checkpoint::ResumeRequest resume;  // auto | never | PATH of a checkpoint
   NonFinitePolicy nonfinite = NonFinitePolicy::stop;
-  int nonfinite_max_skips = 8;     // consecutive skipped steps that stop the run anyway
-  int64_t fault_nan_step = 0;      // testing: the last rank's gradient turns NaN here
-  int64_t fault_kill_in_save = 0;  // testing: the last rank dies halfway through this save
-  int64_t stop_at_step = 0;        // end this process after that step, with a checkpoint;
-                                   // the schedule still runs to --steps (0: to --steps)
+  CkptOnError ckpt_on_error = CkptOnError::stop;
+  int nonfinite_max_skips = 8;        // consecutive skipped steps that stop the run anyway
+  int64_t fault_nan_step = 0;         // testing: the last rank's gradient turns NaN here
+  int64_t fault_kill_in_save = 0;     // testing: the last rank dies halfway through this save
+  int64_t fault_skip_collective = 0;  // testing: the last rank skips this step's vote all-reduce
+  int64_t stop_at_step = 0;           // end this process after that step, with a checkpoint;
+                                      // the schedule still runs to --steps (0: to --steps)
   // Cluster jobs ([Stop requests], docs/slurm.md).
   job::Device device = job::Device::automatic;
   Precision dtype = Precision::automatic;  // automatic: bf16 on cuda, fp32 on cpu
   int preempt_signal = SIGUSR2;            // "checkpoint, stop, requeue" (0: none)
   bool requeue_on_preempt = false;         // requeue the Slurm job after a preemption stop
   int64_t stop_before_limit_s = 0;         // stop this many seconds before the time limit
+  // [Hang diagnosis]: a collective that has not completed in this time ends the job with a
+  // report of the missing or disagreeing ranks (0: no watchdog).
+  double collective_timeout_s = 600;
 
   // The last step this process trains.
   int64_t last_step() const { return stop_at_step > 0 ? std::min(steps, stop_at_step) : steps; }

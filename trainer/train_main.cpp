@@ -4,6 +4,9 @@
 #include <optional>
 
 #include "comm/agreement.h"
+#include "comm/hang_watchdog.h"
+#include "comm/heartbeat.h"
+#include "comm/monitored_communicator.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_session.h"
 #include "common/errors.h"
@@ -44,6 +47,15 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     if (!parsed) return 0;  // --help
     TrainConfig& cfg = *parsed;
     const RunLog log(world.rank());
+    // [Hang diagnosis]: from here on, a collective that does not complete ends the job with a
+    // report (the heartbeat's start is a collective of every rank).
+    std::optional<comm::Heartbeat> heartbeat;
+    std::optional<comm::HangWatchdog> watchdog;
+    if (cfg.collective_timeout_s > 0) {
+      heartbeat.emplace(world, session.placement().host,
+                        comm::HangWatchdog::interval_for(cfg.collective_timeout_s));
+      watchdog.emplace(*heartbeat, cfg.collective_timeout_s);
+    }
     // [Stop requests]: handlers first, so that a signal during the start is not lost.
     job::StopRequests stop(cfg.preempt_signal);
     storage::IoThread io;  // [I/O thread], before the datasets, which close their files on it
@@ -106,7 +118,8 @@ int main(int argc, char** argv) {
   int code = 0;
   try {
     {
-      dpt::comm::MpiCommunicator world(MPI_COMM_WORLD);
+      dpt::comm::MpiCommunicator mpi(MPI_COMM_WORLD);
+      dpt::comm::MonitoredCommunicator world(mpi);  // [Flight recorder]
       code = run(*session, world, argc, argv);
     }  // the communicator is freed before MPI is finalized
     session->finalize();

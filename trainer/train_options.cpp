@@ -5,6 +5,7 @@
 #include <boost/program_options.hpp>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -191,6 +192,9 @@ constexpr Choice<Precision> kPrecisions[] = {
     {"fp32", Precision::fp32}, {"bf16", Precision::bf16}, {"auto", Precision::automatic}};
 constexpr Choice<NonFinitePolicy> kNonFinite[] = {{"stop", NonFinitePolicy::stop},
                                                   {"skip", NonFinitePolicy::skip}};
+
+constexpr Choice<CkptOnError> kCkptOnError[] = {{"stop", CkptOnError::stop},
+                                                {"continue", CkptOnError::go_on}};
 
 constexpr Choice<Pool> kPools[] = {{"cls", Pool::cls}, {"mean", Pool::mean}};
 
@@ -544,6 +548,11 @@ void checkpoint_options(std::vector<OptionSpec>& t) {
   t.push_back(option("ckpt-async", kCheckpoints,
       "write checkpoints on a background thread while training continues (false: in the step)",
       DPT_FIELD(ckpt_async)));
+  t.push_back(choice_option("ckpt-on-error", kCheckpoints,
+      "when a save fails (disk full, I/O error): 'stop' the run, or 'continue' training and try "
+      "again at the next save; either way the partial files go and the checkpoints already "
+      "published stay. A failed save after the last step always ends the run with an error",
+      DPT_FIELD(ckpt_on_error), kCkptOnError));
   t.push_back(resume_option());
   t.push_back(option("stop-at-step", kCheckpoints,
       "end after step K with a checkpoint, as a preempted job would; the learning-rate schedule "
@@ -569,6 +578,12 @@ void checkpoint_options(std::vector<OptionSpec>& t) {
       "(0: never)", DPT_FIELD(fault_kill_in_save), [](const TrainConfig& c) {
         require(c.fault_kill_in_save >= 0, "--fault-kill-in-save must be >= 0.");
       }, run_only));
+  t.push_back(option("fault-skip-collective", kCheckpoints,
+      "testing: the last rank skips the step votes' all-reduce of this step, so that the ranks "
+      "disagree on the collectives they call (0: never)", DPT_FIELD(fault_skip_collective),
+      [](const TrainConfig& c) {
+        require(c.fault_skip_collective >= 0, "--fault-skip-collective must be >= 0.");
+      }, run_only));
   // clang-format on
 }
 
@@ -584,6 +599,15 @@ void job_options(std::vector<OptionSpec>& t) {
       DPT_FIELD(stop_before_limit_s), [](const TrainConfig& c) {
         require(c.stop_before_limit_s >= 0, "--stop-before-limit must be >= 0 seconds (0: off).");
       }));
+  t.push_back(option("collective-timeout", kJobs,
+      "seconds a collective may take before the job ends with a report of the ranks that are "
+      "missing (stopped, hung, node lost) or that called other collectives, exit code 3 "
+      "(0: no watchdog). Raise it where a rank may work alone for long, as in a first scan of "
+      "a large dataset",
+      DPT_FIELD(collective_timeout_s), [](const TrainConfig& c) {
+        require(std::isfinite(c.collective_timeout_s) && c.collective_timeout_s >= 0,
+                "--collective-timeout must be >= 0 seconds (0: no watchdog).");
+      }, OnResume::run_only));
   // clang-format on
 }
 

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "comm/agreement.h"
+#include "comm/flight_recorder.h"
 #include "comm/typed_collectives.h"
 #include "common/elapsed.h"
 #include "common/errors.h"
@@ -181,9 +182,14 @@ class TrainingLoop {
         break;
       }
     }
+    comm::FlightRecorder::get().set_phase("end of training");
     if (control_.saver) {
       const trace::Span span("checkpoint finish");
-      control_.saver->finish();
+      try {
+        control_.saver->finish();
+      } catch (const checkpoint::SaveFailed& e) {
+        go_on_after(e, true);  // the run's last save: it throws either way
+      }
     }
     if (tracing_ && !trace_written_) write_trace();
     result_.final_param_hash = check_sync("at the end", 0);
@@ -197,24 +203,35 @@ class TrainingLoop {
   unsigned one_step(int64_t step, int64_t last) {
     trace::Span span("step");
     span.arg("step", step);
+    comm::FlightRecorder& flight = comm::FlightRecorder::get();  // [Flight recorder]
+    flight.set_step(step);
     const auto t0 = std::chrono::steady_clock::now();
     const double wait_ms = accumulate(step);
-    const StepVotes votes = vote(wait_ms);
+    const StepVotes votes = vote(step, wait_ms);
     const unsigned stop_requested = votes.stop.reasons();
     // [Non-finite guard] inside update(): the same decision on every rank.
     const ReplicaStep rs = [&] {
       const trace::Span optimizer("optimizer");
+      flight.set_phase("optimizer");
       return model_.update(step);
     }();
     skipped_in_a_row_ = rs.stats.skipped ? skipped_in_a_row_ + 1 : 0;
     skipped_total_ += rs.stats.skipped ? 1 : 0;
-    if (control_.saver && control_.saver->pending() && votes.writing == 0.0)
-      control_.saver->publish();
+    int64_t failed_step = -1;
+    if (control_.saver && control_.saver->pending() && votes.writing == 0.0) {
+      flight.set_phase("checkpoint publication");
+      try {
+        control_.saver->publish();
+      } catch (const checkpoint::SaveFailed& e) {
+        failed_step = go_on_after(e, false);
+      }
+    }
     const double ms = ms_since(t0);
     if (cfg_.check_sync_every > 0 && step % cfg_.check_sync_every == 0)
       check_sync("after step", step);
 
     StepRecord rec = record(step, rs, ms, votes.data_wait_ms);
+    rec.ckpt_failed_step = failed_step;
     rec.mem_state_bytes = static_cast<int64_t>(votes.mem_state_bytes);
     rec.mem_peak_bytes = static_cast<int64_t>(votes.mem_peak_bytes);
     const bool diverged = rs.stats.skipped && (cfg_.nonfinite == NonFinitePolicy::stop ||
@@ -239,11 +256,14 @@ class TrainingLoop {
     const int accum = cfg_.accum_steps(comm_.world_size());
     model_.zero_grads();
     double wait_ms = 0.0;
+    comm::FlightRecorder& flight = comm::FlightRecorder::get();
     for (int m = 0; m < accum; ++m) {
       const auto mb = [&] {
         const trace::Span wait("data wait");
+        flight.set_phase("data wait");
         return batches_.next();
       }();
+      flight.set_phase("forward/backward");
       DPT_CHECK(mb.step == step - 1 && mb.micro == m, "the batch stream is out of order");
       wait_ms += mb.wait_ms;
       // Each micro-batch contributes 1/accum of this rank's mean; the average over ranks in
@@ -251,14 +271,16 @@ class TrainingLoop {
       model_.forward_backward(mb.batch, 1.0 / accum, m == accum - 1);
     }
     if (step == cfg_.fault_nan_step && comm_.rank() == comm_.world_size() - 1) model_.poison_grad();
+    flight.set_phase("gradient exchange");
     model_.reduce();
     return wait_ms;
   }
 
   uint64_t sent_before_ = 0;  // model_.bytes_sent() at the end of the step before
 
-  StepVotes vote(double wait_ms) {
+  StepVotes vote(int64_t step, double wait_ms) {
     const trace::Span span("step votes");
+    comm::FlightRecorder::get().set_phase("step votes");
     StepVotes v;
     v.data_wait_ms = wait_ms;
     v.writing = control_.saver ? control_.saver->writing_flag() : 0.0;
@@ -266,6 +288,8 @@ class TrainingLoop {
     const MemoryUse mem = model_.memory_use();
     v.mem_state_bytes = static_cast<double>(mem.state);
     v.mem_peak_bytes = static_cast<double>(mem.peak);
+    // Testing ([Hang diagnosis]): the last rank goes on without the others' votes.
+    if (step == cfg_.fault_skip_collective && comm_.rank() == comm_.world_size() - 1) return v;
     comm::all_reduce_fields(comm_, v, comm::ReduceOp::max);
     return v;
   }
@@ -300,6 +324,7 @@ class TrainingLoop {
         (cfg_.val_every > 0 && rec.step % cfg_.val_every == 0) || rec.step == cfg_.steps;
     if (!validator_ || !due) return;
     const trace::Span span("validation");
+    comm::FlightRecorder::get().set_phase("validation");
     rec.has_val = true;
     Validator::Result r = validator_->evaluate(model_, comm_);
     rec.val_loss = r.loss;
@@ -315,16 +340,57 @@ class TrainingLoop {
     if (!saver || !((cfg_.ckpt_every > 0 && rec.step % cfg_.ckpt_every == 0) || final_step)) return;
     rec.saved = true;
     const trace::Span span("checkpoint snapshot");
+    comm::FlightRecorder::get().set_phase("checkpoint save");
     // The copies back from a GPU count as stall: the step waits for them.
     const auto t0 = std::chrono::steady_clock::now();
     const std::span<const float> p = model_.host_params(), m = model_.host_m(), v = model_.host_v();
     const double copy_ms = ms_since(t0);
-    rec.ckpt_stall_ms =
-        copy_ms + saver->save(rec.step, p, m, v, model_.state_range().lo, skipped_total_);
+    // save() first publishes the save before it: when that one failed (and the run goes on),
+    // this one starts on the second try; a failure then is its own (a synchronous save's).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      try {
+        rec.ckpt_stall_ms =
+            copy_ms + saver->save(rec.step, p, m, v, model_.state_range().lo, skipped_total_);
+        return;
+      } catch (const checkpoint::SaveFailed& e) {
+        const bool this_save = e.step() == rec.step;
+        rec.ckpt_failed_step = go_on_after(e, final_step && this_save);
+        if (this_save) break;
+      }
+    }
+    rec.saved = false;
+    rec.ckpt_stall_ms = ms_since(t0);
+  }
+
+  // [Failed save] under --ckpt-on-error: rethrows with `stop`, or when the save was the run's
+  // last; else rank 0 warns and the run goes on. Returns the step whose save failed.
+  int64_t go_on_after(const checkpoint::SaveFailed& e, bool last_save) {
+    if (cfg_.ckpt_on_error == CkptOnError::stop) throw;
+    if (last_save) {
+      throw checkpoint::SaveFailed(std::string(e.what()) +
+                                       "; it was the run's last save, so the run ends with an "
+                                       "error even with --ckpt-on-error continue",
+                                   e.exit_code(), e.origin_rank(), e.step());
+    }
+    if (comm_.rank() == 0) {
+      std::fprintf(stderr,
+                   "train: warning: %s; training goes on (--ckpt-on-error continue) and tries "
+                   "again at the next save\n",
+                   e.what());
+      std::fflush(stderr);
+    }
+    return e.step();
   }
 
   [[noreturn]] void stop_diverged(int64_t step, const ReplicaStep& rs) {
-    if (control_.saver) control_.saver->finish();  // what was saved before stays published
+    // What was saved before stays published; a save that fails now is only a footnote.
+    if (control_.saver) {
+      try {
+        control_.saver->finish();
+      } catch (const checkpoint::SaveFailed& e) {
+        if (comm_.rank() == 0) std::fprintf(stderr, "train: warning: %s\n", e.what());
+      }
+    }
     char what[160];
     std::snprintf(what, sizeof(what), "step %lld: the loss is %.9g and the gradient norm %.9g",
                   static_cast<long long>(step), rs.loss, rs.stats.grad_norm);

@@ -41,8 +41,10 @@ struct StepRecord {
   std::vector<int64_t> confusion;
   int64_t samples = 0;  // cumulative samples over all ranks
   double samples_per_s = 0;
-  bool skipped = false;      // non-finite loss or gradient norm: no update ([Non-finite guard])
-  bool saved = false;        // a checkpoint of this step was started
+  bool skipped = false;  // non-finite loss or gradient norm: no update ([Non-finite guard])
+  bool saved = false;    // a checkpoint of this step was started
+  // A save failed in this step and the run went on (--ckpt-on-error continue): its step.
+  int64_t ckpt_failed_step = -1;
   double ckpt_stall_ms = 0;  // time this step spent starting it ([Async save])
   // Rank 0's wait for the gradient exchange after its backward ended ([Gradient buckets]).
   double comm_exposed_ms = 0;

@@ -306,6 +306,26 @@ TEST_F(CheckpointFiles, MetaRoundTripsEveryField) {
   expect_same_meta(read_meta(path("meta.h5")), m);
 }
 
+// A file record that leads out of the checkpoint directory is refused by name, even with a
+// checksum that matches (metadata edited on purpose, not damaged).
+TEST_F(CheckpointFiles, MetaFileNamesThatLeaveTheDirectoryAreRefused) {
+  for (const std::string bad : {"..", "..\\etc"}) {
+    CheckpointMeta m = sample_meta();
+    m.files[1].name = bad;
+    const std::string p = path("meta.h5");
+    write_meta(p, m);
+    try {
+      read_meta(p);
+      ADD_FAILURE() << "file record '" << bad << "' was accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("file record '" + bad +
+                                           "' names a path outside the checkpoint directory"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 // Every 5th byte of meta.h5 flipped in turn: each read either fails with a UsageError naming
 // the file or gives back exactly what was written (a byte HDF5 never reads); never anything
 // else, and never a crash.

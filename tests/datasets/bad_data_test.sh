@@ -59,6 +59,16 @@ expect doc_offsets_past_end "$work/doc_offsets_past_end" "doc_offsets_past_end/b
 expect no_vocab_size "$work/no_vocab_size" "no_vocab_size/bad.h5" "vocab_size"
 expect format_version_2 "$work/format_version_2" "format_version_2/bad.h5" "format_version"
 expect truncated "$work/truncated" "truncated/bad.h5" "truncat|damaged"
+expect external_link "$work/external_link" "external_link/bad.h5" \
+  "/tokens is an external link to .*elsewhere/outside.h5:/tokens"
+expect soft_link_to_external "$work/soft_to_external" "soft_to_external/bad.h5" \
+  "/tokens leads to an object in another file, .*elsewhere/outside.h5"
+expect virtual_dataset "$work/virtual_dataset" "virtual_dataset/bad.h5" \
+  "/tokens is a virtual dataset .*elsewhere/outside.h5"
+expect external_storage "$work/external_storage" "external_storage/bad.h5" \
+  "/tokens keeps its data in 1 external file.*elsewhere/tokens.raw"
+expect sample_external_link "$work/sample_external" "sample_external/bad.h5" \
+  "/inputs is an external link to .*elsewhere/samples.h5:/inputs"
 expect val_data_bad "$work/model_vocab" "not_hdf5/bad.h5" "not an HDF5 file" \
   --val-data "$work/not_hdf5"
 

@@ -61,3 +61,36 @@ with open(trunc, "r+b") as f:
 # Ids below the shards' vocab_size 256 but not below a model --vocab-size of 100.
 os.makedirs(os.path.join(root, "model_vocab"))
 shard(os.path.join(root, "model_vocab", "a.h5"), good, chunks=(1024,))
+
+# [Foreign data]: datasets whose bytes live in another file, each refused before it is read.
+# The file they point at is a good shard outside the dataset's directory.
+os.makedirs(os.path.join(root, "elsewhere"))
+outside = os.path.join(root, "elsewhere", "outside.h5")
+shard(outside, good)
+raw = os.path.join(root, "elsewhere", "tokens.raw")
+good.astype("<u2").tofile(raw)
+with h5py.File(os.path.join(case("external_link"), "bad.h5"), "w") as f:
+    f["tokens"] = h5py.ExternalLink(outside, "/tokens")
+    f.attrs["vocab_size"] = 256
+    f.attrs["format_version"] = 1
+with h5py.File(os.path.join(case("soft_to_external"), "bad.h5"), "w") as f:
+    f["far"] = h5py.ExternalLink(outside, "/tokens")
+    f["tokens"] = h5py.SoftLink("/far")
+    f.attrs["vocab_size"] = 256
+    f.attrs["format_version"] = 1
+layout = h5py.VirtualLayout(shape=good.shape, dtype=np.uint16)
+layout[:] = h5py.VirtualSource(outside, "tokens", shape=good.shape)
+with h5py.File(os.path.join(case("virtual_dataset"), "bad.h5"), "w") as f:
+    f.create_virtual_dataset("tokens", layout)
+    f.attrs["vocab_size"] = 256
+    f.attrs["format_version"] = 1
+shard(os.path.join(case("external_storage"), "bad.h5"), None, shape=good.shape, dtype="<u2",
+      external=[(raw, 0, good.nbytes)])
+# A sample shard (texts of 16 tokens) whose /inputs is an external link.
+os.makedirs(os.path.join(root, "sample_external"))
+with h5py.File(os.path.join(root, "elsewhere", "samples.h5"), "w") as f:
+    f["inputs"] = rng.integers(0, 200, (32, 16), dtype=np.int32)
+with h5py.File(os.path.join(root, "sample_external", "bad.h5"), "w") as f:
+    f["inputs"] = h5py.ExternalLink(os.path.join(root, "elsewhere", "samples.h5"), "/inputs")
+    f["labels"] = np.arange(32) % 2
+    f.attrs["format_version"] = 1

@@ -134,7 +134,7 @@ TEST_F(SampleDatasetTest, IndexRoundTripsAndForgetsChangedShards) {
   FileStamp changed = stat_shard(path("a.h5"));
   changed.mtime_ns += 1;
   EXPECT_FALSE(loaded.find(path("a.h5"), changed).has_value());
-  std::ofstream(file, std::ios::trunc) << "dptrain-sample-index 1\n12:garbage";
+  std::ofstream(file, std::ios::trunc) << "dptrain-sample-index 2\n12:garbage";
   EXPECT_EQ(SampleIndex::load(file).size(), 0u);
 }
 

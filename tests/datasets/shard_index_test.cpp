@@ -102,7 +102,7 @@ TEST_F(ShardIndexTest, SaveAndLoadRoundTripsEveryField) {
   EXPECT_EQ(index.size(), 5u);
   std::string why;
   ASSERT_TRUE(index.save(path(".dptrain-index"), &why)) << why;
-  EXPECT_EQ(read_text(path(".dptrain-index")).rfind("dptrain-shard-index 1\n", 0), 0u);
+  EXPECT_EQ(read_text(path(".dptrain-index")).rfind("dptrain-shard-index 2\n", 0), 0u);
 
   const ShardIndex loaded = ShardIndex::load(path(".dptrain-index"));
   ASSERT_EQ(loaded.size(), 5u);
@@ -188,7 +188,7 @@ TEST_F(ShardIndexTest, DamagedIndexLoadsAsEmpty) {
   const size_t last_tab = good.rfind('\t');
   const size_t a_line = good.find(dir_ + "/a.h5");
   const std::vector<std::pair<std::string, std::string>> damage = {
-      {"wrong magic", "dptrain-shard-index 2" + good.substr(good.find('\n'))},
+      {"wrong magic", "dptrain-shard-index 1" + good.substr(good.find('\n'))},
       {"foreign file", "hello\n"},
       {"empty file", ""},
       {"cut mid-line", good.substr(0, good.size() - 5)},
