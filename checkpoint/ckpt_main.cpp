@@ -21,6 +21,7 @@
 #include "checkpoint/meta_file.h"
 #include "checkpoint/rank_file.h"
 #include "checkpoint/safetensors.h"
+#include "common/crash_note.h"
 #include "common/elapsed.h"
 #include "common/errors.h"
 #include "storage/durable.h"
@@ -430,6 +431,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dpt::install_crash_reporter("ckpt", -1);  // [Crash note]
   try {
     return run(argc, argv);
   } catch (...) {

@@ -66,6 +66,8 @@ struct CheckpointMeta {
 std::string step_dir_name(int64_t step);  // "step_00001200"
 std::string rank_file_name(int rank);     // "rank_00003.h5"
 inline constexpr const char* kMetaFileName = "meta.h5";
+// [Meta checksum] meta.h5's CRC-32C and size, beside it: "crc32c XXXXXXXX bytes N\n".
+inline constexpr const char* kMetaChecksumSuffix = ".crc32c";
 inline constexpr const char* kLatestFileName = "latest";
 
 // Elements [lo, hi) of an N-element tensor that rank r of W owns in a checkpoint.

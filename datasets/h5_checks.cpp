@@ -232,6 +232,11 @@ int64_t read_int_attr(const std::string& path, hid_t file, const char* name,
   return value;
 }
 
+std::string crash_fix() {
+  return "the HDF5 library crashed on this file, which must be malformed: re-create it with "
+         "prepare-data or h5py, or remove it from the dataset";
+}
+
 // The file-level checks, in the order a user fixes them: exists, is a file, readable, HDF5.
 H5File open_shard_file(const std::string& path, uint64_t size) {
   {

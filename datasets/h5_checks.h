@@ -38,6 +38,9 @@ storage::H5Dataset open_dataset(const std::string& path, hid_t file, const char*
 // A required scalar integer attribute of the root group; `fix` says how to add a good one.
 int64_t read_int_attr(const std::string& path, hid_t file, const char* name,
                       const std::string& fix);
+// [Crash note] for the HDF5 calls on a shard: names the file when the library crashes on it.
+std::string crash_fix();
+
 // Opens path read-only with a shared lock, after the checks a user fixes in order; `size` is
 // its size in bytes from stat(2).
 storage::H5File open_shard_file(const std::string& path, uint64_t size);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/crash_note.h"
 #include "common/errors.h"
 #include "datasets/h5_checks.h"
 #include "datasets/shard_index.h"
@@ -192,6 +193,7 @@ const SampleDataset::Block& SampleDataset::block(uint32_t shard, uint64_t index)
   const uint64_t first = index * block_samples_;
   const uint64_t count = std::min(block_samples_, f.num_samples - first);
   check_unchanged(f.path, FileStamp{f.file_size, f.mtime_ns});  // [Shards in training]
+  const CrashNote note("reading shard " + f.path, crash_fix());
   OpenShard& s = open(shard);
   Block b;
   b.inputs.resize(count * input_bytes_per_sample_);

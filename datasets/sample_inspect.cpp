@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/crash_note.h"
 #include "common/errors.h"
 #include "datasets/h5_checks.h"
 #include "datasets/shard_index.h"
@@ -243,6 +244,7 @@ SampleKind input_kind(const std::string& path, hid_t file, const Array& in) {
 
 SampleShardFacts inspect_sample_shard(const std::string& path) {
   h5_quiet();
+  const CrashNote note("validating shard " + path, h5check::crash_fix());
   const FileStamp stamp = stat_shard(path);
   storage::H5File file = open_shard_file(path, stamp.size);
   SampleShardFacts facts;

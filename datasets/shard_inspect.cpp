@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/crash_note.h"
 #include "common/errors.h"
 #include "common/hash.h"
 #include "datasets/h5_checks.h"
@@ -298,6 +299,7 @@ TokensLayout tokens_layout(const std::string& path, hid_t dset) {
 
 ShardFacts inspect_shard(const std::string& path) {
   h5_quiet();
+  const CrashNote note("validating shard " + path, h5check::crash_fix());
   // The stamp is taken before reading: if the file changes during the scan, its new size or
   // mtime no longer matches what the index stores, and the next run inspects it again.
   const FileStamp stamp = stat_shard(path);

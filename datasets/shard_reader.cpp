@@ -9,7 +9,9 @@
 #include <cstring>
 #include <string>
 
+#include "common/crash_note.h"
 #include "common/errors.h"
+#include "datasets/h5_checks.h"
 #include "datasets/shard_index.h"
 #include "datasets/token_h5.h"
 #include "storage/durable.h"
@@ -260,6 +262,7 @@ void ShardReader::read(uint32_t shard, uint64_t start, uint64_t count, int32_t* 
     m.staging.resize(count * width);                            // only if a caller
                                                                 // reads longer spans
   check_unchanged(f.path, FileStamp{f.file_size, f.mtime_ns});  // [Shards in training]
+  const CrashNote note("reading shard " + f.path, h5check::crash_fix());
   auto& o = m.get(shard);
   const auto range = [&] {
     std::string r = "[";

@@ -9,6 +9,7 @@
 #include "comm/monitored_communicator.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_session.h"
+#include "common/crash_note.h"
 #include "common/errors.h"
 #include "storage/io_thread.h"
 #include "trainer/run_steps.h"
@@ -115,6 +116,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "train: failure starting MPI: %s\n", e.what());
     return 1;
   }
+  // [Crash note]: a library crash names what it was reading (after MPI's own handlers).
+  dpt::install_crash_reporter("train", session->rank());
   int code = 0;
   try {
     {

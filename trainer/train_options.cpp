@@ -3,6 +3,7 @@
 #include "trainer/train_options.h"
 
 #include <boost/program_options.hpp>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -92,9 +93,26 @@ struct Codec<double> {
   static double parse(const char* n, const std::string& t) { return parse_number(n, t); }
   static std::string print(double v) { return print_number(v); }
 };
+// A text value (a path, a range) must read back from the config text a checkpoint records,
+// an INI file read by Boost.program_options: a line break would end the line (and the rest
+// would read as another option), '#' starts a comment there, and spaces around a value are
+// trimmed. Such values are refused when given, not recorded wrong (the fuzzer found the first).
 template <>
 struct Codec<std::string> {
-  static std::string parse(const char*, const std::string& t) { return t; }
+  static std::string parse(const char* n, const std::string& t) {
+    if (t.find_first_of(std::string("\n\r\0", 3)) != std::string::npos)
+      bad_value(n, "(a value with a line break)",
+                "a value with a line break cannot be recorded in a checkpoint's options; rename "
+                "the path");
+    if (t.find('#') != std::string::npos)
+      bad_value(n, t,
+                "'#' starts a comment in the options a checkpoint records (and in --config "
+                "files); rename the path or reach it through a symbolic link without '#'");
+    if (!t.empty() && (std::isspace(static_cast<unsigned char>(t.front())) ||
+                       std::isspace(static_cast<unsigned char>(t.back()))))
+      bad_value(n, "'" + t + "'", "a value may not begin or end with a space");
+    return t;
+  }
   static std::string print(const std::string& v) { return v; }
 };
 template <>

@@ -2,7 +2,9 @@
 // together are the one-rank batch, a stream restarted at step k equals the uninterrupted one,
 // a shard written by h5py reads back token-exact, and an id that went bad after indexing is
 // caught as it is read.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <fstream>
@@ -107,17 +109,44 @@ TEST_F(BatchStreamTest, StreamRestartedAtStepKEqualsTheUninterruptedStream) {
   }
 }
 
-TEST_F(BatchStreamTest, AnIdThatWentBadAfterIndexingIsCaughtAsItIsRead) {
-  auto d = open(false);
-  // Rewrite shard 2 with an id beyond the vocabulary but the same length: the facts the
-  // dataset holds are now stale, as for a file changed under a running job.
-  auto bad = tokens_[2];
+// Rewrites shard 2 with ids beyond the vocabulary but the same length; with keep_stamp, its
+// size and modification time are made the indexed ones again (a change the stamp cannot see).
+void rewrite_shard_2(const std::string& path, std::vector<uint32_t> bad, bool keep_stamp) {
+  struct stat before {};
+  ASSERT_EQ(::stat(path.c_str(), &before), 0);
   for (size_t i = 0; i < bad.size(); i += 5)
     bad[i] = 300;
   ShardWriterOptions opt;
   opt.chunk_tokens = 97;
   opt.vocab_size = 512;
-  testing::write_shard(dir_.file("shard-2.h5"), bad, opt);
+  testing::write_shard(path, bad, opt);
+  if (!keep_stamp) return;
+  struct stat after {};
+  ASSERT_EQ(::stat(path.c_str(), &after), 0);
+  ASSERT_EQ(after.st_size, before.st_size);
+  const struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+}
+
+// [Shards in training]: a shard rewritten under a running job ends it by name at the next read.
+TEST_F(BatchStreamTest, AShardChangedAfterIndexingIsCaughtAtTheNextRead) {
+  auto d = open(false);
+  rewrite_shard_2(dir_.file("shard-2.h5"), tokens_[2], /*keep_stamp=*/false);
+  BatchStream stream(*d, order(*d, false), BatchGeometry{8, 1, 0, 8}, 0, 2);
+  try {
+    for (int i = 0; i < 100; ++i)
+      stream.next();
+    FAIL() << "no read met shard 2";
+  } catch (const UsageError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("shard-2.h5 changed while training (rewritten"), std::string::npos) << msg;
+  }
+}
+
+// The same change behind the indexed size and time: the ids are checked again as they are read.
+TEST_F(BatchStreamTest, AnIdThatWentBadAfterIndexingIsCaughtAsItIsRead) {
+  auto d = open(false);
+  rewrite_shard_2(dir_.file("shard-2.h5"), tokens_[2], /*keep_stamp=*/true);
   BatchStream stream(*d, order(*d, false), BatchGeometry{8, 1, 0, 8}, 0, 2);
   try {
     for (int i = 0; i < 100; ++i)

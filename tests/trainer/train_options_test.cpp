@@ -192,6 +192,20 @@ TEST(OptionTable, SwitchesWorkBareAndWithAValue) {
   std::remove(path.c_str());
 }
 
+// A text value that would not read back from the recorded config text is refused when given
+// (fuzz_config found a line break in --data turning into an option of its own).
+TEST(OptionTable, TextValuesThatCannotBeRecordedAreRefused) {
+  for (const char* bad : {"/runs/a\ngrad-clip = 0", "/runs/a#b", " /runs/a", "/runs/a\t"}) {
+    try {
+      parse({"--data", bad});
+      ADD_FAILURE() << "accepted: " << bad;
+    } catch (const UsageError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("--data ", 0), 0u) << e.what();
+    }
+  }
+  EXPECT_EQ(parse({"--data", "/runs/a b/c"}).config.data, "/runs/a b/c");
+}
+
 TEST(OptionTable, EnumerationsNameTheirChoices) {
   EXPECT_EQ(parse({"--device", "cpu"}).config.device, job::Device::cpu);
   EXPECT_EQ(parse({"--dtype", "fp32"}).config.dtype, Precision::fp32);

@@ -132,10 +132,10 @@ PY
 # A run that cannot fit stops before allocating, on every rank, with exit 2.
 rc=0
 timeout 60 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" --data "$work/data/train" \
-  --n-layer 100000 --threads 1 > "$work/huge.log" 2> "$work/huge.err" || rc=$?
+  --d-model 8192 --n-head 64 --n-layer 64 --threads 1 > "$work/huge.log" 2> "$work/huge.err" || rc=$?
 [[ $rc -eq 2 ]] || { cat "$work/huge.log" "$work/huge.err"; echo "FAIL: exit $rc, not 2"; exit 1; }
 grep -q "make the model smaller" "$work/huge.err" ||
   { cat "$work/huge.err"; echo "FAIL: no advice"; exit 1; }
 [[ $(grep -c "train: error" "$work/huge.err") -eq 1 ]] || { echo "FAIL: one message"; exit 1; }
 grep -q "memory per rank: parameters" "$work/huge.log"
-echo "ok: --n-layer 100000 refused with exit 2 by the memory plan"
+echo "ok: a 52-billion-parameter model refused with exit 2 by the memory plan"

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# libFuzzer over the readers of untrusted input (tests/fuzz): builds the targets with clang,
+# AddressSanitizer and UndefinedBehaviorSanitizer into build-fuzz (no CUDA), then fuzzes.
+#   scripts/fuzz.sh TARGET SECONDS   one target: fuzz_json_line, fuzz_config, fuzz_shard,
+#                                    fuzz_ckpt_meta
+#   scripts/fuzz.sh all SECONDS      each target in turn
+# Each target starts from its seed corpus (tests/fuzz/corpus/TARGET) and the regressions
+# (tests/fuzz/regressions/TARGET) and keeps what it learns in build-fuzz/corpus/TARGET across
+# runs. A finding (crash, sanitizer report, wrong answer, timeout) is saved as
+# build-fuzz/findings/TARGET-* (crashes inside HDF5 itself go to build-fuzz/findings/hdf5/,
+# see [Fuzz triage] below); the script then exits 1: fix it and copy the file into
+# tests/fuzz/regressions/TARGET, which ctest runs in this build. Prints one line per target:
+# executions per second, coverage (edges), features, corpus size. Environment: JOBS.
+set -euo pipefail
+target="${1:?usage: fuzz.sh TARGET|all SECONDS}"
+seconds="${2:?usage: fuzz.sh TARGET|all SECONDS}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+all=(fuzz_json_line fuzz_config fuzz_shard fuzz_ckpt_meta)
+if [[ $target == all ]]; then
+  targets=("${all[@]}")
+elif [[ " ${all[*]} " == *" $target "* ]]; then
+  targets=("$target")
+else
+  echo "fuzz: unknown target '$target': all or one of ${all[*]}" >&2
+  exit 2
+fi
+"$root/scripts/install-deps.sh"
+if ! command -v clang++ > /dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang > /dev/null
+fi
+build="$root/build-fuzz"
+t0=$(date +%s)
+CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DDPT_CUDA=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPT_SANITIZE=address,undefined -DDPT_FUZZ=ON > /dev/null
+cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${targets[@]}" > "$build/build.log" 2>&1 ||
+  { tail -40 "$build/build.log"; exit 1; }
+echo "fuzz: built ${targets[*]} in $(($(date +%s) - t0)) s"
+# allocator_may_return_null: HDF5 asks for absurd sizes on malformed files and handles the null
+# that glibc's malloc returns; leaks inside libhdf5 on its error paths are HDF5's.
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1:fast_unwind_on_malloc=0"
+export LSAN_OPTIONS="suppressions=$root/scripts/sanitizers/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# [Fuzz triage] HDF5 1.10.8 itself crashes on some malformed files (an invalid free while it
+# releases a damaged link table, for one). libFuzzer therefore runs in fork mode, going on after
+# a crash; each crash is replayed once and sorted by the first frame outside the sanitizer
+# runtime and libc: in libhdf5 it is the library's (kept in findings/hdf5/, reported, not ours
+# to fix: our own files are checksummed before HDF5 parses them, [Meta checksum]); anywhere else
+# it is ours, and the script fails.
+first_frame() {  # first_frame TARGET INPUT: "hdf5" or "ours: FRAME"
+  local frame
+  frame=$("$build/bin/$1" -runs=1 "$2" 2>&1 | grep -E '^ +#[0-9]+ ' |
+    grep -vE 'libclang_rt|compiler-rt|sanitizer|__asan|__ubsan|__lsan| in (malloc|free|calloc|realloc|abort|raise)\b|libc\.so|LLVMFuzzer|fuzzer::' |
+    head -n 1)
+  if [[ $frame == *libhdf5* ]]; then echo hdf5; else echo "ours: ${frame:-no stack}"; fi
+}
+rc=0
+printf '%-16s %8s %10s %8s %8s %8s %8s %s\n' target seconds "exec/s" edges features corpus ours \
+  "HDF5's"
+for t in "${targets[@]}"; do
+  corpus="$build/corpus/$t"
+  findings="$build/findings"
+  mkdir -p "$corpus" "$findings/hdf5" "$findings/new-$t"
+  log="$build/$t.log"
+  # -timeout: an input that takes 10 s is a finding (a hang); -rss_limit_mb: so is 2 GB.
+  "$build/bin/$t" -fork=1 -ignore_crashes=1 -ignore_timeouts=0 -ignore_ooms=0 \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$findings/new-$t/" \
+    "$corpus" "$root/tests/fuzz/corpus/$t" "$root/tests/fuzz/regressions/$t" > "$log" 2>&1 ||
+    true
+  last=$(grep -E '^#[0-9]+: cov:' "$log" | tail -1)
+  edges=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<< "$last")
+  feats=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<< "$last")
+  runs=$(sed -n 's/^#\([0-9]*\):.*/\1/p' <<< "$last")
+  size=$(find "$corpus" -type f | wc -l)
+  ours=0
+  theirs=0
+  for f in "$findings/new-$t"/*; do
+    [[ -f $f ]] || continue
+    verdict=$(first_frame "$t" "$f")
+    if [[ $verdict == hdf5 ]]; then
+      theirs=$((theirs + 1))
+      mv "$f" "$findings/hdf5/$t-$(basename "$f")"
+    else
+      ours=$((ours + 1))
+      mv "$f" "$findings/$t-$(basename "$f")"
+      echo "    $t: $(basename "$f"): $verdict"
+    fi
+  done
+  speed=$(awk -v r="${runs:-0}" -v s="$seconds" 'BEGIN { printf "%.0f", r / s }')
+  printf '%-16s %8s %10s %8s %8s %8s %8s %s\n' "$t" "$seconds" "$speed" "${edges:-?}" \
+    "${feats:-?}" "$size" "$ours" "$theirs"
+  [[ $ours == 0 ]] || rc=1
+done
+exit $rc
