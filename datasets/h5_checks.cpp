@@ -232,6 +232,63 @@ int64_t read_int_attr(const std::string& path, hid_t file, const char* name,
   return value;
 }
 
+void require_stored(const std::string& path, hid_t dset, const std::string& obj,
+                    uint64_t file_size) {
+  H5Space space(H5Dget_space(dset));
+  H5Type type(H5Dget_type(dset));
+  H5Plist dcpl(H5Dget_create_plist(dset));
+  if (!space.valid() || !type.valid() || !dcpl.valid())
+    damaged(path, "reading the storage of " + obj);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0) damaged(path, "reading the shape of " + obj);
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  const size_t width = H5Tget_size(type.get());
+  // Elements and bytes, saturating: a product past 2^64 is as wrong as any other too large one.
+  uint64_t elements = 1;
+  for (hsize_t d : dims)
+    elements = d != 0 && elements > UINT64_MAX / d ? UINT64_MAX : elements * d;
+  const uint64_t bytes =
+      width != 0 && elements > UINT64_MAX / width ? UINT64_MAX : elements * width;
+  if (elements == 0) return;
+  const std::string fix =
+      "write every element (h5py writes them all when it creates a dataset "
+      "from an array), or " +
+      std::string(kRewrite);
+  const int nfilters = H5Pget_nfilters(dcpl.get());
+  if (nfilters == 0 && bytes > file_size) {
+    reject(path,
+           obj + " declares " + std::to_string(elements) + " elements (" + std::to_string(bytes) +
+               " bytes), more than the file's " + std::to_string(file_size) + " bytes hold",
+           fix);
+  }
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  if (layout == H5D_CHUNKED) {
+    std::vector<hsize_t> chunk(dims.size());
+    if (H5Pget_chunk(dcpl.get(), rank, chunk.data()) < 0)
+      damaged(path, "reading the chunks of " + obj);
+    uint64_t need = 1;
+    for (size_t i = 0; i < dims.size(); ++i) {
+      const uint64_t along = chunk[i] == 0 ? 0 : (dims[i] + chunk[i] - 1) / chunk[i];
+      need = along != 0 && need > UINT64_MAX / along ? UINT64_MAX : need * along;
+    }
+    hsize_t stored = 0;
+    if (H5Dget_num_chunks(dset, space.get(), &stored) < 0)
+      damaged(path, "counting the chunks of " + obj);
+    if (stored < need) {
+      reject(path,
+             obj + " stores " + std::to_string(stored) + " of the " + std::to_string(need) +
+                 " chunks its shape needs (the others would read as fill values)",
+             fix);
+    }
+  } else if (layout == H5D_CONTIGUOUS && H5Dget_storage_size(dset) < bytes) {
+    reject(path,
+           obj + " stores " + std::to_string(H5Dget_storage_size(dset)) + " of its " +
+               std::to_string(bytes) + " bytes (the rest would read as fill values)",
+           fix);
+  }
+}
+
 std::string crash_fix() {
   return "the HDF5 library crashed on this file, which must be malformed: re-create it with "
          "prepare-data or h5py, or remove it from the dataset";

@@ -38,6 +38,14 @@ storage::H5Dataset open_dataset(const std::string& path, hid_t file, const char*
 // A required scalar integer attribute of the root group; `fix` says how to add a good one.
 int64_t read_int_attr(const std::string& path, hid_t file, const char* name,
                       const std::string& fix);
+// [Stored data] A dataset must store every element it declares: HDF5 reads chunks that were
+// never written (and a contiguous dataset never allocated) as fill values, so a file of a few
+// KB could declare a trillion tokens and keep the validator scanning fill for hours (fuzzing
+// found one). Refused: a chunked dataset with fewer chunks stored than its shape needs, a
+// contiguous one with less storage than its elements, and unfiltered data larger than the file.
+void require_stored(const std::string& path, hid_t dset, const std::string& obj,
+                    uint64_t file_size);
+
 // [Crash note] for the HDF5 calls on a shard: names the file when the library crashes on it.
 std::string crash_fix();
 

@@ -10,7 +10,9 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -47,7 +49,8 @@ const char* sample_task_name(SampleTask t) {
 
 namespace {
 
-constexpr size_t kReadBytes = size_t{8} << 20;  // per block of samples read in a scan
+constexpr size_t kReadBytes = size_t{8} << 20;            // per block of samples read in a scan
+constexpr uint64_t kMaxSampleValues = uint64_t{1} << 28;  // 1 GiB of float32 per sample
 constexpr const char* kH5pyExample =
     "(h5py: f['inputs'] = x; f['labels'] = y; f.attrs['format_version'] = 1)";
 
@@ -88,6 +91,22 @@ Array describe_array(const std::string& path, hid_t file, const char* name,
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   a.dims.assign(dims.begin(), dims.end());
+  // One sample's values, bounded before anything is sized from them: a malformed or hostile
+  // file may declare dimensions whose product overflows (fuzz_shard found a 32 GB buffer).
+  uint64_t per = 1;
+  for (size_t i = 1; i < a.dims.size(); ++i) {
+    if (a.dims[i] != 0 && per > kMaxSampleValues / a.dims[i]) {
+      reject(path,
+             obj + " has " + std::to_string(a.dims.size()) +
+                 " dimensions whose samples hold more than " + std::to_string(kMaxSampleValues) +
+                 " values each, the most a sample may hold",
+             kRewrite);
+    }
+    per *= a.dims[i];
+  }
+  hsize_t file_size = 0;
+  if (H5Fget_filesize(file, &file_size) < 0) damaged(path, "reading the file's size");
+  require_stored(path, a.dset.get(), obj, file_size);
   return a;
 }
 
@@ -242,7 +261,7 @@ SampleKind input_kind(const std::string& path, hid_t file, const Array& in) {
 
 }  // namespace
 
-SampleShardFacts inspect_sample_shard(const std::string& path) {
+SampleShardFacts inspect_sample_shard(const std::string& path) try {
   h5_quiet();
   const CrashNote note("validating shard " + path, h5check::crash_fix());
   const FileStamp stamp = stat_shard(path);
@@ -435,6 +454,11 @@ SampleShardFacts inspect_sample_shard(const std::string& path) {
     facts.has_lengths = true;
   }
   return facts;
+} catch (const std::bad_alloc&) {
+  // Sizes declared by the file that no check above caught: still the file's fault.
+  reject(path, "declares sizes this reader cannot allocate", kRewrite);
+} catch (const std::length_error&) {
+  reject(path, "declares sizes this reader cannot allocate", kRewrite);
 }
 
 }  // namespace dpt::datasets

@@ -11,6 +11,8 @@
 #include <future>
 #include <limits>
 #include <memory>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -251,7 +253,7 @@ void scan_tokens(const std::string& path, hid_t dset, const TokensLayout& layout
   facts->checksum = checksum;
 }
 
-TokensLayout tokens_layout(const std::string& path, hid_t dset) {
+TokensLayout tokens_layout(const std::string& path, hid_t dset, uint64_t file_size) {
   TokensLayout layout;
   H5Space space(H5Dget_space(dset));
   if (!space.valid()) damaged(path, "reading the shape of /tokens");
@@ -272,6 +274,7 @@ TokensLayout tokens_layout(const std::string& path, hid_t dset) {
     if (H5Pget_chunk(dcpl.get(), 1, &chunk) < 0) damaged(path, "reading the chunk size of /tokens");
     layout.chunk_tokens = chunk;
   }
+  require_stored(path, dset, "/tokens", file_size);
   const int nfilters = H5Pget_nfilters(dcpl.get());
   if (nfilters < 0) damaged(path, "reading the filters of /tokens");
   layout.filtered = nfilters > 0;
@@ -297,7 +300,7 @@ TokensLayout tokens_layout(const std::string& path, hid_t dset) {
 
 }  // namespace
 
-ShardFacts inspect_shard(const std::string& path) {
+ShardFacts inspect_shard(const std::string& path) try {
   h5_quiet();
   const CrashNote note("validating shard " + path, h5check::crash_fix());
   // The stamp is taken before reading: if the file changes during the scan, its new size or
@@ -326,7 +329,7 @@ ShardFacts inspect_shard(const std::string& path) {
            "wrote it");
   }
 
-  const TokensLayout layout = tokens_layout(path, tokens.get());
+  const TokensLayout layout = tokens_layout(path, tokens.get(), stamp.size);
   ShardFacts facts;
   {
     H5Type type(H5Dget_type(tokens.get()));
@@ -388,6 +391,11 @@ ShardFacts inspect_shard(const std::string& path) {
                                                         &std::free);
   facts.path = canonical ? std::string(canonical.get()) : path;
   return facts;
+} catch (const std::bad_alloc&) {
+  // Sizes declared by the file that no check above caught: still the file's fault.
+  reject(path, "declares sizes this reader cannot allocate", kRewrite);
+} catch (const std::length_error&) {
+  reject(path, "declares sizes this reader cannot allocate", kRewrite);
 }
 
 }  // namespace dpt::datasets
