@@ -208,8 +208,8 @@ if [[ $mode == preempt ]]; then
     echo "soak: no Slurm controller answers: start one with scripts/slurm/local-cluster.sh up" >&2
     exit 2
   fi
-  steps=3000
-  train "$work/ref.log" --steps $steps --ckpt-dir "$work/ref_ck" --ckpt-every 250 || true
+  steps=20000  # long enough (about 15 s) that the signal lands while the job trains
+  train "$work/ref.log" --steps $steps --ckpt-dir "$work/ref_ck" --ckpt-every 2000 || true
   ref=$(hash_of "$work/ref.log")
   [[ $rc == 0 && -n $ref ]] || { cat "$work/ref.log"; exit 1; }
   echo "soak preempt: $trials trial(s); the uninterrupted run: hash $ref"
@@ -231,9 +231,9 @@ if [[ $mode == preempt ]]; then
     job=$(LAUNCH=srun TRAIN="$bin/train" sbatch --parsable --job-name="dpt-soak-$t" --nodes=1 \
       --ntasks-per-node=$ranks --cpus-per-task=1 --time=15 --output="$out" --chdir="$work" \
       "$root/scripts/slurm/train.sbatch" "${args[@]}" --steps $steps --ckpt-dir "$ck" \
-      --ckpt-every 250 --requeue-on-preempt true)
+      --ckpt-every 2000 --requeue-on-preempt true)
     wait_state "$job" 120 RUNNING || true
-    at=$(rand_between 1000 4000)
+    at=$(rand_between 2000 8000)
     sleep "$(printf '%d.%03d' $((at / 1000)) $((at % 1000)))"
     scancel --signal=USR2 "$job" 2> /dev/null || true
     if wait_state "$job" 120 PENDING; then
@@ -248,7 +248,7 @@ if [[ $mode == preempt ]]; then
     wait_state "$job" 300 COMPLETED || true
     restarts=$(scontrol show job "$job" 2> /dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
     got=$(hash_of "$out")
-    if [[ $(state "$job") == COMPLETED && $got == "$ref" ]]; then
+    if [[ $(state "$job") == COMPLETED && $got == "$ref" && ${restarts:-0} -ge 1 ]]; then
       ok=$((ok + 1))
       verdict=identical
     else
