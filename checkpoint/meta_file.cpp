@@ -199,13 +199,8 @@ void write_meta(const std::string& path, const CheckpointMeta& m) {
   std::snprintf(line, sizeof(line), "crc32c %08x bytes %zu\n", crc32c(bytes.data(), bytes.size()),
                 bytes.size());
   const std::string sum = path + kMetaChecksumSuffix;
-  const int fd = ::open(sum.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0 || !storage::write_all(fd, line, std::strlen(line)) || ::fsync(fd) != 0) {
-    const std::string why = errno_string(errno);
-    if (fd >= 0) ::close(fd);
+  if (std::string why; !storage::write_file_atomic(sum, line, &why))
     throw RuntimeFailure("writing " + sum + ": " + why);
-  }
-  ::close(fd);
 }
 
 namespace {

@@ -65,36 +65,32 @@ bool wait_ready(int fd, short events, Clock::time_point deadline) {
 }
 
 // Whole transfers on a non-blocking socket, bounded by a deadline; false on failure.
-bool send_all(int fd, const void* data, size_t n, Clock::time_point deadline) {
-  const char* p = static_cast<const char*>(data);
+template <typename Buffer, typename Io>
+bool transfer_all(int fd, Buffer* data, size_t n, short ready, Io io, Clock::time_point deadline) {
   while (n > 0) {
-    const ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
+    const ssize_t k = io(fd, data, n);
     if (k > 0) {
-      p += k;
+      data += k;
       n -= static_cast<size_t>(k);
     } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      if (!wait_ready(fd, POLLOUT, deadline)) return false;
+      if (!wait_ready(fd, ready, deadline)) return false;
     } else {
-      return false;
+      return false;  // an error, or the peer closed the connection
     }
   }
   return true;
 }
 
+bool send_all(int fd, const void* data, size_t n, Clock::time_point deadline) {
+  const auto send = [](int f, const char* p, size_t len) {
+    return ::send(f, p, len, MSG_NOSIGNAL);
+  };
+  return transfer_all(fd, static_cast<const char*>(data), n, POLLOUT, send, deadline);
+}
+
 bool recv_all(int fd, void* data, size_t n, Clock::time_point deadline) {
-  char* p = static_cast<char*>(data);
-  while (n > 0) {
-    const ssize_t k = ::recv(fd, p, n, 0);
-    if (k > 0) {
-      p += k;
-      n -= static_cast<size_t>(k);
-    } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      if (!wait_ready(fd, POLLIN, deadline)) return false;
-    } else {
-      return false;
-    }
-  }
-  return true;
+  const auto recv = [](int f, char* p, size_t len) { return ::recv(f, p, len, 0); };
+  return transfer_all(fd, static_cast<char*>(data), n, POLLIN, recv, deadline);
 }
 
 Clock::time_point after(double s) {

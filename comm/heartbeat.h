@@ -67,8 +67,6 @@ class Heartbeat {
   // Rank 0, where the service runs.
   const std::string& service_host() const { return service_host_; }
   int service_pid() const { return service_pid_; }
-  // Whether this rank's status connection is up (false: it never connected, or it broke).
-  bool connected() const { return status_fd_.load() >= 0; }
 
  private:
   void serve();        // rank 0: the service thread

@@ -147,6 +147,7 @@ SampleDataset::SampleDataset(storage::IoThread& io, std::vector<SampleShardFacts
   }
   num_samples_ = starts_.back();
   open_.resize(shards_.size());
+  watch_ = ShardWatch(shards_.size());
 }
 
 SampleDataset::~SampleDataset() {
@@ -192,7 +193,7 @@ const SampleDataset::Block& SampleDataset::block(uint32_t shard, uint64_t index)
   const SampleShardFacts& f = shards_[shard];
   const uint64_t first = index * block_samples_;
   const uint64_t count = std::min(block_samples_, f.num_samples - first);
-  check_unchanged(f.path, FileStamp{f.file_size, f.mtime_ns});  // [Shards in training]
+  watch_.check(shard, f.path, FileStamp{f.file_size, f.mtime_ns});  // [Shards in training]
   const CrashNote note("reading shard " + f.path, crash_fix());
   OpenShard& s = open(shard);
   Block b;

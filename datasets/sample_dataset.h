@@ -11,6 +11,7 @@
 
 #include "datasets/dataset.h"
 #include "datasets/sample_format.h"
+#include "datasets/shard_index.h"
 #include "storage/h5.h"
 
 namespace dpt::datasets {
@@ -70,6 +71,7 @@ class SampleDataset final : public Dataset {
   uint64_t num_samples_ = 0;
   // On the I/O thread:
   std::vector<std::unique_ptr<OpenShard>> open_;
+  ShardWatch watch_{0};                         // [Shards in training]
   std::unordered_map<uint64_t, Block> blocks_;  // key: shard << 40 | block index
   std::list<uint64_t> lru_;
   size_t cached_bytes_ = 0;

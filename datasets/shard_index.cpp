@@ -163,6 +163,13 @@ std::string format_record(const ShardFacts& f) {
 
 }  // namespace
 
+namespace {
+FileStamp stamp_of(const struct stat& st) {
+  return {static_cast<uint64_t>(st.st_size),
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+}  // namespace
+
 FileStamp stat_shard(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
@@ -181,10 +188,7 @@ FileStamp stat_shard(const std::string& path) {
                      ", not a regular file; a shard is one HDF5 file: remove or rename it, or "
                      "point the dataset at a directory of *.h5 files, a glob or one file");
   }
-  FileStamp stamp;
-  stamp.size = static_cast<uint64_t>(st.st_size);
-  stamp.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  return stamp;
+  return stamp_of(st);
 }
 
 void check_unchanged(const std::string& path, FileStamp indexed) {
@@ -199,16 +203,15 @@ void check_unchanged(const std::string& path, FileStamp indexed) {
                      " while training (it was indexed with " + std::to_string(indexed.size) +
                      " bytes)" + fix);
   }
-  const int64_t mtime_ns =
-      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  if (static_cast<uint64_t>(st.st_size) != indexed.size || mtime_ns != indexed.mtime_ns) {
-    const char* how = static_cast<uint64_t>(st.st_size) < indexed.size   ? "truncated"
-                      : static_cast<uint64_t>(st.st_size) > indexed.size ? "extended"
-                                                                         : "rewritten";
+  const FileStamp now = stamp_of(st);
+  if (now.size != indexed.size || now.mtime_ns != indexed.mtime_ns) {
+    const char* how = now.size < indexed.size   ? "truncated"
+                      : now.size > indexed.size ? "extended"
+                                                : "rewritten";
     throw UsageError("shard " + path + " changed while training (" + how +
                      ": it was indexed with " + std::to_string(indexed.size) + " bytes, it has " +
-                     std::to_string(st.st_size) + " bytes now" +
-                     (mtime_ns != indexed.mtime_ns ? ", modified since" : "") + ")" + fix);
+                     std::to_string(now.size) + " bytes now" +
+                     (now.mtime_ns != indexed.mtime_ns ? ", modified since" : "") + ")" + fix);
   }
 }
 

@@ -9,6 +9,7 @@
 // shard_index.cpp.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,11 +30,28 @@ struct FileStamp {
 FileStamp stat_shard(const std::string& path);
 
 // [Shards in training] A shard must stay as it was indexed while a run reads it: the readers
-// stat(2) it before every read and end the run (UsageError naming it) when it was deleted or
-// its size or modification time changed. Without this a truncated shard could read as zeros
-// (HDF5's POSIX driver fills a read past the end of the file with zeros) and a deleted one
-// would train on from a handle still open. A stat costs about a microsecond, a read far more.
+// stat(2) it before they read it (at most once a second per shard, so that a parallel file
+// system's metadata server sees a bounded rate, not one call per sample) and end the run
+// (UsageError naming it) when it was deleted or its size or modification time changed.
+// Without this a truncated shard could read as zeros (HDF5's POSIX driver fills a read past
+// the end of the file with zeros) and a deleted one would train on from a handle still open.
 void check_unchanged(const std::string& path, FileStamp indexed);
+
+// check_unchanged() per shard of one reader, at most once per kRecheck.
+class ShardWatch {
+ public:
+  static constexpr std::chrono::seconds kRecheck{1};
+  explicit ShardWatch(size_t shards) : next_(shards) {}
+  void check(size_t shard, const std::string& path, FileStamp indexed) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_.at(shard)) return;
+    check_unchanged(path, indexed);
+    next_[shard] = now + kRecheck;
+  }
+
+ private:
+  std::vector<std::chrono::steady_clock::time_point> next_;  // epoch: not checked yet
+};
 
 // Where the index of these shards lives: beside the first shard (DIR/.dptrain-index) when
 // cache_dir is empty, else cache_dir/<16 hex digits of fnv1a64(DIR)>.dptrain-index, so the

@@ -79,6 +79,7 @@ struct ShardReader::Impl {
   std::vector<ShardFacts> shards;
   ReaderOptions opt;
   std::vector<std::unique_ptr<OpenShard>> open;  // by shard; null when closed
+  ShardWatch watch{0};                           // [Shards in training]
   size_t open_count = 0;
   uint64_t clock = 0;
   std::vector<unsigned char> staging;
@@ -236,6 +237,7 @@ ShardReader::ShardReader(const std::vector<ShardFacts>& shards, ReaderOptions op
   impl_->opt = options;
   impl_->opt.max_open_files = std::max<size_t>(1, options.max_open_files);
   impl_->open.resize(shards.size());
+  impl_->watch = ShardWatch(shards.size());
   impl_->staging.resize(std::max<size_t>(1, options.max_read_tokens) * 4);
 }
 
@@ -259,9 +261,9 @@ void ShardReader::read(uint32_t shard, uint64_t start, uint64_t count, int32_t* 
   DPT_CHECK(start + count <= f.num_tokens, f.path + ": read past the end of /tokens");
   const size_t width = token_type_size(f.dtype);
   if (m.staging.size() < count * width)
-    m.staging.resize(count * width);                            // only if a caller
-                                                                // reads longer spans
-  check_unchanged(f.path, FileStamp{f.file_size, f.mtime_ns});  // [Shards in training]
+    m.staging.resize(count * width);  // only if a caller
+                                      // reads longer spans
+  m.watch.check(shard, f.path, FileStamp{f.file_size, f.mtime_ns});
   const CrashNote note("reading shard " + f.path, h5check::crash_fix());
   auto& o = m.get(shard);
   const auto range = [&] {

@@ -60,14 +60,18 @@ stop_rank() {
   kill -STOP "$pid"
   echo "$pid"
 }
+# stopped NAME R: a long run whose rank R is stopped once it trains must end as `ends` says;
+# sets pid to the stopped rank's (killed afterwards: the launcher may leave it stopped).
+stopped() {
+  launch "$1" --steps 1000000
+  pid=$(stop_rank "$1" "$2")
+  ends "$1" "$(date +%s)"
+  kill -9 "$pid" 2> /dev/null || true
+}
 host=$(hostname)
 
 # ---- a stopped rank ---------------------------------------------------------------------------
-launch missing --steps 1000000
-pid=$(stop_rank missing 2)
-t0=$(date +%s)
-ends missing "$t0"
-kill -9 "$pid" 2> /dev/null || true
+stopped missing 2
 for r in 0 1; do
   has missing "^train: error: rank $r \($host, pid [0-9]+\): collective #[0-9]+ .* has not completed in [0-9.]+ s \(--collective-timeout $timeout_s\)"
   has missing "^train: rank $r:   rank 2 \($host, pid $pid\): missing: not heard from for [0-9.]+ s"
@@ -76,11 +80,7 @@ done
 echo "ok   missing: $(grep -m1 'rank 0:   rank 2' "$work/missing.err")"
 
 # ---- rank 0 stopped: its heartbeat service with it ---------------------------------------------
-launch missing0 --steps 1000000
-pid=$(stop_rank missing0 0)
-t0=$(date +%s)
-ends missing0 "$t0"
-kill -9 "$pid" 2> /dev/null || true
+stopped missing0 0
 for r in 1 2; do
   has missing0 "^train: rank $r: diagnosis: the heartbeat service on rank 0 \($host, pid $pid\) did not answer: .*likely missing rank"
 done
