@@ -71,6 +71,7 @@ HangDiagnosis diagnose(const RankRecord& me, const std::optional<std::vector<Ran
                " has not completed in " + fmt("%.1f s", me.pending_s) + " (--collective-timeout " +
                fmt("%g", timeout_s) + "), " + doing(me);
   if (!table) {
+    d.service_answered = false;
     d.summary = "the heartbeat service on rank 0 (" + service_host + ", pid " +
                 std::to_string(service_pid) +
                 ") did not answer: rank 0 is stopped, hung or its node is down, the likely "
@@ -194,6 +195,11 @@ HangWatchdog::~HangWatchdog() {
   if (thread_.joinable()) thread_.join();
 }
 
+void HangWatchdog::set_listener(Listener listener) {
+  const std::lock_guard<std::mutex> lock(listener_mu_);
+  listener_ = std::move(listener);
+}
+
 void HangWatchdog::watch() {
   using Clock = std::chrono::steady_clock;
   const double tick_s = std::clamp(timeout_s_ / 20, 0.05, 0.5);
@@ -233,6 +239,17 @@ void HangWatchdog::fire(const RankRecord& me, const std::string& cause) {
     std::fputs(text.c_str(), stderr);
     std::fflush(stderr);
     std::fflush(stdout);
+    {
+      const std::lock_guard<std::mutex> lock(listener_mu_);
+      if (listener_) {
+        try {
+          listener_(me, d);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "train: rank %d: the hang report's listener failed: %s\n", me.rank,
+                       e.what());
+        }
+      }
+    }
     // The grace: the other ranks time out within a tick or two of this one and ask rank 0's
     // service too; the first rank to exit makes the launcher end the rest.
     std::this_thread::sleep_for(std::chrono::seconds(2));

@@ -22,6 +22,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -46,6 +48,7 @@ struct HangDiagnosis {
   std::vector<PeerFinding> peers;  // every other rank, in rank order
   std::string headline;            // what this rank waits in, since when
   std::string summary;             // "rank 2 is missing", "the ranks disagree on #57: ..."
+  bool service_answered = true;    // false: rank 0's service did not answer (peers unknown)
 };
 
 // The comparison above, as a pure function of this rank's record and the service's table
@@ -69,6 +72,13 @@ class HangWatchdog {
   HangWatchdog(const HangWatchdog&) = delete;
   HangWatchdog& operator=(const HangWatchdog&) = delete;
 
+  // What else a report goes to besides stderr (the trainer's metrics file on rank 0): called on
+  // the reporting thread, after the report is printed and before the process ends, so it must
+  // be quick and must not wait for the training thread. An empty function removes it; the
+  // owner of what it captures removes it before that goes away.
+  using Listener = std::function<void(const RankRecord& me, const HangDiagnosis& d)>;
+  void set_listener(Listener listener);
+
   // How long a rank's silence makes it missing: a few heartbeats.
   static double stale_after(double interval_s) { return 3 * interval_s + 1.0; }
   // The heartbeat interval that suits a timeout: a tenth of it, within [0.1 s, 1 s].
@@ -82,6 +92,8 @@ class HangWatchdog {
   const Heartbeat& heartbeat_;
   double timeout_s_;
   std::atomic<bool> stop_{false};
+  std::mutex listener_mu_;
+  Listener listener_;
   std::thread thread_;
 };
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # libFuzzer over the readers of untrusted input (tests/fuzz): builds the targets with clang,
-# AddressSanitizer and UndefinedBehaviorSanitizer into build-fuzz (no CUDA), then fuzzes.
+# AddressSanitizer and UndefinedBehaviorSanitizer into build-asan (no CUDA; the build
+# scripts/check.sh asan uses too), then fuzzes.
 #   scripts/fuzz.sh TARGET SECONDS   one target: fuzz_json_line, fuzz_config, fuzz_shard,
 #                                    fuzz_ckpt_meta
 #   scripts/fuzz.sh all SECONDS      each target in turn
 # Each target starts from its seed corpus (tests/fuzz/corpus/TARGET) and the regressions
-# (tests/fuzz/regressions/TARGET) and keeps what it learns in build-fuzz/corpus/TARGET across
+# (tests/fuzz/regressions/TARGET) and keeps what it learns in build-asan/corpus/TARGET across
 # runs. A finding (crash, sanitizer report, wrong answer, timeout) is saved as
-# build-fuzz/findings/TARGET-* (crashes inside HDF5 itself go to build-fuzz/findings/hdf5/,
+# build-asan/findings/TARGET-* (crashes inside HDF5 itself go to build-asan/findings/hdf5/,
 # see [Fuzz triage] below); the script then exits 1: fix it and copy the file into
 # tests/fuzz/regressions/TARGET, which ctest runs in this build. Prints one line per target:
 # executions per second, coverage (edges), features, corpus size. Environment: JOBS.
@@ -25,19 +26,17 @@ else
   exit 2
 fi
 "$root/scripts/install-deps.sh"
-if ! command -v clang++ > /dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang > /dev/null
-fi
-build="$root/build-fuzz"
 t0=$(date +%s)
-CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DDPT_CUDA=OFF \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPT_SANITIZE=address,undefined -DDPT_FUZZ=ON > /dev/null
+source "$root/scripts/sanitizers/asan-build.sh"
+asan_configure "$root"
+build="$asan_build"
 cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${targets[@]}" > "$build/build.log" 2>&1 ||
   { tail -40 "$build/build.log"; exit 1; }
 echo "fuzz: built ${targets[*]} in $(($(date +%s) - t0)) s"
 # allocator_may_return_null: HDF5 asks for absurd sizes on malformed files and handles the null
 # that glibc's malloc returns; leaks inside libhdf5 on its error paths are HDF5's.
-export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1:fast_unwind_on_malloc=0"
+# intercept_tls_get_addr=0: as in scripts/check.sh (LeakSanitizer's tracer and glibc's DTLS).
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1:fast_unwind_on_malloc=0:intercept_tls_get_addr=0"
 export LSAN_OPTIONS="suppressions=$root/scripts/sanitizers/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # [Fuzz triage] HDF5 1.10.8 itself crashes on some malformed files (an invalid free while it

@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 
@@ -104,8 +105,46 @@ void MetricsWriter::write_event(const JsonRecord& fields) {
 }
 
 void MetricsWriter::put(const std::string& lines) {
+  const std::lock_guard<std::mutex> lock(mu_);
   std::fputs(lines.c_str(), file_.get());
   std::fflush(file_.get());
+}
+
+JsonRecord hang_event(const comm::RankRecord& me, const comm::HangDiagnosis& d) {
+  boost::json::array missing, disagrees, behind, silent;
+  for (const comm::PeerFinding& f : d.peers) {
+    switch (f.state) {
+      case comm::PeerState::missing:
+        missing.push_back(f.rank);
+        break;
+      case comm::PeerState::disagrees:
+        disagrees.push_back(f.rank);
+        break;
+      case comm::PeerState::behind:
+        behind.push_back(f.rank);
+        break;
+      case comm::PeerState::silent:
+        silent.push_back(f.rank);
+        break;
+      case comm::PeerState::with_us:
+        break;
+    }
+  }
+  return JsonRecord()
+      .add("event", "hang")
+      .add("step", me.step)
+      .add("phase", std::string(me.phase, strnlen(me.phase, sizeof(me.phase))))
+      .add("rank", me.rank)
+      .add("collective", me.pending_seq)
+      .add("signature", me.pending_signature().text())
+      .add("bytes", me.pending_bytes)
+      .add("waited_s", me.pending_s)
+      .add("missing", missing)
+      .add("disagrees", disagrees)
+      .add("behind", behind)
+      .add("silent", silent)
+      .add("service_answered", d.service_answered)
+      .add("summary", d.summary);
 }
 
 std::string format_duration(double seconds) {

@@ -68,6 +68,19 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
     if (resumed && nothing_left(cfg, *resumed, log)) return 0;
     RunOutputs out;
     open_outputs(world, io, cfg, data, resumed ? &*resumed : nullptr, log, out);
+    // A hang report goes to the metrics file too (rank 0 writes it), until `out` goes away.
+    struct StopListening {
+      std::optional<comm::HangWatchdog>& watchdog;
+      ~StopListening() {
+        if (watchdog) watchdog->set_listener(nullptr);
+      }
+    } stop_listening{watchdog};
+    if (watchdog && out.metrics) {
+      watchdog->set_listener(
+          [&metrics = *out.metrics](const comm::RankRecord& me, const comm::HangDiagnosis& d) {
+            metrics.write_event(hang_event(me, d));
+          });
+    }
     print_banner(cfg, world.world_size(), session.placement(), placed, data);
 
     TrainControl control;

@@ -82,6 +82,7 @@ TEST(HangDiagnosis, AStoppedRankIsMissingWithItsHostPidAndLastActivity) {
   ASSERT_EQ(d.peers.size(), 2u);
   EXPECT_EQ(d.peers[0].state, PeerState::with_us);
   EXPECT_EQ(d.peers[1].state, PeerState::missing);
+  EXPECT_TRUE(d.service_answered);
   EXPECT_NE(d.peers[1].text.find("rank 2 (node2, pid 1002): missing: not heard from for 4.6 s"),
             std::string::npos)
       << d.peers[1].text;
@@ -126,6 +127,7 @@ TEST(HangDiagnosis, NoAnswerFromRankZeroNamesItAsTheLikelyMissingRank) {
   const RankRecord me = record(1, 49, 49, kVotes);
   const auto d = diagnose(me, std::nullopt, 4, 2.2, "node1", 1000);
   EXPECT_TRUE(d.peers.empty());
+  EXPECT_FALSE(d.service_answered);
   EXPECT_NE(d.summary.find("the heartbeat service on rank 0 (node1, pid 1000) did not answer"),
             std::string::npos);
 }

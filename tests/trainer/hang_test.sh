@@ -9,6 +9,7 @@
 #                1 report that rank 2 disagrees on the same collective number (another
 #                signature), rank 2 that ranks 0-1 do; exit code 3 within the bound;
 #   - no false alarm: the same run without the fault finishes with exit code 0.
+# Rank 0's report also ends its metrics file, as an {"event": "hang"} line.
 source "$(dirname "$0")/../script_test_lib.sh"
 
 words_shards 3
@@ -63,7 +64,7 @@ stop_rank() {
 # stopped NAME R: a long run whose rank R is stopped once it trains must end as `ends` says;
 # sets pid to the stopped rank's (killed afterwards: the launcher may leave it stopped).
 stopped() {
-  launch "$1" --steps 1000000
+  launch "$1" --steps 1000000 --metrics "$work/$1.jsonl"
   pid=$(stop_rank "$1" "$2")
   ends "$1" "$(date +%s)"
   kill -9 "$pid" 2> /dev/null || true
@@ -78,6 +79,21 @@ for r in 0 1; do
   has missing "^train: rank $r: diagnosis: rank 2 is missing: .*exit code 3"
 done
 echo "ok   missing: $(grep -m1 'rank 0:   rank 2' "$work/missing.err")"
+# hang_event NAME KEY=JSON...: the metrics file's last line is a hang event with these fields.
+hang_event() {
+  local name="$1"
+  shift
+  "$py" - "$work/$name.jsonl" "$@" << 'EOF'
+import json, sys
+last = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+for want in sys.argv[2:]:
+    key, value = want.split("=", 1)
+    if last.get("event") != "hang" or last.get(key) != json.loads(value):
+        sys.exit(f"FAIL {sys.argv[1]}: last line {last}: want event hang, {key} = {value}")
+print(f"ok   metrics: {json.dumps(last)[:200]}")
+EOF
+}
+hang_event missing rank=0 missing=[2] disagrees=[] behind=[] service_answered=true
 
 # ---- rank 0 stopped: its heartbeat service with it ---------------------------------------------
 stopped missing0 0
@@ -87,7 +103,7 @@ done
 echo "ok   rank 0 missing: $(grep -m1 'rank 1: diagnosis' "$work/missing0.err")"
 
 # ---- ranks that disagree ----------------------------------------------------------------------
-launch disagree --steps 100 --fault-skip-collective 7
+launch disagree --steps 100 --fault-skip-collective 7 --metrics "$work/disagree.jsonl"
 t0=$(date +%s)
 ends disagree "$t0"
 for r in 0 1; do
@@ -96,6 +112,7 @@ for r in 0 1; do
 done
 has disagree "^train: rank 2: diagnosis: the ranks disagree on collective #[0-9]+: ranks 0-1 called"
 echo "ok   disagree: $(grep -m1 'rank 0:   rank 2' "$work/disagree.err")"
+hang_event disagree rank=0 missing=[] disagrees=[2] signature='"all_reduce(f64 max, 56 B)"'
 
 # ---- no false alarm ---------------------------------------------------------------------------
 launch clean --steps 100
