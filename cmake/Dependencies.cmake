@@ -54,6 +54,10 @@ if(NOT DPT_CUDA STREQUAL "OFF")
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
     set(CMAKE_CUDA_ARCHITECTURES ${DPT_CUDA_ARCHITECTURES})
+    # One CUDA runtime in every binary: the shared one, which the libraries (cuBLAS, cuBLASLt,
+    # NCCL through CUDA::cudart) link as well; CMake's default for .cu objects is the static
+    # one, and two runtimes in one process keep two sets of state.
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
     set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 has no C++20 flags for nvcc

@@ -350,7 +350,9 @@ Row run_nccl(Op op, size_t count, dpt::comm::NcclCommunicator& comm, Bench& benc
   auto fill = [&] {
     for (size_t i = 0; i < count; ++i)
       host[i] = value(rank, i);
+    // Finished before NCCL's non-blocking stream reads it ([Host copies], kernels/device_buffer.h).
     DPT_CHECK_CUDA(cudaMemcpy(dbuf, host.data(), count * sizeof(float), cudaMemcpyHostToDevice));
+    DPT_CHECK_CUDA(cudaDeviceSynchronize());
   };
   fill();
   std::vector<Request> pending;

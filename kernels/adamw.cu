@@ -116,10 +116,10 @@ void sum_squares_cuda(float* out, const float* x, size_t n, float* scratch, Cuda
   } else {
     sum_squares_partial_kernel<1><<<blocks, kSumSqThreads, 0, stream>>>(scratch, x, n);
   }
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   sum_squares_final_kernel<<<1, kSumSqMaxBlocks, 0, stream>>>(out, scratch,
                                                               static_cast<int>(blocks));
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename TP>
@@ -135,7 +135,7 @@ void adamw_update_cuda(float* params, TP* params_copy, float* m, float* v, const
   if (n_chunks == 0) return;
   adamw_kernel<TP><<<static_cast<unsigned>(n_chunks), kAdamWThreads, 0, stream>>>(
       params, params_copy, m, v, grads, chunks, grad_sumsq, loss, p);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename TP>
@@ -144,7 +144,7 @@ void convert_params_cuda(TP* out, const float* in, size_t n, CudaStream stream) 
   DPT_CHECK(out && in, "convert_params_cuda: null pointer");
   convert_kernel<TP>
       <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(out, in, n);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void adamw_update_cuda<float>(float*, float*, float*, float*, const float*,

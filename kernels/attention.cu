@@ -208,20 +208,20 @@ void attention_forward_cuda(T* out, T* att, const T* qkv, T* scratch, int B, int
 
   permute_qkv_kernel<T>
       <<<blocks_for(carve.btc, kThreads), kThreads, 0, stream>>>(q, k, v, qkv, B, Tn, C, NH);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   // scores = scale q k^T, written into att: the full T x T square per head (the softmax masks).
   gemm.gemm_batched<T>(false, true, Tn, Tn, hs, scale, q, hs, head_stride, k, hs, head_stride, 0.0f,
                        att, Tn, att_stride, heads, stream);
   const size_t rows = static_cast<size_t>(heads) * Tn;
   masked_softmax_kernel<T><<<blocks_for(rows, kThreads / kWarp), kThreads, 0, stream>>>(
       att, rows, Tn, NH, mask.causal, mask.lengths);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   // y = att v; the exact zeros leave hidden keys (the future, padding) out exactly.
   gemm.gemm_batched<T>(false, false, Tn, hs, Tn, 1.0f, att, Tn, att_stride, v, hs, head_stride,
                        0.0f, y, hs, head_stride, heads, stream);
   heads_layout_kernel<T, false>
       <<<blocks_for(carve.btc, kThreads), kThreads, 0, stream>>>(out, y, B, Tn, C, NH);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -246,10 +246,10 @@ void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, c
 
   permute_qkv_kernel<T>
       <<<blocks_for(carve.btc, kThreads), kThreads, 0, stream>>>(q, k, v, qkv, B, Tn, C, NH);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   heads_layout_kernel<T, true>
       <<<blocks_for(carve.btc, kThreads), kThreads, 0, stream>>>(dy, dout, B, Tn, C, NH);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   // datt = dy v^T;  dv = att^T dy
   gemm.gemm_batched<T>(false, true, Tn, Tn, hs, 1.0f, dy, hs, head_stride, v, hs, head_stride, 0.0f,
                        datt, Tn, att_stride, heads, stream);
@@ -258,7 +258,7 @@ void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, c
   const size_t rows = static_cast<size_t>(heads) * Tn;
   masked_softmax_backward_kernel<T><<<blocks_for(rows, kThreads / kWarp), kThreads, 0, stream>>>(
       datt, att, rows, Tn, scale, NH, mask.causal, mask.lengths);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   // scores = scale q k^T, the scale already in dpreatt:  dq = dpreatt k;  dk = dpreatt^T q
   gemm.gemm_batched<T>(false, false, Tn, hs, Tn, 1.0f, datt, Tn, att_stride, k, hs, head_stride,
                        0.0f, dq, hs, head_stride, heads, stream);
@@ -267,7 +267,7 @@ void attention_backward_cuda(T* dqkv, T* scratch, const T* dout, const T* qkv, c
   const size_t total = 3 * carve.btc;
   add_qkv_grad_kernel<T>
       <<<blocks_for(total, kThreads), kThreads, 0, stream>>>(dqkv, dq, dk, dv, B, Tn, C, NH);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 namespace {
@@ -339,7 +339,7 @@ void attention_decode_cuda(T* out, float* probs, const T* q, const T* k_cache, c
   const float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
   attention_decode_kernel<T>
       <<<NH, kThreads, shared, stream>>>(out, probs, q, k_cache, v_cache, n_keys, C, NH, scale);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void attention_decode_cuda<float>(float*, float*, const float*, const float*, const float*,

@@ -161,7 +161,7 @@ void softmax_cross_entropy_forward_cuda(float* losses, float* lse, const T* logi
     cross_entropy_forward_kernel<T, 1>
         <<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(losses, lse, logits, targets, V);
   }
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -179,7 +179,7 @@ void softmax_cross_entropy_backward_cuda(T* dlogits, const T* logits, const floa
     cross_entropy_backward_kernel<T, 1><<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(
         dlogits, logits, lse, targets, dloss, V);
   }
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 void loss_sum_accumulate_cuda(float* sum, const float* losses, int n, CudaStream stream) {
@@ -187,7 +187,7 @@ void loss_sum_accumulate_cuda(float* sum, const float* losses, int n, CudaStream
   DPT_CHECK(sum && (losses || n == 0), "loss_sum_accumulate_cuda: null pointer");
   if (n == 0) return;
   loss_sum_kernel<<<1, kSumThreads, 0, stream>>>(sum, losses, n);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void softmax_cross_entropy_forward_cuda<float>(float*, float*, const float*,

@@ -15,5 +15,18 @@
   DPT_CHECK_GEN("cuBLAS", call, _dpt_rc == CUBLAS_STATUS_SUCCESS, \
                 std::string(cublasGetStatusName(_dpt_rc)) + ": " + cublasGetStatusString(_dpt_rc))
 
-// After a kernel launch: a bad configuration shows here, not at the next synchronizing call.
-#define DPT_CHECK_LAUNCH() DPT_CHECK_CUDA(cudaGetLastError())
+namespace dpt::kernels {
+// [Launch checks] Every launcher ends with DPT_CHECK_LAUNCH(stream): a bad launch configuration
+// shows there, not at the next synchronizing call. With DPT_CUDA_SYNC_CHECK=1 in the
+// environment (read once per process) the launcher also waits for its stream and checks it, so
+// that an asynchronous fault (an illegal address, a trap) is named at the launch that caused
+// it, with its function and file:line, and not later at a copy or an NCCL poll. For first runs
+// on a new machine and for debugging: it serializes the host with the GPU.
+bool sync_check_launches();
+}  // namespace dpt::kernels
+
+#define DPT_CHECK_LAUNCH(stream)                                                              \
+  do {                                                                                        \
+    DPT_CHECK_CUDA(cudaGetLastError());                                                       \
+    if (::dpt::kernels::sync_check_launches()) DPT_CHECK_CUDA(cudaStreamSynchronize(stream)); \
+  } while (0)

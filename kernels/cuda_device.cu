@@ -1,5 +1,7 @@
 // Device discovery through the CUDA runtime.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_device.h"
@@ -8,6 +10,20 @@ namespace dpt::kernels {
 
 bool cuda_built() {
   return true;
+}
+
+bool sync_check_launches() {
+  // Read once: the launchers ask on every launch.
+  static const bool on = [] {
+    const char* v = std::getenv("DPT_CUDA_SYNC_CHECK");
+    const bool set = v != nullptr && v[0] != '\0' && std::string(v) != "0";
+    if (set)
+      std::fprintf(stderr,
+                   "dptrain: DPT_CUDA_SYNC_CHECK: every kernel launch is checked "
+                   "after its stream synchronizes (slow; for first runs)\n");
+    return set;
+  }();
+  return on;
 }
 
 int cuda_device_count() {

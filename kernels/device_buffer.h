@@ -64,6 +64,29 @@ using DeviceBuffer = CudaBuffer<T, DeviceMemory>;
 template <typename T>
 using PinnedBuffer = CudaBuffer<T, PinnedHostMemory>;
 
+// [Host copies] cudaMemcpy from pageable host memory returns once the bytes are staged, before
+// they reach the device, and cudaMemset returns at once; both run on the legacy default stream,
+// which does not order the non-blocking streams this project computes and communicates on. So
+// a copy that feeds later work goes on the stream that consumes it (nullptr: the legacy
+// stream), and has finished when these return. Not for the step loop, which must not wait.
+template <typename T>
+void copy_to_device(T* dst, const T* src, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  DPT_CHECK_CUDA(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyHostToDevice, stream));
+  DPT_CHECK_CUDA(cudaStreamSynchronize(stream));
+}
+template <typename T>
+void copy_to_host(T* dst, const T* src, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  DPT_CHECK_CUDA(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
+  DPT_CHECK_CUDA(cudaStreamSynchronize(stream));
+}
+inline void fill_device_bytes(void* dst, int byte, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+  DPT_CHECK_CUDA(cudaMemsetAsync(dst, byte, bytes, stream));
+  DPT_CHECK_CUDA(cudaStreamSynchronize(stream));
+}
+
 class CudaStreamHandle {
  public:
   CudaStreamHandle() { DPT_CHECK_CUDA(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }

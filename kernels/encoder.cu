@@ -98,7 +98,7 @@ void encoder_forward_cuda(T* out, const int32_t* tokens, const T* wte, const T* 
         <<<grid_stride_blocks(rows * C, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
             out, tokens, wte, wpe, rows, Tn, C);
   }
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -119,11 +119,11 @@ void encoder_backward_cuda(float* dwte, float* dwpe, const T* dout, const int32_
   DPT_CHECK(grid.y <= 65535u, "encoder_backward_cuda: C=" + std::to_string(C) + " too large");
   encoder_backward_wte_kernel<T>
       <<<grid, kThreads, 0, stream>>>(dwte, dout, order, bucket_start, bucket_token, C);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   encoder_backward_wpe_kernel<T>
       <<<grid_stride_blocks(static_cast<size_t>(Tn) * C, kThreads, kMaxBlocks), kThreads, 0,
          stream>>>(dwpe, dout, B, Tn, C);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void encoder_forward_cuda<float>(float*, const int32_t*, const float*, const float*, int,

@@ -90,7 +90,7 @@ void gelu_forward_cuda(T* out, const T* inp, size_t n, CudaStream stream) {
     gelu_forward_kernel<T, 1>
         <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(out, inp, n);
   }
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -106,7 +106,7 @@ void gelu_backward_cuda(T* dinp, const T* inp, const T* dout, size_t n, CudaStre
     gelu_backward_kernel<T, 1>
         <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(dinp, inp, dout, n);
   }
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void gelu_forward_cuda<float>(float*, const float*, size_t, CudaStream);

@@ -116,7 +116,7 @@ void launch_scale_add_bias(TC* c, int M, int N, int ldc, long long stride_c, int
   const size_t blocks = std::min<size_t>((total + kThreads - 1) / kThreads, size_t(1) << 16);
   scale_add_bias_kernel<TC><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
       c, M, N, ldc, stride_c, total, beta, bias);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 // What decides the cuBLASLt descriptors and the chosen algorithm of one product: types, shape,

@@ -15,21 +15,10 @@ constexpr int kRowThreads = 256;  // 8 warps, one row each
 constexpr int kRowsPerBlock = kRowThreads / 32;
 constexpr float kEps = static_cast<float>(kLayerNormEps);
 
-// [LayerNorm slices] dweight / dbias are summed over row slices of at least kMinSliceRows rows,
-// at most kMaxSlices of them; both numbers depend on N only, so the partition (and the bits) are
-// the same in every run. The scratch holds 2 * C floats per slice (weight, then bias).
-constexpr int kMinSliceRows = 16;
-constexpr int kMaxSlices = 256;
+// dweight / dbias are summed over row slices ([LayerNorm slices] in layernorm.h); the scratch
+// holds 2 * C floats per slice (weight, then bias).
 constexpr int kSliceColThreads = 256;
 constexpr int kReduceWarps = 8;
-
-int slice_rows(int N) {
-  const int by_count = (N + kMaxSlices - 1) / kMaxSlices;
-  return by_count > kMinSliceRows ? by_count : kMinSliceRows;
-}
-int slice_count(int N) {
-  return (N + slice_rows(N) - 1) / slice_rows(N);
-}
 
 using namespace cuda_detail;
 
@@ -204,12 +193,7 @@ void layernorm_forward_cuda(T* out, float* mean, float* rstd, const T* inp, cons
     layernorm_forward_kernel<T, 1>
         <<<grid, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
   }
-  DPT_CHECK_LAUNCH();
-}
-
-size_t layernorm_backward_scratch_floats(int N, int C) {
-  if (N <= 0 || C <= 0) return 0;
-  return static_cast<size_t>(slice_count(N)) * 2 * static_cast<size_t>(C);
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -228,19 +212,19 @@ void layernorm_backward_cuda(T* dinp, float* dweight, float* dbias, const T* dou
     layernorm_backward_dinp_kernel<T, 1>
         <<<row_grid, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
   }
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 
-  const int rows = slice_rows(N);
-  const int slices = slice_count(N);
+  const LayerNormSlices part = layernorm_backward_slices(N);
+  const int rows = part.rows, slices = part.count;
   const dim3 slice_grid(static_cast<unsigned>((C + kSliceColThreads - 1) / kSliceColThreads),
                         static_cast<unsigned>(slices));
   layernorm_backward_slice_kernel<T>
       <<<slice_grid, kSliceColThreads, 0, stream>>>(scratch, dout, inp, mean, rstd, N, C, rows);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   const dim3 reduce_block(32, kReduceWarps);
   layernorm_backward_reduce_kernel<<<static_cast<unsigned>((C + 31) / 32), reduce_block, 0,
                                      stream>>>(dweight, dbias, scratch, slices, C);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void layernorm_forward_cuda<float>(float*, float*, float*, const float*, const float*,

@@ -25,7 +25,21 @@ template <typename T>
 void layernorm_forward_cuda(T* out, float* mean, float* rstd, const T* inp, const T* weight,
                             const T* bias, int N, int C, CudaStream stream);
 
-// Floats of scratch layernorm_backward_cuda needs (per-slice partial sums of dweight, dbias).
+// [LayerNorm slices] The CUDA backward sums dweight and dbias over row slices of at least
+// kLayerNormMinSliceRows rows, at most kLayerNormMaxSlices of them. The partition depends on N
+// only, so the bits are the same in every run. Host code, compiled with or without CUDA.
+inline constexpr int kLayerNormMinSliceRows = 16;
+inline constexpr int kLayerNormMaxSlices = 256;
+struct LayerNormSlices {
+  int rows = 0;   // rows per slice (the last may hold fewer)
+  int count = 0;  // slices
+};
+LayerNormSlices layernorm_backward_slices(int N);
+
+// Floats of scratch layernorm_backward_cuda needs (per-slice partial sums of dweight, dbias)
+// for ANY row count up to N. The slice count does not grow monotonically with N (T = 100: 41
+// sequences make 242 slices, 39 make 244), so a scratch sized for the largest batch alone could
+// be overrun by a smaller one; this is the bound over every N' <= N.
 size_t layernorm_backward_scratch_floats(int N, int C);
 
 // Adds into dinp [N,C] (type T) and dweight, dbias [C] (fp32). Deterministic: the partial sums

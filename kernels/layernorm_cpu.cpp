@@ -14,6 +14,24 @@ constexpr int kChannelBlock = 32;
 
 }  // namespace
 
+LayerNormSlices layernorm_backward_slices(int N) {
+  if (N <= 0) return {};
+  const int by_count = (N + kLayerNormMaxSlices - 1) / kLayerNormMaxSlices;
+  LayerNormSlices p;
+  p.rows = std::max(by_count, kLayerNormMinSliceRows);
+  p.count = (N + p.rows - 1) / p.rows;
+  return p;
+}
+
+size_t layernorm_backward_scratch_floats(int N, int C) {
+  if (N <= 0 || C <= 0) return 0;
+  // For N' <= N: count(N') <= ceil(N' / kLayerNormMinSliceRows) <= ceil(N / that), and
+  // count(N') <= kLayerNormMaxSlices since a slice holds at least ceil(N' / max) rows.
+  const int bound =
+      std::min(kLayerNormMaxSlices, (N + kLayerNormMinSliceRows - 1) / kLayerNormMinSliceRows);
+  return static_cast<size_t>(bound) * 2 * static_cast<size_t>(C);
+}
+
 template <typename T>
 void layernorm_forward_cpu(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
                            int N, int C) {

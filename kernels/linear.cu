@@ -115,11 +115,11 @@ void linear_backward_cuda(T* dinp, float* dweight, float* dbias, const T* dout, 
   const dim3 grid((OC + kColumns - 1) / kColumns, slices);
   bias_partial_kernel<T>
       <<<grid, block, 0, stream>>>(scratch, dout, N, OC, rows_per_slice(N, slices));
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   constexpr int kThreads = 256;
   bias_reduce_kernel<<<(OC + kThreads - 1) / kThreads, kThreads, 0, stream>>>(dbias, scratch,
                                                                               slices, OC);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void linear_forward_cuda<float>(float*, const float*, const float*, const float*, int, int,

@@ -47,7 +47,7 @@ void mse_forward_cuda(float* loss, const T* pred, const float* target, int B, in
   mse_forward_kernel<T>
       <<<grid_stride_blocks(static_cast<size_t>(B), kThreads, kMaxBlocks), kThreads, 0, stream>>>(
           loss, pred, target, B, K);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -59,7 +59,7 @@ void mse_backward_cuda(T* dpred, const T* pred, const float* target, int B, int 
   const size_t n = static_cast<size_t>(B) * K;
   mse_backward_kernel<T><<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
       dpred, pred, target, n, 2.0f * scale / static_cast<float>(K));
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void mse_forward_cuda<float>(float*, const float*, const float*, int, int, CudaStream);

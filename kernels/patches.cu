@@ -51,7 +51,7 @@ void patches_forward_cuda(T* out, const T* img, int B, int H, int W, int C, int 
   const size_t n = static_cast<size_t>(B) * H * W * C;
   patches_forward_kernel<T><<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
       out, img, n, H, W, C, P);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -62,7 +62,7 @@ void patches_backward_cuda(T* dimg, const T* dout, int B, int H, int W, int C, i
   const size_t n = static_cast<size_t>(B) * H * W * C;
   patches_backward_kernel<T><<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
       dimg, dout, n, H, W, C, P);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void patches_forward_cuda<float>(float*, const float*, int, int, int, int, int,

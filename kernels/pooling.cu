@@ -75,7 +75,7 @@ void cls_pool_forward_cuda(T* out, const T* x, int B, int Tn, int C, CudaStream 
   const size_t n = static_cast<size_t>(B) * C;
   cls_pool_kernel<T><<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
       out, x, B, Tn, C, false);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -86,7 +86,7 @@ void cls_pool_backward_cuda(T* dx, const T* dout, int B, int Tn, int C, CudaStre
   const size_t n = static_cast<size_t>(B) * C;
   cls_pool_kernel<T><<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
       dx, dout, B, Tn, C, true);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void cls_pool_forward_cuda<float>(float*, const float*, int, int, int, CudaStream);
@@ -105,7 +105,7 @@ void mean_pool_forward_cuda(T* out, const T* x, const int32_t* len, int B, int T
   const size_t n = static_cast<size_t>(B) * C;
   mean_pool_forward_kernel<T>
       <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(out, x, len, B, Tn, C);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -118,7 +118,7 @@ void mean_pool_backward_cuda(T* dx, const T* dout, const int32_t* len, int B, in
   mean_pool_backward_kernel<T>
       <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(dx, dout, len, B, Tn,
                                                                              C);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void mean_pool_forward_cuda<float>(float*, const float*, const int32_t*, int, int, int,

@@ -73,7 +73,7 @@ void positions_forward_cuda(T* x, const T* emb, const T* cls, const T* wpe, int 
   const size_t n = static_cast<size_t>(B) * (Tin + off) * C;
   positions_forward_kernel<T><<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(
       x, emb, cls, wpe, B, Tin, C, off);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -87,13 +87,13 @@ void positions_backward_cuda(T* demb, float* dcls, float* dwpe, const T* dx, int
   positions_backward_params_kernel<T>
       <<<grid_stride_blocks(np, kThreads, kMaxBlocks), kThreads, 0, stream>>>(dcls, dwpe, dx, B,
                                                                               Tin, C, off);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
   if (!demb) return;
   const size_t ne = static_cast<size_t>(B) * Tin * C;
   positions_backward_emb_kernel<T>
       <<<grid_stride_blocks(ne, kThreads, kMaxBlocks), kThreads, 0, stream>>>(demb, dx, B, Tin, C,
                                                                               off);
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void positions_forward_cuda<float>(float*, const float*, const float*, const float*, int,

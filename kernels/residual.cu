@@ -80,7 +80,7 @@ void residual_forward_cuda(T* out, const T* a, const T* b, size_t n, CudaStream 
     residual_forward_kernel<T, 1>
         <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(out, a, b, n);
   }
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
@@ -96,7 +96,7 @@ void residual_backward_cuda(T* da, T* db, const T* dout, size_t n, CudaStream st
     residual_backward_kernel<T, 1>
         <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(da, db, dout, n);
   }
-  DPT_CHECK_LAUNCH();
+  DPT_CHECK_LAUNCH(stream);
 }
 
 template void residual_forward_cuda<float>(float*, const float*, const float*, size_t, CudaStream);

@@ -19,8 +19,7 @@ class CudaMapsModel final : public MapsModel {
   CudaMapsModel(const ModelConfig& cfg, std::span<const float> params, int max_batch, int gpu)
       : gpu_(set_device(gpu)), m_(cfg, max_batch, stream_.get()), loss_sum_(1) {
     DPT_CHECK(params.size() == m_.num_params(), "parameter count differs from the model");
-    DPT_CHECK_CUDA(cudaMemcpy(m_.params(), params.data(), params.size() * sizeof(float),
-                              cudaMemcpyHostToDevice));
+    kernels::copy_to_device(m_.params(), params.data(), params.size(), stream_.get());
     m_.refresh_compute_params();
   }
   void forward(const datasets::Batch& batch) override {

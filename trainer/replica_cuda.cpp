@@ -114,9 +114,6 @@ class CudaReplica final : public Replica {
         v_(own_.count()),
         device_scalars_(2),
         host_scalars_(3),
-        host_params_(model_.num_params()),
-        host_m_(own_.count()),
-        host_v_(own_.count()),
         buckets_(plan_gradient_buckets(model_.num_params(), sizeof(float), cfg.bucket_bytes())),
         // Per step: 3 per micro-batch, 2 per bucket, 5 for the optimizer, the gather and the
         // anchor.
@@ -145,21 +142,28 @@ class CudaReplica final : public Replica {
     const std::vector<k::AdamWChunk> chunks = k::adamw_chunks(segments);
     chunks_ = k::DeviceBuffer<k::AdamWChunk>(chunks.size());
     if (!chunks.empty())
-      DPT_CHECK_CUDA(
-          cudaMemcpy(chunks_.get(), chunks.data(), chunks_.bytes(), cudaMemcpyHostToDevice));
+      k::copy_to_device(chunks_.get(), chunks.data(), chunks.size(), stream_.get());
     sumsq_scratch_ = k::DeviceBuffer<float>(k::sum_squares_scratch_floats(model_.num_params()));
+    device_name_ = k::cuda_device_name(gpu);
 #ifdef DPT_HAVE_NCCL
     // [Hang diagnosis]: the NCCL watchdog waits as long as the collective watchdog, and reports
-    // through it (comm::report_backend_hang) when the GPU stream is what hangs.
+    // through it (comm::report_backend_hang) when the GPU stream is what hangs. NCCL comes
+    // last: a constructor that throws later would leave the communicator to a destructor that
+    // only warns, and the peers, whose communicator is up, waiting in their first collective;
+    // so whatever follows it aborts it first.
     nccl_ = std::make_unique<comm::NcclCommunicator>(
         mpi, gpu,
         cfg.collective_timeout_s > 0 ? cfg.collective_timeout_s
                                      : comm::NcclCommunicator::timeout_from_env());
-    reduce_how_ = nccl_->backend();
+    try {
+      reduce_how_ = nccl_->backend();
+    } catch (const std::exception& e) {
+      nccl_->abort(std::string("the CUDA replica failed to start: ") + e.what());
+      throw;
+    }
 #else
     reduce_how_ = "MPI through host memory (this build has no NCCL)";
 #endif
-    device_name_ = k::cuda_device_name(gpu);
   }
 
   ~CudaReplica() override {
@@ -228,13 +232,13 @@ class CudaReplica final : public Replica {
       DPT_CHECK_CUDA(cudaStreamWaitEvent(stream_.get(), gathered_.get(), 0));
     }
 #endif
-    return to_host(host_params_, model_.params());
+    return to_host(host_params_, model_.params(), model_.num_params());
   }
   std::span<const float> host_m() override {
-    return to_host(host_m_, m_.get());
+    return to_host(host_m_, m_.get(), own_.count());
   }
   std::span<const float> host_v() override {
-    return to_host(host_v_, v_.get());
+    return to_host(host_v_, v_.get(), own_.count());
   }
 
   void zero_grads() override {
@@ -297,14 +301,13 @@ class CudaReplica final : public Replica {
     // Without NCCL the gradient travels through host memory after backward, in one piece
     // (correct, not fast), in host_params_, a mirror that host_params() refills.
     const auto t0 = SteadyClock::now();
-    to_host(host_params_, model_.grads());
+    to_host(host_params_, model_.grads(), n);
     mpi.all_reduce(std::span<float>(host_params_.get(), n), comm::ReduceOp::avg);
     float* loss = host_scalars_.get();
-    DPT_CHECK_CUDA(cudaMemcpy(loss, loss_sum(), sizeof(float), cudaMemcpyDeviceToHost));
+    k::copy_to_host(loss, loss_sum(), 1, stream_.get());
     mpi.all_reduce(std::span<float>(loss, 1), comm::ReduceOp::avg);
-    DPT_CHECK_CUDA(
-        cudaMemcpy(model_.grads(), host_params_.get(), n * sizeof(float), cudaMemcpyHostToDevice));
-    DPT_CHECK_CUDA(cudaMemcpy(loss_sum(), loss, sizeof(float), cudaMemcpyHostToDevice));
+    k::copy_to_device(model_.grads(), host_params_.get(), n, stream_.get());
+    k::copy_to_device(loss_sum(), loss, 1, stream_.get());
     host_exchange_ms_ = ms_since(t0);
 #endif
   }
@@ -467,7 +470,12 @@ class CudaReplica final : public Replica {
                     gpu_spans_.mark(nccl_->stream()));
   }
 #endif
-  std::span<const float> to_host(k::PinnedBuffer<float>& host, const float* device) {
+  // The host mirrors are page-locked (asynchronous copies at full link speed) and made at their
+  // first use, the first checkpoint or sync check, not at start: three full-size pinned buffers
+  // a rank (12 bytes a parameter, 1.5 GB at 124M) are memory the host may not spare for runs
+  // that never save. Allocated once, then kept.
+  std::span<const float> to_host(k::PinnedBuffer<float>& host, const float* device, size_t n) {
+    if (host.size() != n) host = k::PinnedBuffer<float>(n);
     DPT_CHECK_CUDA(
         cudaMemcpyAsync(host.get(), device, host.bytes(), cudaMemcpyDeviceToHost, stream_.get()));
     wait();
@@ -481,10 +489,10 @@ class CudaReplica final : public Replica {
   k::CudaStreamHandle stream_;
   GptCuda<T> model_;
   OwnedRange own_;  // the elements whose moments this rank holds ([ZeRO]; all without sharding)
-  k::DeviceBuffer<float> m_, v_;           // of own_
-  k::DeviceBuffer<float> device_scalars_;  // [loss sum, gradient sum of squares]
-  k::PinnedBuffer<float> host_scalars_;    // their copies, and a NaN for poison_grad
-  k::PinnedBuffer<float> host_params_, host_m_, host_v_;
+  k::DeviceBuffer<float> m_, v_;                          // of own_
+  k::DeviceBuffer<float> device_scalars_;                 // [loss sum, gradient sum of squares]
+  k::PinnedBuffer<float> host_scalars_;                   // their copies, and a NaN for poison_grad
+  k::PinnedBuffer<float> host_params_, host_m_, host_v_;  // made at first use (to_host)
   k::DeviceBuffer<k::AdamWChunk> chunks_;
   k::DeviceBuffer<float> sumsq_scratch_;
   std::vector<GradientBucket> buckets_;

@@ -26,9 +26,12 @@
 namespace dpt::comm {
 namespace {
 
+using kernels::copy_to_device;
+using kernels::copy_to_host;
 using kernels::CudaEventHandle;
 using kernels::CudaStreamHandle;
 using kernels::DeviceBuffer;
+using kernels::fill_device_bytes;
 using kernels::PinnedBuffer;
 using Clock = std::chrono::steady_clock;
 
@@ -76,14 +79,14 @@ std::vector<T> inputs(uint64_t seed, int rank, size_t n) {
 template <typename T>
 DeviceBuffer<T> upload(const std::vector<T>& h) {
   DeviceBuffer<T> d(h.size());
-  DPT_CHECK_CUDA(cudaMemcpy(d.get(), h.data(), d.bytes(), cudaMemcpyHostToDevice));
+  copy_to_device(d.get(), h.data(), h.size(), nullptr);  // [Host copies]
   return d;
 }
 
 template <typename T>
 std::vector<T> download(const DeviceBuffer<T>& d) {
   std::vector<T> h(d.size());
-  DPT_CHECK_CUDA(cudaMemcpy(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost));
+  copy_to_host(h.data(), d.get(), h.size(), nullptr);
   return h;
 }
 
@@ -91,7 +94,7 @@ std::vector<T> download(const DeviceBuffer<T>& d) {
 template <typename T>
 DeviceBuffer<T> poisoned(size_t n) {
   DeviceBuffer<T> d(n);
-  DPT_CHECK_CUDA(cudaMemset(d.get(), 0xFF, d.bytes()));
+  fill_device_bytes(d.get(), 0xFF, d.bytes(), nullptr);
   return d;
 }
 
@@ -263,7 +266,7 @@ TEST_F(NcclCommunicatorTest, CollectiveWaitsForComputeStreamThroughEventsWithout
   // The same size once beforehand, so that NCCL's connection set-up for it is not timed below.
   nccl().all_reduce(buf.get(), n, DType::f32, ReduceOp::sum);
   nccl().synchronize();
-  DPT_CHECK_CUDA(cudaMemset(buf.get(), 0xFF, buf.bytes()));
+  fill_device_bytes(buf.get(), 0xFF, buf.bytes(), nullptr);
   DPT_CHECK_CUDA(cudaDeviceSynchronize());
 
   static const int kHoldMs = 500;

@@ -86,7 +86,7 @@ struct DeviceState {
     const std::vector<AdamWChunk> table = adamw_chunks(kSegments);
     n_chunks = static_cast<int>(table.size());
     chunks = DeviceBuffer<AdamWChunk>(table.size());
-    DPT_CHECK_CUDA(cudaMemcpy(chunks.get(), table.data(), chunks.bytes(), cudaMemcpyHostToDevice));
+    copy_to_device(chunks.get(), table.data(), table.size(), nullptr);
   }
   void update(const Hyper& h, float grad_clip, bool with_loss) {
     const AdamWCudaParams p{h.lr,

@@ -49,12 +49,12 @@ DeviceBuffer<T> to_device(const std::vector<double>& v) {
   for (size_t i = 0; i < v.size(); ++i)
     h[i] = from_float<T>(static_cast<float>(v[i]));
   DeviceBuffer<T> d(v.size());
-  DPT_CHECK_CUDA(cudaMemcpy(d.get(), h.data(), d.bytes(), cudaMemcpyHostToDevice));
+  copy_to_device(d.get(), h.data(), h.size(), nullptr);  // [Host copies]
   return d;
 }
 inline DeviceBuffer<int32_t> ids_to_device(const std::vector<int32_t>& v) {
   DeviceBuffer<int32_t> d(v.size());
-  DPT_CHECK_CUDA(cudaMemcpy(d.get(), v.data(), d.bytes(), cudaMemcpyHostToDevice));
+  copy_to_device(d.get(), v.data(), v.size(), nullptr);
   return d;
 }
 // A device array of n elements that all read as NaN (poison for written outputs).

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -141,6 +143,24 @@ TEST(LayerNorm, BackwardIsBitwiseDeterministicWithTwoThreads) {
         0, std::memcmp(grads[0][k].data(), grads[1][k].data(), grads[0][k].size() * sizeof(float)))
         << "gradient " << k << " differs between two runs";
   }
+}
+
+// [LayerNorm slices]: the CUDA backward's scratch, sized once for the largest batch, must hold
+// the slices of every smaller one (a smaller batch can need more slices: the regression).
+TEST(LayerNormSlices, ScratchForTheLargestBatchCoversEverySmallerBatch) {
+  EXPECT_EQ(layernorm_backward_slices(41 * 100).count, 242);
+  EXPECT_EQ(layernorm_backward_slices(39 * 100).count, 244);
+  EXPECT_GE(layernorm_backward_scratch_floats(41 * 100, 8), 244u * 2 * 8);
+  int most = 0;  // the most slices any row count up to N needs
+  for (int N = 1; N <= 200000; ++N) {
+    const LayerNormSlices p = layernorm_backward_slices(N);
+    ASSERT_GE(static_cast<int64_t>(p.rows) * p.count, N) << N;        // every row in a slice
+    ASSERT_LT(static_cast<int64_t>(p.rows) * (p.count - 1), N) << N;  // no empty slice
+    ASSERT_LE(p.count, kLayerNormMaxSlices) << N;
+    most = std::max(most, p.count);
+    ASSERT_GE(layernorm_backward_scratch_floats(N, 3), static_cast<size_t>(most) * 2 * 3) << N;
+  }
+  EXPECT_EQ(layernorm_backward_scratch_floats(0, 3), 0u);
 }
 
 }  // namespace

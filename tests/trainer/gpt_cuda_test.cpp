@@ -77,8 +77,7 @@ struct Case {
   Reference gpu() const {
     k::CudaStreamHandle stream;
     GptCuda<T> m(cfg, B, stream.get());
-    DPT_CHECK_CUDA(cudaMemcpy(m.params(), params.data(), params.size() * sizeof(float),
-                              cudaMemcpyHostToDevice));
+    k::copy_to_device(m.params(), params.data(), params.size(), stream.get());
     m.refresh_compute_params();
     k::DeviceBuffer<float> loss_sum(1);
     DPT_CHECK_CUDA(cudaMemsetAsync(loss_sum.get(), 0, sizeof(float), stream.get()));
@@ -86,10 +85,9 @@ struct Case {
     m.backward(loss_scale);
     DPT_CHECK_CUDA(cudaStreamSynchronize(stream.get()));
     float sum = 0;
-    DPT_CHECK_CUDA(cudaMemcpy(&sum, loss_sum.get(), sizeof(float), cudaMemcpyDeviceToHost));
+    k::copy_to_host(&sum, loss_sum.get(), 1, stream.get());
     std::vector<float> g(m.num_params());
-    DPT_CHECK_CUDA(
-        cudaMemcpy(g.data(), m.grads(), g.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    k::copy_to_host(g.data(), m.grads(), g.size(), stream.get());
     return {sum / (static_cast<double>(B) * cfg.seq_len), std::vector<double>(g.begin(), g.end())};
   }
 };
@@ -208,8 +206,7 @@ struct FamilyCase {
   Result gpu() const {
     k::CudaStreamHandle stream;
     GptCuda<T> m(cfg, B, stream.get());
-    DPT_CHECK_CUDA(cudaMemcpy(m.params(), params.data(), params.size() * sizeof(float),
-                              cudaMemcpyHostToDevice));
+    k::copy_to_device(m.params(), params.data(), params.size(), stream.get());
     m.refresh_compute_params();
     k::DeviceBuffer<float> loss_sum(1);
     DPT_CHECK_CUDA(cudaMemsetAsync(loss_sum.get(), 0, sizeof(float), stream.get()));
@@ -219,10 +216,9 @@ struct FamilyCase {
     m.backward(loss_scale);
     DPT_CHECK_CUDA(cudaStreamSynchronize(stream.get()));
     float sum = 0;
-    DPT_CHECK_CUDA(cudaMemcpy(&sum, loss_sum.get(), sizeof(float), cudaMemcpyDeviceToHost));
+    k::copy_to_host(&sum, loss_sum.get(), 1, stream.get());
     std::vector<float> g(m.num_params());
-    DPT_CHECK_CUDA(
-        cudaMemcpy(g.data(), m.grads(), g.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    k::copy_to_host(g.data(), m.grads(), g.size(), stream.get());
     return {sum / static_cast<double>(m.loss_terms(B)), std::vector<double>(g.begin(), g.end()),
             std::vector<double>(out.begin(), out.end())};
   }
