@@ -199,6 +199,22 @@ TEST(AttentionCuda, Bf16ForwardAndBackwardMatchDoubleReferenceOnOddShapes) {
   check_all<bf16>(1000);
 }
 
+// GPT-2's sequence length: rows of 1024 scores (32 warp-widths) through the softmax kernels and
+// their grid-stride loops, head size 64, one and two sequences.
+TEST(AttentionCuda, SequenceOf1024MatchesDoubleReferenceInFp32AndBf16) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  uint64_t seed = 5000;
+  for (const AttentionShape& s :
+       {AttentionShape{1, 1024, 128, 2}, AttentionShape{2, 1024, 64, 1}}) {
+    const Masks causal(s, true, false);
+    check_forward<float>(gemm, stream.get(), s, seed++, causal);
+    check_backward<float>(gemm, stream.get(), s, seed++, causal);
+    check_forward<bf16>(gemm, stream.get(), s, seed++, causal);
+    check_backward<bf16>(gemm, stream.get(), s, seed++, causal);
+  }
+}
+
 TEST(AttentionCuda, ScratchHoldsSevenActivationsAndOneScoreMatrixPerHead) {
   EXPECT_EQ(attention_cuda_scratch_elems(3, 13, 21, 3), 7u * 3 * 13 * 21 + 3u * 3 * 13 * 13);
   EXPECT_EQ(attention_cuda_scratch_elems(1, 1, 3, 1), 7u * 3 + 1u);

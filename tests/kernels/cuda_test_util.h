@@ -90,24 +90,21 @@ constexpr double tolerance() {
   return std::is_same_v<T, bf16> ? 1e-2 : 1e-5;
 }
 
-// ||got - want|| / ||want|| <= tol, and every element finite (NaN never passes).
+// [Closeness] (kernel_test_util.h): norm_rel <= tol over the tensor, every element within
+// kElementTolFactor * tol of its own size plus the tensor's typical size, and every element
+// finite (NaN never passes).
 inline void expect_close(const std::vector<double>& got, const std::vector<double>& want,
                          double tol, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
-  double num = 0.0, den = 0.0;
-  size_t bad = 0, first_bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) {
-      if (bad++ == 0) first_bad = i;
-      continue;
-    }
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  ASSERT_EQ(bad, 0u) << what << ": " << bad << " non-finite elements, first at " << first_bad;
-  const double rel = std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
-  EXPECT_LE(rel, tol) << what << ": relative error " << rel << " over " << got.size()
-                      << " elements";
+  const Closeness c = closeness(got, want);
+  ASSERT_EQ(c.nonfinite, 0u) << what << ": " << c.nonfinite << " non-finite elements, first at "
+                             << c.first_nonfinite;
+  EXPECT_LE(c.norm_rel, tol) << what << ": relative error " << c.norm_rel << " over " << got.size()
+                             << " elements";
+  EXPECT_LE(c.worst, kElementTolFactor * tol)
+      << what << ": element " << c.worst_at << " is " << got[c.worst_at] << ", want "
+      << want[c.worst_at] << " (error " << c.worst << " of its size plus the tensor's rms, bound "
+      << kElementTolFactor * tol << ")";
 }
 
 }  // namespace dpt::kernels::test

@@ -108,6 +108,47 @@ inline void expect_all_close(const std::vector<double>& got, const std::vector<d
                      << first;
 }
 
+// [Closeness] How far a result computed in a lower precision (a CUDA kernel's) is from the
+// reference, in two measures that the tests bound together:
+//   - norm_rel: ||got - want|| / ||want|| over the whole tensor, the overall accuracy;
+//   - worst:    max_i |got_i - want_i| / (|want_i| + rms(want)), each element against its own
+//               size and the tensor's typical size (so that a value near zero by cancellation
+//               is not held to a relative bound it cannot meet).
+// The norm alone lets a few wrong elements through: five wrong elements of 65,541 move it by
+// sqrt(5 / 65541) ~ 0.009 of the tensor's norm, inside bf16's bound; the per-element measure
+// sees each one. Non-finite values are counted apart (NaN fails every bound).
+struct Closeness {
+  double norm_rel = 0.0;
+  double worst = 0.0;
+  size_t worst_at = 0;
+  size_t nonfinite = 0, first_nonfinite = 0;
+};
+inline Closeness closeness(const std::vector<double>& got, const std::vector<double>& want) {
+  Closeness c;
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < want.size(); ++i)
+    den += want[i] * want[i];
+  const double rms = want.empty() ? 0.0 : std::sqrt(den / static_cast<double>(want.size()));
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) {
+      if (c.nonfinite++ == 0) c.first_nonfinite = i;
+      continue;
+    }
+    const double err = std::fabs(got[i] - want[i]);
+    num += err * err;
+    const double e = err / std::max(std::fabs(want[i]) + rms, 1e-30);
+    if (e > c.worst) {
+      c.worst = e;
+      c.worst_at = i;
+    }
+  }
+  c.norm_rel = std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+  return c;
+}
+// The per-element bound is this multiple of the norm bound: one element may be off by a few
+// roundings more than the average, not by its own size.
+inline constexpr double kElementTolFactor = 8.0;
+
 // Tolerances of the finite-difference checks in double: h = 1e-5 leaves a truncation error
 // ~h^2 and a rounding error ~1e-16 |L| / h, both far below these.
 inline constexpr double kGradRtol = 1e-6;
