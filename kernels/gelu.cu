@@ -56,7 +56,7 @@ __global__ void gelu_forward_kernel(T* out, const T* inp, size_t n) {
 
 // dinp[i] += gelu'(inp[i]) dout[i]; each element is read and written by one thread.
 template <typename T, int VEC>
-__global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, size_t n) {
+__global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, size_t n, bool add) {
   using P = Pack<T, VEC>;
   const size_t packs = n / VEC;
   const size_t first = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -64,15 +64,16 @@ __global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, size_
   for (size_t k = first; k < packs; k += stride) {
     const P x = reinterpret_cast<const P*>(inp)[k];
     const P g = reinterpret_cast<const P*>(dout)[k];
-    P d = reinterpret_cast<const P*>(dinp)[k];
+    P d{};
+    if (add) d = reinterpret_cast<const P*>(dinp)[k];  // write mode reads nothing
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
-      d.v[j] = from_f<T>(to_f(d.v[j]) + gelu_grad(to_f(x.v[j])) * to_f(g.v[j]));
+      d.v[j] = from_f<T>((add ? to_f(d.v[j]) : 0.0f) + gelu_grad(to_f(x.v[j])) * to_f(g.v[j]));
     }
     reinterpret_cast<P*>(dinp)[k] = d;
   }
   for (size_t i = packs * VEC + first; i < n; i += stride) {
-    dinp[i] = from_f<T>(to_f(dinp[i]) + gelu_grad(to_f(inp[i])) * to_f(dout[i]));
+    dinp[i] = from_f<T>((add ? to_f(dinp[i]) : 0.0f) + gelu_grad(to_f(inp[i])) * to_f(dout[i]));
   }
 }
 
@@ -94,17 +95,20 @@ void gelu_forward_cuda(T* out, const T* inp, size_t n, CudaStream stream) {
 }
 
 template <typename T>
-void gelu_backward_cuda(T* dinp, const T* inp, const T* dout, size_t n, CudaStream stream) {
+void gelu_backward_cuda(T* dinp, const T* inp, const T* dout, size_t n, CudaStream stream,
+                        GradInput mode) {
+  const bool add = mode == GradInput::add;
   if (n == 0) return;
   DPT_CHECK(dinp && inp && dout, "gelu_backward_cuda: null pointer");
   constexpr int kVec = 16 / sizeof(T);
   if (aligned16(dinp) && aligned16(inp) && aligned16(dout)) {
     gelu_backward_kernel<T, kVec>
         <<<grid_stride_blocks(n / kVec, kThreads, kMaxBlocks), kThreads, 0, stream>>>(dinp, inp,
-                                                                                      dout, n);
+                                                                                      dout, n, add);
   } else {
     gelu_backward_kernel<T, 1>
-        <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(dinp, inp, dout, n);
+        <<<grid_stride_blocks(n, kThreads, kMaxBlocks), kThreads, 0, stream>>>(dinp, inp, dout, n,
+                                                                               add);
   }
   DPT_CHECK_LAUNCH(stream);
 }
@@ -112,8 +116,10 @@ void gelu_backward_cuda(T* dinp, const T* inp, const T* dout, size_t n, CudaStre
 template void gelu_forward_cuda<float>(float*, const float*, size_t, CudaStream);
 template void gelu_forward_cuda<__nv_bfloat16>(__nv_bfloat16*, const __nv_bfloat16*, size_t,
                                                CudaStream);
-template void gelu_backward_cuda<float>(float*, const float*, const float*, size_t, CudaStream);
+template void gelu_backward_cuda<float>(float*, const float*, const float*, size_t, CudaStream,
+                                        GradInput);
 template void gelu_backward_cuda<__nv_bfloat16>(__nv_bfloat16*, const __nv_bfloat16*,
-                                                const __nv_bfloat16*, size_t, CudaStream);
+                                                const __nv_bfloat16*, size_t, CudaStream,
+                                                GradInput);
 
 }  // namespace dpt::kernels

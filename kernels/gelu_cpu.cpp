@@ -32,8 +32,9 @@ void gelu_forward_cpu(T* out, const T* inp, size_t n) {
 }
 
 template <typename T>
-void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, size_t n) {
+void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, size_t n, GradInput mode) {
   const int64_t count = static_cast<int64_t>(n);
+  const bool add = mode == GradInput::add;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < count; ++i) {
     const T x = inp[i];
@@ -43,13 +44,13 @@ void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, size_t n) {
     const T one_minus_s = T(1) / (T(1) + T(1) / e);
     const T du = kSqrt2OverPi<T> * (T(1) + T(3) * kCubic<T> * x * x);
     const T grad = s + T(2) * x * s * one_minus_s * du;
-    dinp[i] += grad * dout[i];
+    dinp[i] = (add ? dinp[i] : T(0)) + grad * dout[i];
   }
 }
 
 template void gelu_forward_cpu<float>(float*, const float*, size_t);
 template void gelu_forward_cpu<double>(double*, const double*, size_t);
-template void gelu_backward_cpu<float>(float*, const float*, const float*, size_t);
-template void gelu_backward_cpu<double>(double*, const double*, const double*, size_t);
+template void gelu_backward_cpu<float>(float*, const float*, const float*, size_t, GradInput);
+template void gelu_backward_cpu<double>(double*, const double*, const double*, size_t, GradInput);
 
 }  // namespace dpt::kernels

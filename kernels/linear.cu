@@ -94,15 +94,17 @@ size_t linear_backward_scratch_floats(int N, int OC) {
 template <typename T>
 void linear_backward_cuda(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp,
                           const T* weight, float* scratch, int N, int C, int OC, GemmCuda& gemm,
-                          CudaStream stream) {
+                          CudaStream stream, GradInput dinp_mode) {
   check_sizes(N, C, OC);
   DPT_CHECK(dbias == nullptr || scratch != nullptr,
             "linear backward: the bias gradient needs linear_backward_scratch_floats(N, OC) floats "
             "of scratch");
   if (N == 0) return;  // no rows: every gradient gets + 0
-  // beta = 1: backward adds into the gradients ([Kernel contract]).
+  // beta = 1: backward adds into the gradients ([Kernel contract]); beta = 0 writes dinp
+  // without reading it ([Gradient write]).
   if (dinp != nullptr) {
-    gemm.gemm<T, T>(false, false, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C, nullptr,
+    const float beta = dinp_mode == GradInput::add ? 1.0f : 0.0f;
+    gemm.gemm<T, T>(false, false, N, C, OC, 1.0f, dout, OC, weight, C, beta, dinp, C, nullptr,
                     stream);
   }
   // bf16 operands accumulate straight into the fp32 weight gradient.
@@ -128,8 +130,9 @@ template void linear_forward_cuda<bf16>(bf16*, const bf16*, const bf16*, const b
                                         GemmCuda&, CudaStream);
 template void linear_backward_cuda<float>(float*, float*, float*, const float*, const float*,
                                           const float*, float*, int, int, int, GemmCuda&,
-                                          CudaStream);
+                                          CudaStream, GradInput);
 template void linear_backward_cuda<bf16>(bf16*, float*, float*, const bf16*, const bf16*,
-                                         const bf16*, float*, int, int, int, GemmCuda&, CudaStream);
+                                         const bf16*, float*, int, int, int, GemmCuda&, CudaStream,
+                                         GradInput);
 
 }  // namespace dpt::kernels

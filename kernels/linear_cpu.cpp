@@ -32,10 +32,12 @@ void linear_forward_cpu(T* out, const T* inp, const T* weight, const T* bias, in
 
 template <typename T>
 void linear_backward_cpu(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                         const T* weight, int N, int C, int OC) {
-  // beta = 1: backward adds into the gradients (the [Kernel contract]).
+                         const T* weight, int N, int C, int OC, GradInput dinp_mode) {
+  // beta = 1: backward adds into the gradients (the [Kernel contract]); beta = 0 writes dinp
+  // without reading it ([Gradient write]).
   if (dinp != nullptr) {
-    gemm_cpu<T>(false, false, N, C, OC, T(1), dout, OC, weight, C, T(1), dinp, C);
+    const T beta = dinp_mode == GradInput::add ? T(1) : T(0);
+    gemm_cpu<T>(false, false, N, C, OC, T(1), dout, OC, weight, C, beta, dinp, C);
   }
   gemm_cpu<T>(true, false, OC, C, N, T(1), dout, OC, inp, C, T(1), dweight, C);
   if (dbias == nullptr) return;
@@ -65,8 +67,8 @@ template void linear_forward_cpu<float>(float*, const float*, const float*, cons
 template void linear_forward_cpu<double>(double*, const double*, const double*, const double*, int,
                                          int, int);
 template void linear_backward_cpu<float>(float*, float*, float*, const float*, const float*,
-                                         const float*, int, int, int);
+                                         const float*, int, int, int, GradInput);
 template void linear_backward_cpu<double>(double*, double*, double*, const double*, const double*,
-                                          const double*, int, int, int);
+                                          const double*, int, int, int, GradInput);
 
 }  // namespace dpt::kernels

@@ -343,24 +343,21 @@ void Gpt<T>::block_backward(int l, T* dres, int batch) {
   const LayerParams& p = P_.blocks[l];
   const LayerParams& g = G_.blocks[l];
   const T* x = block_input(l);
-  // MLP branch: d fcproj = dres.
-  std::fill(d_fch_gelu_, d_fch_gelu_ + 4 * NC, T(0));
+  // MLP branch: d fcproj = dres. Buffers that hold nothing yet are written, not zeroed and
+  // added into ([Gradient write]).
+  const auto write = k::GradInput::write;
   k::linear_backward_cpu(d_fch_gelu_, g.fcproj_w, g.fcproj_b, dres, a.fch_gelu, p.fcproj_w, N,
-                         4 * C, C);
-  std::fill(d_fch_, d_fch_ + 4 * NC, T(0));
-  k::gelu_backward_cpu(d_fch_, a.fch, d_fch_gelu_, 4 * NC);
-  std::fill(d_ln_, d_ln_ + NC, T(0));
-  k::linear_backward_cpu(d_ln_, g.fc_w, g.fc_b, d_fch_, a.ln2, p.fc_w, N, C, 4 * C);
+                         4 * C, C, write);
+  k::gelu_backward_cpu(d_fch_, a.fch, d_fch_gelu_, 4 * NC, write);
+  k::linear_backward_cpu(d_ln_, g.fc_w, g.fc_b, d_fch_, a.ln2, p.fc_w, N, C, 4 * C, write);
   k::layernorm_backward_cpu(dres, g.ln2_w, g.ln2_b, d_ln_, a.res2, p.ln2_w, a.ln2_mean, a.ln2_rstd,
                             N, C);
   // Attention branch: d attproj = dres (now d loss / d res2).
-  std::fill(d_atty_, d_atty_ + NC, T(0));
-  k::linear_backward_cpu(d_atty_, g.proj_w, g.proj_b, dres, a.atty, p.proj_w, N, C, C);
+  k::linear_backward_cpu(d_atty_, g.proj_w, g.proj_b, dres, a.atty, p.proj_w, N, C, C, write);
   std::fill(d_qkv_, d_qkv_ + 3 * NC, T(0));
   k::attention_backward_cpu(d_qkv_, att_scratch_, d_atty_, a.qkv, a.att, batch, cfg_.positions(), C,
                             cfg_.n_head, mask());
-  std::fill(d_ln_, d_ln_ + NC, T(0));
-  k::linear_backward_cpu(d_ln_, g.qkv_w, g.qkv_b, d_qkv_, a.ln1, p.qkv_w, N, C, 3 * C);
+  k::linear_backward_cpu(d_ln_, g.qkv_w, g.qkv_b, d_qkv_, a.ln1, p.qkv_w, N, C, 3 * C, write);
   k::layernorm_backward_cpu(dres, g.ln1_w, g.ln1_b, d_ln_, x, p.ln1_w, a.ln1_mean, a.ln1_rstd, N,
                             C);
 }
@@ -392,8 +389,8 @@ void Gpt<T>::head_backward(double loss_scale, T* dres, int batch) {
   std::fill(d_losses_, d_losses_ + N, static_cast<T>(loss_scale / N));
   std::fill(d_logits_, d_logits_ + static_cast<size_t>(N) * V, T(0));
   k::softmax_cross_entropy_backward_cpu(d_logits_, d_losses_, probs_, targets_.data(), N, V);
-  std::fill(d_ln_, d_ln_ + static_cast<size_t>(N) * C, T(0));
-  k::linear_backward_cpu(d_ln_, G_.wte, static_cast<T*>(nullptr), d_logits_, lnf_, P_.wte, N, C, V);
+  k::linear_backward_cpu(d_ln_, G_.wte, static_cast<T*>(nullptr), d_logits_, lnf_, P_.wte, N, C, V,
+                         k::GradInput::write);
   k::layernorm_backward_cpu(dres, G_.lnf_w, G_.lnf_b, d_ln_, block_input(cfg_.n_layer), P_.lnf_w,
                             lnf_mean_, lnf_rstd_, N, C);
 }

@@ -438,9 +438,8 @@ void GptCuda<T>::backward(double loss_scale, const GradsFinal& grads_final) {
     // Head. The cross-entropy backward overwrites the logits with their gradient.
     k::softmax_cross_entropy_backward_cuda(logits_, logits_, lse_, d_targets,
                                            static_cast<float>(loss_scale / N), N, V, stream_);
-    zero(d_ln_, NC);
     k::linear_backward_cuda<T>(d_ln_, G_.wte, nullptr, logits_, lnf_, P_.wte, scratch, N, C, V,
-                               gemm_, stream_);
+                               gemm_, stream_, k::GradInput::write);
     k::layernorm_backward_cuda(d_res_, G_.lnf_w, G_.lnf_b, d_ln_, block_input(cfg_.n_layer),
                                P_.lnf_w, lnf_mean_, lnf_rstd_, scratch, N, C, stream_);
   } else {
@@ -465,25 +464,23 @@ void GptCuda<T>::block_backward(int l, T* dres, int batch) {
   const LayerParams<float>& g = G_.blocks[l];
   const T* x = block_input(l);
   float* scratch = scratch_.get();
-  zero(d_fch_gelu_, 4 * NC);
+  // Buffers that hold nothing yet are written (beta 0), not zeroed and added into
+  // ([Gradient write]).
+  const auto write = k::GradInput::write;
   k::linear_backward_cuda<T>(d_fch_gelu_, g.fcproj_w, g.fcproj_b, dres, a.fch_gelu, p.fcproj_w,
-                             scratch, N, 4 * C, C, gemm_, stream_);
-  zero(d_fch_, 4 * NC);
-  k::gelu_backward_cuda(d_fch_, a.fch, d_fch_gelu_, 4 * NC, stream_);
-  zero(d_ln_, NC);
+                             scratch, N, 4 * C, C, gemm_, stream_, write);
+  k::gelu_backward_cuda(d_fch_, a.fch, d_fch_gelu_, 4 * NC, stream_, write);
   k::linear_backward_cuda<T>(d_ln_, g.fc_w, g.fc_b, d_fch_, a.ln2, p.fc_w, scratch, N, C, 4 * C,
-                             gemm_, stream_);
+                             gemm_, stream_, write);
   k::layernorm_backward_cuda(dres, g.ln2_w, g.ln2_b, d_ln_, a.res2, p.ln2_w, a.ln2_mean, a.ln2_rstd,
                              scratch, N, C, stream_);
-  zero(d_atty_, NC);
   k::linear_backward_cuda<T>(d_atty_, g.proj_w, g.proj_b, dres, a.atty, p.proj_w, scratch, N, C, C,
-                             gemm_, stream_);
+                             gemm_, stream_, write);
   zero(d_qkv_, 3 * NC);
   k::attention_backward_cuda(d_qkv_, att_scratch_.get(), d_atty_, a.qkv, a.att, batch,
                              cfg_.positions(), C, cfg_.n_head, gemm_, stream_, mask());
-  zero(d_ln_, NC);
   k::linear_backward_cuda<T>(d_ln_, g.qkv_w, g.qkv_b, d_qkv_, a.ln1, p.qkv_w, scratch, N, C, 3 * C,
-                             gemm_, stream_);
+                             gemm_, stream_, write);
   k::layernorm_backward_cuda(dres, g.ln1_w, g.ln1_b, d_ln_, x, p.ln1_w, a.ln1_mean, a.ln1_rstd,
                              scratch, N, C, stream_);
 }

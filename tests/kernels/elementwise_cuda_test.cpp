@@ -60,6 +60,13 @@ void check_gelu(size_t n, size_t offset, uint64_t seed) {
   auto d_dinp = shifted_device<T>(dinp0, offset);
   gelu_backward_cuda<T>(d_dinp.get(), d_inp.get(), d_dout.get(), n, nullptr);
   expect_close(d_dinp.read(), want_dinp, tolerance<T>(), label("gelu dinp", n, offset));
+  // [Gradient write]: written over NaN poison, the gradient alone.
+  std::vector<double> want_written(n, 0.0);
+  gelu_backward_cpu<double>(want_written.data(), inp.data(), dout.data(), n);
+  auto d_written = shifted_device<T>(std::vector<double>(n, std::nan("")), offset);
+  gelu_backward_cuda<T>(d_written.get(), d_inp.get(), d_dout.get(), n, nullptr, GradInput::write);
+  expect_close(d_written.read(), want_written, tolerance<T>(),
+               label("gelu dinp written", n, offset));
 }
 
 template <typename T>

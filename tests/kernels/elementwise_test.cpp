@@ -55,6 +55,16 @@ TEST(Gelu, BackwardMatchesFiniteDifferencesAndAddsIntoGradients) {
                    "dinp");
 }
 
+// [Gradient write]: the same bits as zeroing and adding; the old dinp (NaN) is not read.
+TEST(Gelu, BackwardThatWritesEqualsZeroingAndAdding) {
+  const std::vector<float> x = cast_to<float>(random_vector(kN * 11, 43, 1, 3.0));
+  const std::vector<float> dout = cast_to<float>(random_vector(kN * 11, 43, 2));
+  std::vector<float> add(x.size(), 0.0f), write = poisoned<float>(x.size());
+  gelu_backward_cpu<float>(add.data(), x.data(), dout.data(), x.size());
+  gelu_backward_cpu<float>(write.data(), x.data(), dout.data(), x.size(), GradInput::write);
+  EXPECT_EQ(write, add);
+}
+
 TEST(Residual, ForwardIsElementwiseSumInFloatAndDouble) {
   const auto a = random_vector(kN, 63, 0), b = random_vector(kN, 63, 1);
   auto out = poisoned<double>(kN);

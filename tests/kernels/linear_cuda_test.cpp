@@ -85,9 +85,11 @@ TEST(LinearCuda, ForwardBf16MatchesDoubleReferenceWithAndWithoutBias) {
 // exactly, so they are held to the fp32 bound `grad_tol` even for bf16; dinp is T.
 template <typename T>
 void check_backward(GemmCuda& gemm, cudaStream_t stream, const LinearShape& s, bool with_dinp,
-                    bool with_dbias, double grad_tol, uint64_t seed) {
+                    bool with_dbias, double grad_tol, uint64_t seed,
+                    GradInput mode = GradInput::add) {
+  const bool write = mode == GradInput::write;
   const std::string what = describe("linear backward", s) + " dinp=" + std::to_string(with_dinp) +
-                           " dbias=" + std::to_string(with_dbias);
+                           " dbias=" + std::to_string(with_dbias) + (write ? " (write)" : "");
   const size_t n_inp = size_t(s.N) * s.C, n_w = size_t(s.OC) * s.C, n_out = size_t(s.N) * s.OC;
   const std::vector<double> dout = random_vector(n_out, seed, 1);
   const std::vector<double> inp = random_vector(n_inp, seed, 2);
@@ -98,22 +100,26 @@ void check_backward(GemmCuda& gemm, cudaStream_t stream, const LinearShape& s, b
 
   std::vector<double> r_dout = rounded_to<T>(dout), r_inp = rounded_to<T>(inp),
                       r_weight = rounded_to<T>(weight);
-  std::vector<double> want_dinp = rounded_to<T>(dinp0), want_dweight = rounded_to<float>(dweight0),
+  // [Gradient write]: dinp written from NaN poison equals the product added to zeros.
+  std::vector<double> want_dinp = write ? std::vector<double>(n_inp, 0.0) : rounded_to<T>(dinp0),
+                      want_dweight = rounded_to<float>(dweight0),
                       want_dbias = rounded_to<float>(dbias0);
   linear_backward_cpu<double>(with_dinp ? want_dinp.data() : nullptr, want_dweight.data(),
                               with_dbias ? want_dbias.data() : nullptr, r_dout.data(), r_inp.data(),
                               r_weight.data(), s.N, s.C, s.OC);
 
   DeviceBuffer<T> d_dout = to_device<T>(dout), d_inp = to_device<T>(inp),
-                  d_weight = to_device<T>(weight), d_dinp = to_device<T>(dinp0);
+                  d_weight = to_device<T>(weight),
+                  d_dinp = write ? poisoned_device<T>(n_inp) : to_device<T>(dinp0);
   DeviceBuffer<float> d_dweight = to_device<float>(dweight0), d_dbias = to_device<float>(dbias0);
   DeviceBuffer<float> scratch = poisoned_device<float>(linear_backward_scratch_floats(s.N, s.OC));
   sync_uploads();
   linear_backward_cuda<T>(with_dinp ? d_dinp.get() : nullptr, d_dweight.get(),
                           with_dbias ? d_dbias.get() : nullptr, d_dout.get(), d_inp.get(),
-                          d_weight.get(), scratch.get(), s.N, s.C, s.OC, gemm, stream);
+                          d_weight.get(), scratch.get(), s.N, s.C, s.OC, gemm, stream, mode);
   // An absent gradient stays as it was (want_* keep the prefill then).
-  expect_close(from_device(d_dinp), want_dinp, tolerance<T>(), what + " dinp");
+  if (with_dinp || !write)
+    expect_close(from_device(d_dinp), want_dinp, tolerance<T>(), what + " dinp");
   expect_close(from_device(d_dweight), want_dweight, grad_tol, what + " dweight");
   expect_close(from_device(d_dbias), want_dbias, grad_tol, what + " dbias");
 }
@@ -126,6 +132,10 @@ void check_backward_all(uint64_t seed) {
     for (const bool with_dinp : {false, true}) {
       for (const bool with_dbias : {false, true}) {
         check_backward<T>(gemm, stream.get(), s, with_dinp, with_dbias, tolerance<float>(), seed++);
+        if (with_dinp) {
+          check_backward<T>(gemm, stream.get(), s, true, with_dbias, tolerance<float>(), seed++,
+                            GradInput::write);
+        }
       }
     }
   }

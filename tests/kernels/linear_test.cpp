@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
 #include <vector>
 
 #include "kernel_test_util.h"
@@ -88,6 +89,27 @@ TEST(Linear, BackwardWithNullBiasAndNullInputGradientStillFillsWeightGradient) {
   linear_backward_cpu<double>(nullptr, dw.data(), nullptr, R.data(), inp.data(), w.data(), N, C,
                               OC);
   expect_all_close(minus(dw, dw0), numeric_gradient(w, objective), kGradRtol, kGradAtol, "dweight");
+}
+
+// [Gradient write]: GradInput::write gives the bits of zeroing and adding, and reads nothing of
+// the old dinp (NaN there stays out of the result); the weight and bias gradients still add.
+TEST(Linear, BackwardThatWritesTheInputGradientEqualsZeroingAndAdding) {
+  for (const auto& [n, c, oc] : {std::tuple{5, 7, 13}, std::tuple{67, 33, 97}}) {
+    const std::vector<float> dout = cast_to<float>(random_vector(n * oc, 41, 1));
+    const std::vector<float> inp = cast_to<float>(random_vector(n * c, 41, 2));
+    const std::vector<float> w = cast_to<float>(random_vector(oc * c, 41, 3));
+    const std::vector<float> dw0 = cast_to<float>(random_vector(oc * c, 41, 4));
+    const std::vector<float> db0 = cast_to<float>(random_vector(oc, 41, 5));
+    std::vector<float> dinp_add(n * c, 0.0f), dw_add = dw0, db_add = db0;
+    linear_backward_cpu<float>(dinp_add.data(), dw_add.data(), db_add.data(), dout.data(),
+                               inp.data(), w.data(), n, c, oc);
+    std::vector<float> dinp_write = poisoned<float>(n * c), dw_write = dw0, db_write = db0;
+    linear_backward_cpu<float>(dinp_write.data(), dw_write.data(), db_write.data(), dout.data(),
+                               inp.data(), w.data(), n, c, oc, GradInput::write);
+    EXPECT_EQ(dinp_write, dinp_add);
+    EXPECT_EQ(dw_write, dw_add);
+    EXPECT_EQ(db_write, db_add);
+  }
 }
 
 }  // namespace
