@@ -10,6 +10,7 @@
 
 #include "common/errors.h"
 #include "kernels/gemm.h"
+#include "kernels/vec_exp.h"
 
 namespace dpt::kernels {
 namespace {
@@ -78,12 +79,15 @@ void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, i
       for (int s = 1; s < seen; ++s) {
         maxv = std::max(maxv, static_cast<double>(row[s]));
       }
+      // The exponentials in T (the [Vector exp] for float: this loop vectorizes), their sum
+      // in double.
+      const T shift = static_cast<T>(maxv);
+#pragma omp simd
+      for (int s = 0; s < seen; ++s)
+        row[s] = exp_of<T>(row[s] - shift);
       double sum = 0.0;
-      for (int s = 0; s < seen; ++s) {
-        const double e = std::exp(row[s] - maxv);
-        row[s] = static_cast<T>(e);
-        sum += e;
-      }
+      for (int s = 0; s < seen; ++s)
+        sum += row[s];
       const double inv = 1.0 / sum;
       for (int s = 0; s < seen; ++s) {
         row[s] = static_cast<T>(row[s] * inv);
