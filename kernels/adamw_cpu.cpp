@@ -6,9 +6,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include <omp.h>
+
 #include "common/errors.h"
+#include "kernels/cpu_dispatch.h"
 
 namespace dpt::kernels {
 namespace {
@@ -51,24 +55,64 @@ double sum_squares_cpu(const T* x, size_t n) {
   return total;
 }
 
+namespace {
+
+struct AdamWConstants {
+  double beta1, beta2, bias1, bias2, lr, eps, weight_decay, grad_scale;
+};
+
+// Elements [lo, hi). The update runs in double for either T; only the stored state is rounded
+// to T. Always inlined, so that it takes the SIMD width of its caller ([CPU dispatch]).
+template <typename T>
+__attribute__((always_inline)) inline void adamw_span(T* param, T* m, T* v, const T* grad,
+                                                      const AdamWConstants& c, int64_t lo,
+                                                      int64_t hi) {
+#pragma omp simd
+  for (int64_t i = lo; i < hi; ++i) {
+    const double g = static_cast<double>(grad[i]) * c.grad_scale;
+    const double mi = c.beta1 * m[i] + (1.0 - c.beta1) * g;
+    const double vi = c.beta2 * v[i] + (1.0 - c.beta2) * g * g;
+    m[i] = static_cast<T>(mi);
+    v[i] = static_cast<T>(vi);
+    const double mhat = mi / c.bias1;
+    const double vhat = vi / c.bias2;
+    const double w = param[i];
+    param[i] = static_cast<T>(w - c.lr * (mhat / (std::sqrt(vhat) + c.eps) + c.weight_decay * w));
+  }
+}
+
+DPT_AVX2 void adamw_span_avx2(float* param, float* m, float* v, const float* grad,
+                              const AdamWConstants& c, int64_t lo, int64_t hi) {
+  adamw_span<float>(param, m, v, grad, c, lo, hi);
+}
+
+}  // namespace
+
 template <typename T>
 void adamw_update_cpu(T* param, T* m, T* v, const T* grad, size_t n, const AdamWParams& p) {
   DPT_CHECK(p.step >= 1, "AdamW step is 1-based, got " + std::to_string(p.step));
-  const double bias1 = 1.0 - std::pow(p.beta1, static_cast<double>(p.step));
-  const double bias2 = 1.0 - std::pow(p.beta2, static_cast<double>(p.step));
+  const AdamWConstants c{p.beta1,
+                         p.beta2,
+                         1.0 - std::pow(p.beta1, static_cast<double>(p.step)),
+                         1.0 - std::pow(p.beta2, static_cast<double>(p.step)),
+                         p.lr,
+                         p.eps,
+                         p.weight_decay,
+                         p.grad_scale};
   const int64_t count = static_cast<int64_t>(n);
-  // The update runs in double for either T; only the stored state is rounded to T.
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) {
-    const double g = static_cast<double>(grad[i]) * p.grad_scale;
-    const double mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-    const double vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
-    m[i] = static_cast<T>(mi);
-    v[i] = static_cast<T>(vi);
-    const double mhat = mi / bias1;
-    const double vhat = vi / bias2;
-    const double w = param[i];
-    param[i] = static_cast<T>(w - p.lr * (mhat / (std::sqrt(vhat) + p.eps) + p.weight_decay * w));
+  const bool wide = std::is_same_v<T, float> && cpu_use_avx2();
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lo = count * t / threads, hi = count * (t + 1) / threads;
+    if constexpr (std::is_same_v<T, float>) {
+      if (wide)
+        adamw_span_avx2(param, m, v, grad, c, lo, hi);
+      else
+        adamw_span<T>(param, m, v, grad, c, lo, hi);
+    } else {
+      adamw_span<T>(param, m, v, grad, c, lo, hi);
+    }
   }
 }
 

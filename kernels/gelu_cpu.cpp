@@ -4,7 +4,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
+#include <omp.h>
+
+#include "kernels/cpu_dispatch.h"
 #include "kernels/vec_exp.h"
 
 namespace dpt::kernels {
@@ -23,18 +27,14 @@ constexpr T kCubic = T(0.044715);
 
 }  // namespace
 
+namespace {
+
 template <typename T>
-void gelu_forward_cpu(T* out, const T* inp, size_t n) {
-  const int64_t count = static_cast<int64_t>(n);
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < count; ++i) {
-    const T x = inp[i];
-    const T u = kSqrt2OverPi<T> * (x + kCubic<T> * x * x * x);
-    out[i] = x / (T(1) + exp_of<T>(T(-2) * u));
-  }
+inline T gelu_value(T x) {
+  const T u = kSqrt2OverPi<T> * (x + kCubic<T> * x * x * x);
+  return x / (T(1) + exp_of<T>(T(-2) * u));
 }
 
-namespace {
 template <typename T>
 inline T gelu_grad(T x) {
   const T u = kSqrt2OverPi<T> * (x + kCubic<T> * x * x * x);
@@ -44,21 +44,70 @@ inline T gelu_grad(T x) {
   const T du = kSqrt2OverPi<T> * (T(1) + T(3) * kCubic<T> * x * x);
   return s + T(2) * x * s * one_minus_s * du;
 }
+
+enum class Pass { forward, backward_add, backward_write };
+
+// Elements [lo, hi): one loop per pass, so that no element tests a condition (a load under a
+// condition stops the vectorizer). Always inlined, so that it takes the SIMD width of its
+// caller ([CPU dispatch]).
+template <typename T>
+__attribute__((always_inline)) inline void gelu_span(Pass pass, T* out, const T* inp, const T* dout,
+                                                     int64_t lo, int64_t hi) {
+  switch (pass) {
+    case Pass::forward:
+#pragma omp simd
+      for (int64_t i = lo; i < hi; ++i)
+        out[i] = gelu_value(inp[i]);
+      break;
+    case Pass::backward_add:
+#pragma omp simd
+      for (int64_t i = lo; i < hi; ++i)
+        out[i] += gelu_grad(inp[i]) * dout[i];
+      break;
+    case Pass::backward_write:
+#pragma omp simd
+      for (int64_t i = lo; i < hi; ++i)
+        out[i] = gelu_grad(inp[i]) * dout[i];
+      break;
+  }
+}
+
+DPT_AVX2 void gelu_span_avx2(Pass pass, float* out, const float* inp, const float* dout, int64_t lo,
+                             int64_t hi) {
+  gelu_span<float>(pass, out, inp, dout, lo, hi);
+}
+
+// Each thread takes one contiguous share of the elements.
+template <typename T>
+void gelu_pass(Pass pass, T* out, const T* inp, const T* dout, size_t n) {
+  const int64_t count = static_cast<int64_t>(n);
+  const bool wide = std::is_same_v<T, float> && cpu_use_avx2();
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lo = count * t / threads, hi = count * (t + 1) / threads;
+    if constexpr (std::is_same_v<T, float>) {
+      if (wide)
+        gelu_span_avx2(pass, out, inp, dout, lo, hi);
+      else
+        gelu_span<T>(pass, out, inp, dout, lo, hi);
+    } else {
+      gelu_span<T>(pass, out, inp, dout, lo, hi);
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
+void gelu_forward_cpu(T* out, const T* inp, size_t n) {
+  gelu_pass<T>(Pass::forward, out, inp, nullptr, n);
+}
+
+template <typename T>
 void gelu_backward_cpu(T* dinp, const T* inp, const T* dout, size_t n, GradInput mode) {
-  const int64_t count = static_cast<int64_t>(n);
-  // Two loops rather than a test per element: a load under a condition stops the vectorizer.
-  if (mode == GradInput::add) {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < count; ++i)
-      dinp[i] += gelu_grad(inp[i]) * dout[i];
-  } else {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < count; ++i)
-      dinp[i] = gelu_grad(inp[i]) * dout[i];
-  }
+  gelu_pass<T>(mode == GradInput::add ? Pass::backward_add : Pass::backward_write, dinp, inp, dout,
+               n);
 }
 
 template void gelu_forward_cpu<float>(float*, const float*, size_t);
