@@ -15,6 +15,9 @@
 namespace dpt::kernels {
 namespace {
 
+// Query rows per block of the products ([Attention on the CPU]).
+constexpr int kRowBlock = 64;
+
 void check_heads(int C, int NH) {
   DPT_CHECK(NH > 0 && C % NH == 0, "channels C=" + std::to_string(C) + " must split into NH=" +
                                        std::to_string(NH) + " equal heads");
@@ -46,9 +49,11 @@ HeadOffsets head_offsets(int bh, int NH, int Tn, int C) {
 // Each (b, h) pair is independent and owns its att / scratch slice and its head's channels of
 // out / dqkv, so the pairs run in parallel with no shared writes. Inside the parallel region
 // OpenBLAS's OpenMP build runs single-threaded, which is what we want: one level of threads.
-// The products compute the full T x T square (twice the work of the triangle) to keep them
-// single BLAS calls; the mask then zeroes the hidden keys exactly (the upper triangle, padding),
-// so P V and the backward products see zeros there.
+// The products go by blocks of kRowBlock query rows, each against only the keys some row of the
+// block sees ([0, visible_keys of its last row)): under the causal mask that skips most of the
+// upper triangle (a quarter of the work at T = 128, nearly half at T = 1024), under padding the
+// keys past the length. The mask then zeroes the hidden keys exactly, so that att holds the
+// whole T x T square as attention.h describes it and the backward products see zeros there.
 template <typename T>
 void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, int NH,
                            const AttentionMask& mask) {
@@ -68,10 +73,15 @@ void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, i
     T* p = att + at.att;
     T* o = out + at.out;
 
-    // scores = scale Q K^T
-    gemm_cpu<T>(false, true, Tn, Tn, hs, scale, q, C3, k, C3, T(0), p, Tn);
-
     const int len = length_of(mask, bh / NH, Tn);
+    // scores = scale Q K^T, by row blocks over the keys they see
+    for (int r0 = 0; r0 < Tn; r0 += kRowBlock) {
+      const int rows = std::min(kRowBlock, Tn - r0);
+      const int keys = visible_keys(mask.causal, len, r0 + rows - 1);
+      gemm_cpu<T>(false, true, rows, keys, hs, scale, q + static_cast<size_t>(r0) * C3, C3, k, C3,
+                  T(0), p + static_cast<size_t>(r0) * Tn, Tn);
+    }
+
     for (int t = 0; t < Tn; ++t) {
       T* row = p + static_cast<size_t>(t) * Tn;
       const int seen = visible_keys(mask.causal, len, t);
@@ -97,8 +107,13 @@ void attention_forward_cpu(T* out, T* att, const T* qkv, int B, int Tn, int C, i
       }
     }
 
-    // out = P V
-    gemm_cpu<T>(false, false, Tn, hs, Tn, T(1), p, Tn, v, C3, T(0), o, C);
+    // out = P V, by row blocks over the keys they see
+    for (int r0 = 0; r0 < Tn; r0 += kRowBlock) {
+      const int rows = std::min(kRowBlock, Tn - r0);
+      const int keys = visible_keys(mask.causal, len, r0 + rows - 1);
+      gemm_cpu<T>(false, false, rows, hs, keys, T(1), p + static_cast<size_t>(r0) * Tn, Tn, v, C3,
+                  T(0), o + static_cast<size_t>(r0) * C, C);
+    }
   }
 }
 
@@ -125,13 +140,20 @@ void attention_backward_cpu(T* dqkv, T* scratch, const T* dout, const T* qkv, co
     T* ds = scratch + at.att;  // scratch has att's layout
     const T* dout_bh = dout + at.out;
 
-    // dP = dO V^T;  dV += P^T dO
-    gemm_cpu<T>(false, true, Tn, Tn, hs, T(1), dout_bh, C, v, C3, T(0), ds, Tn);
-    gemm_cpu<T>(true, false, Tn, hs, Tn, T(1), p, Tn, dout_bh, C, T(1), dv, C3);
+    const int len = length_of(mask, bh / NH, Tn);
+    // dP = dO V^T;  dV += P^T dO (row blocks over the keys they see, as in the forward pass)
+    for (int r0 = 0; r0 < Tn; r0 += kRowBlock) {
+      const int rows = std::min(kRowBlock, Tn - r0);
+      const int keys = visible_keys(mask.causal, len, r0 + rows - 1);
+      const size_t at_row = static_cast<size_t>(r0) * Tn;
+      gemm_cpu<T>(false, true, rows, keys, hs, T(1), dout_bh + static_cast<size_t>(r0) * C, C, v,
+                  C3, T(0), ds + at_row, Tn);
+      gemm_cpu<T>(true, false, keys, hs, rows, T(1), p + at_row, Tn,
+                  dout_bh + static_cast<size_t>(r0) * C, C, T(1), dv, C3);
+    }
 
     // Softmax backward in place: dS[t,s] = P[t,s] (dP[t,s] - sum_s' dP[t,s'] P[t,s']) on the
     // keys t sees, exactly 0 elsewhere.
-    const int len = length_of(mask, bh / NH, Tn);
     for (int t = 0; t < Tn; ++t) {
       const T* prow = p + static_cast<size_t>(t) * Tn;
       T* row = ds + static_cast<size_t>(t) * Tn;
@@ -149,8 +171,15 @@ void attention_backward_cpu(T* dqkv, T* scratch, const T* dout, const T* qkv, co
     }
 
     // scores = scale Q K^T:  dQ += scale dS K;  dK += scale dS^T Q
-    gemm_cpu<T>(false, false, Tn, hs, Tn, scale, ds, Tn, k, C3, T(1), dq, C3);
-    gemm_cpu<T>(true, false, Tn, hs, Tn, scale, ds, Tn, q, C3, T(1), dk, C3);
+    for (int r0 = 0; r0 < Tn; r0 += kRowBlock) {
+      const int rows = std::min(kRowBlock, Tn - r0);
+      const int keys = visible_keys(mask.causal, len, r0 + rows - 1);
+      const size_t at_row = static_cast<size_t>(r0) * Tn;
+      gemm_cpu<T>(false, false, rows, hs, keys, scale, ds + at_row, Tn, k, C3, T(1),
+                  dq + static_cast<size_t>(r0) * C3, C3);
+      gemm_cpu<T>(true, false, keys, hs, rows, scale, ds + at_row, Tn,
+                  q + static_cast<size_t>(r0) * C3, C3, T(1), dk, C3);
+    }
   }
 }
 
