@@ -27,10 +27,12 @@ inline float exp_vec(float x) {
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;  // ln 2 = hi + lo
   // std::min / std::max and the 1.5 * 2^23 rounding trick rather than fmin, fmax and
   // nearbyint, which are library calls on the baseline x86-64 target (SSE2). NaN passes both
-  // (the comparisons are false) and makes y NaN.
+  // (the comparisons are false) and makes r, and so the result, NaN; the exponent n comes from
+  // 0 instead, since converting NaN to an integer is undefined (UBSan in CI found it).
   const float xc = std::min(std::max(x, kLo), kHi);
+  const float xn = xc == xc ? xc : 0.0f;
   constexpr float kRound = 12582912.0f;  // adding and subtracting it rounds to an integer
-  const float n = (xc * kLog2e + kRound) - kRound;
+  const float n = (xn * kLog2e + kRound) - kRound;
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
