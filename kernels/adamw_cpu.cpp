@@ -9,8 +9,6 @@
 #include <type_traits>
 #include <vector>
 
-#include <omp.h>
-
 #include "common/errors.h"
 #include "kernels/cpu_dispatch.h"
 
@@ -103,8 +101,7 @@ void adamw_update_cpu(T* param, T* m, T* v, const T* grad, size_t n, const AdamW
   const bool wide = std::is_same_v<T, float> && cpu_use_avx2();
 #pragma omp parallel
   {
-    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t lo = count * t / threads, hi = count * (t + 1) / threads;
+    const auto [lo, hi] = thread_share(count);
     if constexpr (std::is_same_v<T, float>) {
       if (wide)
         adamw_span_avx2(param, m, v, grad, c, lo, hi);

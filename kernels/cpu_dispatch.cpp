@@ -2,6 +2,8 @@
 #include "kernels/cpu_dispatch.h"
 
 #include <atomic>
+
+#include <omp.h>
 #include <cstdlib>
 #include <cstring>
 
@@ -34,6 +36,11 @@ bool cpu_use_avx2() {
 
 bool set_cpu_use_avx2(bool use) {
   return choice().exchange(use && processor_has_avx2());
+}
+
+ThreadShare thread_share(long long count) {
+  const long long threads = omp_get_num_threads(), t = omp_get_thread_num();
+  return {count * t / threads, count * (t + 1) / threads};
 }
 
 bool cpu_has_avx2() {

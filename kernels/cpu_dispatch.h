@@ -15,6 +15,13 @@ bool cpu_has_avx2();  // whether this processor could
 // previous choice.
 bool set_cpu_use_avx2(bool use);
 
+// The share [lo, hi) of `count` elements that the calling thread of an OpenMP parallel region
+// takes: contiguous, in thread order, so that a loop inside can run at the chosen SIMD width.
+struct ThreadShare {
+  long long lo, hi;
+};
+ThreadShare thread_share(long long count);
+
 }  // namespace dpt::kernels
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

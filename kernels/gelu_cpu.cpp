@@ -6,8 +6,6 @@
 #include <cstdint>
 #include <type_traits>
 
-#include <omp.h>
-
 #include "kernels/cpu_dispatch.h"
 #include "kernels/vec_exp.h"
 
@@ -41,7 +39,7 @@ inline T gelu_grad(T x) {
   const T u = kSqrt2OverPi<T> * (x + kCubic<T> * x * x * x);
   const T e = exp_of<T>(T(-2) * u);
   const T s = T(1) / (T(1) + e);  // 0.5 (1 + tanh u)
-  const T one_minus_s = e * s;     // e / (1 + e), no cancellation; one division, not two
+  const T one_minus_s = e * s;    // e / (1 + e), no cancellation; one division, not two
   const T du = kSqrt2OverPi<T> * (T(1) + T(3) * kCubic<T> * x * x);
   return s + T(2) * x * s * one_minus_s * du;
 }
@@ -85,8 +83,7 @@ void gelu_pass(Pass pass, T* out, const T* inp, const T* dout, size_t n) {
   const bool wide = std::is_same_v<T, float> && cpu_use_avx2();
 #pragma omp parallel
   {
-    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t lo = count * t / threads, hi = count * (t + 1) / threads;
+    const auto [lo, hi] = thread_share(count);
     if constexpr (std::is_same_v<T, float>) {
       if (wide)
         gelu_span_avx2(pass, out, inp, dout, lo, hi);
