@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/errors.h"
+#include "kernels/attention_heads.h"
 #include "kernels/gemm.h"
 #include "kernels/vec_exp.h"
 
@@ -18,30 +19,7 @@ namespace {
 // Query rows per block of the products ([Attention on the CPU]).
 constexpr int kRowBlock = 64;
 
-void check_heads(int C, int NH) {
-  DPT_CHECK(NH > 0 && C % NH == 0, "channels C=" + std::to_string(C) + " must split into NH=" +
-                                       std::to_string(NH) + " equal heads");
-}
-
-// Sequence b's length under the mask, checked.
-int length_of(const AttentionMask& mask, int b, int Tn) {
-  if (!mask.lengths) return Tn;
-  const int n = mask.lengths[b];
-  DPT_CHECK(n >= 1 && n <= Tn, "attention: sequence " + std::to_string(b) + " has length " +
-                                   std::to_string(n) + ", outside [1, " + std::to_string(Tn) + "]");
-  return n;
-}
-
-// Where pair bh = b * NH + h sits in each layout of attention.h: its head's q in qkv (k and v
-// follow at +C and +2C), its head's channels in out, and its T x T slice of att.
-struct HeadOffsets {
-  size_t qkv, out, att;
-};
-
-HeadOffsets head_offsets(int bh, int NH, int Tn, int C) {
-  const size_t b = bh / NH, h = bh % NH, hs = C / NH, T = Tn;
-  return {b * T * 3 * C + h * hs, b * T * C + h * hs, static_cast<size_t>(bh) * T * T};
-}
+using namespace attention_detail;
 
 }  // namespace
 

@@ -67,16 +67,23 @@ __device__ MaxSum block_merge(MaxSum x) {
   return total;
 }
 
-// One block per row; V % VEC == 0. Each thread folds its packs into a running (max, sum), one
-// rescale per pack rather than per element (x[] is unrolled into registers).
+// Packs of VEC elements that cover a row of V: with VEC > 1 the row stride ld is a multiple of
+// VEC and at least packs * VEC ([Padded vocabulary]), so the last pack reads padding, masked.
+template <int VEC>
+__device__ __forceinline__ int row_packs(int V) {
+  return (V + VEC - 1) / VEC;
+}
+
+// One block per row. Each thread folds its packs into a running (max, sum), one rescale per
+// pack rather than per element (x[] is unrolled into registers); columns >= V count as -inf.
 template <typename T, int VEC>
 __global__ void __launch_bounds__(kRowThreads)
     cross_entropy_forward_kernel(float* losses, float* lse, const T* logits, const int32_t* targets,
-                                 int V) {
+                                 int V, int ld) {
   using P = Pack<T, VEC>;
   const int row = blockIdx.x;
-  const T* z = logits + static_cast<size_t>(row) * V;
-  const int packs = V / VEC;
+  const T* z = logits + static_cast<size_t>(row) * ld;
+  const int packs = row_packs<VEC>(V);
   MaxSum acc = {-INFINITY, 0.0f};
   for (int k = threadIdx.x; k < packs; k += blockDim.x) {
     const P p = reinterpret_cast<const P*>(z)[k];
@@ -84,7 +91,7 @@ __global__ void __launch_bounds__(kRowThreads)
     float pm = -INFINITY;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
-      x[j] = to_f(p.v[j]);
+      x[j] = k * VEC + j < V ? to_f(p.v[j]) : -INFINITY;
       pm = fmaxf(pm, x[j]);
     }
     const float m = fmaxf(acc.max, pm);
@@ -106,25 +113,27 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// dlogits[n, v] = dloss (exp(logits[n, v] - lse[n]) - [v == target]), WRITTEN. Each element is
-// read and then written by the same thread, so dlogits may be logits itself (no __restrict__).
+// dlogits[n, v] = dloss (exp(logits[n, v] - lse[n]) - [v == target]), WRITTEN, and 0 in the
+// padding of the last pack. Each element is read and then written by the same thread, so
+// dlogits may be logits itself (no __restrict__).
 template <typename T, int VEC>
 __global__ void __launch_bounds__(kRowThreads)
     cross_entropy_backward_kernel(T* dlogits, const T* logits, const float* lse,
-                                  const int32_t* targets, float dloss, int V) {
+                                  const int32_t* targets, float dloss, int V, int ld) {
   using P = Pack<T, VEC>;
   const int row = blockIdx.x;
-  const size_t base = static_cast<size_t>(row) * V;
+  const size_t base = static_cast<size_t>(row) * ld;
   const float l = lse[row];
   const int32_t t = targets[row];
-  const int packs = V / VEC;
+  const int packs = row_packs<VEC>(V);
   for (int k = threadIdx.x; k < packs; k += blockDim.x) {
     const P p = reinterpret_cast<const P*>(logits + base)[k];
     P d;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
-      const float indicator = (k * VEC + j == t) ? 1.0f : 0.0f;
-      d.v[j] = from_f<T>(dloss * (expf(to_f(p.v[j]) - l) - indicator));
+      const int v = k * VEC + j;
+      const float indicator = v == t ? 1.0f : 0.0f;
+      d.v[j] = from_f<T>(v < V ? dloss * (expf(to_f(p.v[j]) - l) - indicator) : 0.0f);
     }
     reinterpret_cast<P*>(dlogits + base)[k] = d;
   }
@@ -141,43 +150,54 @@ __global__ void __launch_bounds__(kSumThreads)
   if (threadIdx.x == 0) *sum += total;
 }
 
-void check_shape(const char* fn, int N, int V) {
+void check_shape(const char* fn, int N, int V, int ld) {
   DPT_CHECK(N > 0 && V > 0, std::string(fn) + ": sizes must be positive, N=" + std::to_string(N) +
                                 ", V=" + std::to_string(V));
+  DPT_CHECK(ld >= V, std::string(fn) + ": rows " + std::to_string(ld) +
+                         " apart hold fewer than V=" + std::to_string(V) +
+                         " logits ([Padded vocabulary] needs ld >= V)");
+}
+
+// Whole 16-byte packs fit every row: ld a multiple of the pack and covering V's last pack.
+template <typename T>
+bool packs_fit(int V, int ld) {
+  constexpr int kVec = 16 / sizeof(T);
+  return ld % kVec == 0 && ld >= (V + kVec - 1) / kVec * kVec;
 }
 
 }  // namespace
 
 template <typename T>
 void softmax_cross_entropy_forward_cuda(float* losses, float* lse, const T* logits,
-                                        const int32_t* targets, int N, int V, CudaStream stream) {
-  check_shape(__func__, N, V);
+                                        const int32_t* targets, int N, int V, int ld,
+                                        CudaStream stream) {
+  check_shape(__func__, N, V, ld);
   DPT_CHECK(losses && lse && logits && targets, "softmax_cross_entropy_forward_cuda: null pointer");
   constexpr int kVec = 16 / sizeof(T);
-  if (V % kVec == 0 && aligned16(logits)) {
+  if (packs_fit<T>(V, ld) && aligned16(logits)) {
     cross_entropy_forward_kernel<T, kVec>
-        <<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(losses, lse, logits, targets, V);
+        <<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(losses, lse, logits, targets, V, ld);
   } else {
     cross_entropy_forward_kernel<T, 1>
-        <<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(losses, lse, logits, targets, V);
+        <<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(losses, lse, logits, targets, V, ld);
   }
   DPT_CHECK_LAUNCH(stream);
 }
 
 template <typename T>
 void softmax_cross_entropy_backward_cuda(T* dlogits, const T* logits, const float* lse,
-                                         const int32_t* targets, float dloss, int N, int V,
+                                         const int32_t* targets, float dloss, int N, int V, int ld,
                                          CudaStream stream) {
-  check_shape(__func__, N, V);
+  check_shape(__func__, N, V, ld);
   DPT_CHECK(dlogits && logits && lse && targets,
             "softmax_cross_entropy_backward_cuda: null pointer");
   constexpr int kVec = 16 / sizeof(T);
-  if (V % kVec == 0 && aligned16(dlogits) && aligned16(logits)) {
+  if (packs_fit<T>(V, ld) && aligned16(dlogits) && aligned16(logits)) {
     cross_entropy_backward_kernel<T, kVec><<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(
-        dlogits, logits, lse, targets, dloss, V);
+        dlogits, logits, lse, targets, dloss, V, ld);
   } else {
     cross_entropy_backward_kernel<T, 1><<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(
-        dlogits, logits, lse, targets, dloss, V);
+        dlogits, logits, lse, targets, dloss, V, ld);
   }
   DPT_CHECK_LAUNCH(stream);
 }
@@ -191,17 +211,17 @@ void loss_sum_accumulate_cuda(float* sum, const float* losses, int n, CudaStream
 }
 
 template void softmax_cross_entropy_forward_cuda<float>(float*, float*, const float*,
-                                                        const int32_t*, int, int, CudaStream);
+                                                        const int32_t*, int, int, int, CudaStream);
 template void softmax_cross_entropy_forward_cuda<__nv_bfloat16>(float*, float*,
                                                                 const __nv_bfloat16*,
-                                                                const int32_t*, int, int,
+                                                                const int32_t*, int, int, int,
                                                                 CudaStream);
 template void softmax_cross_entropy_backward_cuda<float>(float*, const float*, const float*,
-                                                         const int32_t*, float, int, int,
+                                                         const int32_t*, float, int, int, int,
                                                          CudaStream);
 template void softmax_cross_entropy_backward_cuda<__nv_bfloat16>(__nv_bfloat16*,
                                                                  const __nv_bfloat16*, const float*,
                                                                  const int32_t*, float, int, int,
-                                                                 CudaStream);
+                                                                 int, CudaStream);
 
 }  // namespace dpt::kernels

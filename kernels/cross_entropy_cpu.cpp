@@ -21,16 +21,23 @@ void check_targets(const int32_t* targets, int N, int V) {
   }
 }
 
+void check_shape(int V, int ld) {
+  DPT_CHECK(V > 0 && ld >= V, "cross-entropy: vocabulary " + std::to_string(V) + " with rows " +
+                                  std::to_string(ld) +
+                                  " apart ([Padded vocabulary] needs ld >= V)");
+}
+
 }  // namespace
 
 template <typename T>
 void softmax_cross_entropy_forward_cpu(T* losses, T* probs, const T* logits, const int32_t* targets,
-                                       int N, int V) {
+                                       int N, int V, int ld) {
+  check_shape(V, ld);
   check_targets(targets, N, V);
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
-    const T* z = logits + static_cast<size_t>(n) * V;
-    T* p = probs + static_cast<size_t>(n) * V;
+    const T* z = logits + static_cast<size_t>(n) * ld;
+    T* p = probs + static_cast<size_t>(n) * ld;
     double maxv = z[0];
     for (int v = 1; v < V; ++v) {
       maxv = std::max(maxv, static_cast<double>(z[v]));
@@ -52,12 +59,13 @@ void softmax_cross_entropy_forward_cpu(T* losses, T* probs, const T* logits, con
 
 template <typename T>
 void softmax_cross_entropy_backward_cpu(T* dlogits, const T* dlosses, const T* probs,
-                                        const int32_t* targets, int N, int V) {
+                                        const int32_t* targets, int N, int V, int ld) {
+  check_shape(V, ld);
   check_targets(targets, N, V);
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
-    const T* p = probs + static_cast<size_t>(n) * V;
-    T* dz = dlogits + static_cast<size_t>(n) * V;
+    const T* p = probs + static_cast<size_t>(n) * ld;
+    T* dz = dlogits + static_cast<size_t>(n) * ld;
     const T dl = dlosses[n];
     const int32_t target = targets[n];
     for (int v = 0; v < V; ++v) {
@@ -68,12 +76,12 @@ void softmax_cross_entropy_backward_cpu(T* dlogits, const T* dlosses, const T* p
 }
 
 template void softmax_cross_entropy_forward_cpu<float>(float*, float*, const float*, const int32_t*,
-                                                       int, int);
+                                                       int, int, int);
 template void softmax_cross_entropy_forward_cpu<double>(double*, double*, const double*,
-                                                        const int32_t*, int, int);
+                                                        const int32_t*, int, int, int);
 template void softmax_cross_entropy_backward_cpu<float>(float*, const float*, const float*,
-                                                        const int32_t*, int, int);
+                                                        const int32_t*, int, int, int);
 template void softmax_cross_entropy_backward_cpu<double>(double*, const double*, const double*,
-                                                         const int32_t*, int, int);
+                                                         const int32_t*, int, int, int);
 
 }  // namespace dpt::kernels

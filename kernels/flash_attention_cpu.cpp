@@ -9,36 +9,25 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "kernels/attention_heads.h"
 #include "kernels/gemm.h"
 
 namespace dpt::kernels {
 namespace {
 
+using namespace attention_detail;
+
 void check_args(int B, int Tn, int C, int NH, const AttentionMask& mask, int tile_q, int tile_k) {
   DPT_CHECK(B >= 0 && Tn >= 0, "tiled attention: negative batch or sequence length");
-  DPT_CHECK(NH > 0 && C % NH == 0, "tiled attention: channels C=" + std::to_string(C) +
-                                       " must split into NH=" + std::to_string(NH) +
-                                       " equal heads");
+  check_heads(C, NH);
   DPT_CHECK(tile_q > 0 && tile_k > 0, "tiled attention: tiles must hold at least one row");
-  for (int b = 0; b < B && mask.lengths; ++b) {
-    DPT_CHECK(mask.lengths[b] >= 1 && mask.lengths[b] <= Tn,
-              "tiled attention: sequence " + std::to_string(b) + " has length " +
-                  std::to_string(mask.lengths[b]) + ", outside [1, " + std::to_string(Tn) + "]");
-  }
+  for (int b = 0; b < B; ++b)
+    length_of(mask, b, Tn);  // checked before the parallel region, which must not throw
 }
 
 // The keys any row of query tile [i0, i1) sees: [0, that). visible_keys grows with t.
 int keys_of_tile(const AttentionMask& mask, int len, int i1) {
   return visible_keys(mask.causal, len, i1 - 1);
-}
-
-// Where pair bh's head starts in qkv (q; k and v follow at +C and +2C) and in a [B,T,C] tensor.
-struct Head {
-  size_t qkv, btc;
-};
-Head head_of(int bh, int NH, int Tn, int C) {
-  const size_t b = bh / NH, h = bh % NH, hs = C / NH, T = Tn;
-  return {b * T * 3 * C + h * hs, b * T * C + h * hs};
 }
 
 }  // namespace
@@ -56,7 +45,7 @@ void flash_attention_forward_cpu(T* out, T* lse, const T* qkv, int B, int Tn, in
     std::vector<T> m(tile_q), l(tile_q);
 #pragma omp for schedule(static)
     for (int bh = 0; bh < pairs; ++bh) {
-      const Head at = head_of(bh, NH, Tn, C);
+      const HeadOffsets at = head_offsets(bh, NH, Tn, C);
       const T* q = qkv + at.qkv;
       const T* k = q + C;
       const T* v = q + 2 * C;
@@ -100,7 +89,7 @@ void flash_attention_forward_cpu(T* out, T* lse, const T* qkv, int B, int Tn, in
         }
         for (int r = 0; r < nq; ++r) {
           const int t = i0 + r;
-          T* o = out + at.btc + static_cast<size_t>(t) * C;
+          T* o = out + at.out + static_cast<size_t>(t) * C;
           const T inv = T(1) / l[r];
           for (int d = 0; d < hs; ++d)
             o[d] = acc[static_cast<size_t>(r) * hs + d] * inv;
@@ -125,13 +114,13 @@ void flash_attention_backward_cpu(T* dqkv, const T* dout, const T* qkv, const T*
     std::vector<T> dk(static_cast<size_t>(tile_k) * hs), dv(static_cast<size_t>(tile_k) * hs);
 #pragma omp for schedule(static)
     for (int bh = 0; bh < pairs; ++bh) {
-      const Head at = head_of(bh, NH, Tn, C);
+      const HeadOffsets at = head_offsets(bh, NH, Tn, C);
       const T* q = qkv + at.qkv;
       const T* k = q + C;
       const T* v = q + 2 * C;
       T* dq = dqkv + at.qkv;
-      const T* dO = dout + at.btc;
-      const T* O = out + at.btc;
+      const T* dO = dout + at.out;
+      const T* O = out + at.out;
       const T* L = lse + static_cast<size_t>(bh) * Tn;
       const int len = mask.lengths ? mask.lengths[bh / NH] : Tn;
       for (int t = 0; t < Tn; ++t) {

@@ -7,33 +7,17 @@
 #include "kernels/cuda_check.h"
 #include "kernels/cuda_common.cuh"
 #include "kernels/gelu.h"
+#include "kernels/gelu_math.cuh"
 
 namespace dpt::kernels {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr unsigned kMaxBlocks = 4096;  // grid-stride loops cover the rest
-constexpr float kSqrt2OverPi = 0.7978845608028654f;
-constexpr float kCubic = 0.044715f;
 
 using namespace cuda_detail;
 
-// 0.5 x (1 + tanh u) = x sigmoid(2u): expf is accurate (no fast-math) and the form has no
-// cancellation in 1 + tanh for large negative x; exp overflowing to inf gives -0, as on the CPU.
-__device__ __forceinline__ float gelu(float x) {
-  const float u = kSqrt2OverPi * (x + kCubic * x * x * x);
-  return x / (1.0f + expf(-2.0f * u));
-}
-
-// d gelu / dx, as the CPU reference: s = sigmoid(2u), 1 - s = 1 / (1 + 1/e) exact near s = 1.
-__device__ __forceinline__ float gelu_grad(float x) {
-  const float u = kSqrt2OverPi * (x + kCubic * x * x * x);
-  const float e = expf(-2.0f * u);
-  const float s = 1.0f / (1.0f + e);
-  const float one_minus_s = 1.0f / (1.0f + 1.0f / e);
-  const float du = kSqrt2OverPi * (1.0f + 3.0f * kCubic * x * x);
-  return s + 2.0f * x * s * one_minus_s * du;
-}
+// gelu() and gelu_grad(): gelu_math.cuh.
 
 // Packs of VEC elements first; the last n % VEC elements one by one.
 template <typename T, int VEC>

@@ -1,10 +1,13 @@
-// Layer normalization on the CPU: per-row statistics forward; backward the input gradient per
-// row and the weight / bias gradients as deterministic column sums.
+// Layer normalization on the CPU: per-row statistics forward (alone or after the residual add);
+// backward the input gradient per row and the weight / bias gradients as deterministic column
+// sums.
 #include "kernels/layernorm.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+
+#include "kernels/residual.h"
 
 namespace dpt::kernels {
 namespace {
@@ -57,6 +60,14 @@ void layernorm_forward_cpu(T* out, T* mean, T* rstd, const T* inp, const T* weig
     mean[n] = static_cast<T>(m);
     rstd[n] = static_cast<T>(s);
   }
+}
+
+template <typename T>
+void residual_layernorm_forward_cpu(T* res_out, T* ln_out, T* mean, T* rstd, const T* a, const T* b,
+                                    const T* weight, const T* bias, int N, int C) {
+  if (N <= 0 || C <= 0) return;  // nothing to do, and N * C must not wrap into a size_t
+  residual_forward_cpu<T>(res_out, a, b, static_cast<size_t>(N) * static_cast<size_t>(C));
+  layernorm_forward_cpu<T>(ln_out, mean, rstd, res_out, weight, bias, N, C);
 }
 
 template <typename T>
@@ -118,6 +129,12 @@ template void layernorm_forward_cpu<float>(float*, float*, float*, const float*,
                                            const float*, int, int);
 template void layernorm_forward_cpu<double>(double*, double*, double*, const double*, const double*,
                                             const double*, int, int);
+template void residual_layernorm_forward_cpu<float>(float*, float*, float*, float*, const float*,
+                                                    const float*, const float*, const float*, int,
+                                                    int);
+template void residual_layernorm_forward_cpu<double>(double*, double*, double*, double*,
+                                                     const double*, const double*, const double*,
+                                                     const double*, int, int);
 template void layernorm_backward_cpu<float>(float*, float*, float*, const float*, const float*,
                                             const float*, const float*, const float*, int, int);
 template void layernorm_backward_cpu<double>(double*, double*, double*, const double*,

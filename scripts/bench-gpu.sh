@@ -9,6 +9,8 @@
 # Environment: BUILD_DIR (default build-device/ when it exists, else build/), MPIEXEC,
 #   DPT_BENCH_DATA (cached token shards, default /tmp/dpt-bench-data), DPT_PEAK_TFLOPS (override
 #   the peak), OUT (when set, the JSON results are written to $OUT/bench-gpu.json).
+# Then, when built, bench-attention: fused and unfused attention at the same shape, forward and
+# backward, against cuBLAS's time for the same products.
 # Exit codes: 0 done, 2 no CUDA device or missing binaries, 1 a run failed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -143,3 +145,9 @@ if out:
         json.dump(summary, f, indent=1)
     print(f"written {os.path.join(out, 'bench-gpu.json')}")
 PY
+
+# Attention alone, at the same shape: fused and unfused against the products' time.
+if [[ -x $bin/bench-attention ]]; then
+  "$bin/bench-attention" "${batches%% *}" $T $NH $((C / NH)) 20 ||
+    echo "bench-gpu: bench-attention failed (exit $?)" >&2
+fi

@@ -9,7 +9,6 @@ step after warm-up with a wall clock and prints one JSON line (medians):
 PyTorch."""
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -29,77 +28,21 @@ a = ap.parse_args()
 
 try:
     import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
 except ImportError as e:
     print(f"bench_cpu_torch: PyTorch is not installed ({e}); on Debian: "
           "apt-get install python3-torch", file=sys.stderr)
     sys.exit(2)
+from bench_torch_model import GPT, SDPA, adamw
 
 torch.set_num_threads(a.threads)
 torch.set_num_interop_threads(1)
-SDPA = hasattr(F, "scaled_dot_product_attention")
-
-
-class Block(nn.Module):
-    def __init__(self, C, n_head, T):
-        super().__init__()
-        self.n_head = n_head
-        self.ln1 = nn.LayerNorm(C)
-        self.qkv = nn.Linear(C, 3 * C)
-        self.proj = nn.Linear(C, C)
-        self.ln2 = nn.LayerNorm(C)
-        self.fc = nn.Linear(C, 4 * C)
-        self.fc_proj = nn.Linear(4 * C, C)
-        self.register_buffer("causal", torch.tril(torch.ones(T, T, dtype=torch.bool)))
-
-    def forward(self, x):
-        B, T, C = x.shape
-        hs = C // self.n_head
-        heads = lambda t: t.view(B, T, self.n_head, hs).transpose(1, 2)
-        q, k, v = map(heads, self.qkv(self.ln1(x)).split(C, dim=2))
-        if SDPA:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
-            att = att.masked_fill(~self.causal[:T, :T], float("-inf")).softmax(dim=-1)
-            y = att @ v
-        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
-        return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
-
-
-class GPT(nn.Module):
-    def __init__(self, V, T, C, L, n_head):
-        super().__init__()
-        self.wte = nn.Embedding(V, C)
-        self.wpe = nn.Embedding(T, C)
-        self.blocks = nn.ModuleList(Block(C, n_head, T) for _ in range(L))
-        self.ln_f = nn.LayerNorm(C)
-        for name, p in self.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif p.dim() >= 2:
-                std = 0.02 / math.sqrt(2 * L) if name.endswith("proj.weight") else 0.02
-                nn.init.normal_(p, 0.0, std)
-
-    def forward(self, idx, targets):
-        T = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(T))
-        for b in self.blocks:
-            x = b(x)
-        logits = F.linear(self.ln_f(x), self.wte.weight)  # tied output head
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
 torch.manual_seed(0)
 B, T, V = a.micro_batch, a.seq_len, a.vocab_size
 model = GPT(V, T, a.d_model, a.n_layer, a.n_head)
 n_params = sum(p.numel() for p in model.parameters())
-decay = [p for p in model.parameters() if p.dim() >= 2]
-no_decay = [p for p in model.parameters() if p.dim() < 2]
-opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                         {"params": no_decay, "weight_decay": 0.0}],
-                        lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
+opt = adamw(model, 3e-4)
 gen = torch.Generator().manual_seed(1)
 batches = [torch.randint(0, V, (B, T + 1), generator=gen) for _ in range(4)]
 

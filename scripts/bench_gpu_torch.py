@@ -6,7 +6,6 @@ AdamW, on random tokens. Times every step after warm-up with CUDA events and pri
 {"impl": "torch", "tokens_per_s": ..., "step_ms": ..., ...} (medians). Exits 2 without a GPU."""
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -27,58 +26,13 @@ a = ap.parse_args()
 
 try:
     import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
 except ImportError as e:
     print(f"bench_gpu_torch: no CUDA device usable: PyTorch is not installed ({e})", file=sys.stderr)
     sys.exit(2)
 if not torch.cuda.is_available():
     print("bench_gpu_torch: no CUDA device (torch.cuda.is_available() is False)", file=sys.stderr)
     sys.exit(2)
-
-
-class Block(nn.Module):
-    def __init__(self, C, n_head):
-        super().__init__()
-        self.n_head = n_head
-        self.ln1 = nn.LayerNorm(C)
-        self.qkv = nn.Linear(C, 3 * C)
-        self.proj = nn.Linear(C, C)
-        self.ln2 = nn.LayerNorm(C)
-        self.fc = nn.Linear(C, 4 * C)
-        self.fc_proj = nn.Linear(4 * C, C)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        heads = lambda t: t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        q, k, v = map(heads, self.qkv(self.ln1(x)).split(C, dim=2))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
-        return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
-
-
-class GPT(nn.Module):
-    def __init__(self, V, T, C, L, n_head):
-        super().__init__()
-        self.wte = nn.Embedding(V, C)
-        self.wpe = nn.Embedding(T, C)
-        self.blocks = nn.ModuleList(Block(C, n_head) for _ in range(L))
-        self.ln_f = nn.LayerNorm(C)
-        # GPT-2 initialization: N(0, 0.02), residual projections scaled by 1/sqrt(2L).
-        for name, p in self.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif p.dim() >= 2:
-                std = 0.02 / math.sqrt(2 * L) if name.endswith("proj.weight") else 0.02
-                nn.init.normal_(p, 0.0, std)
-
-    def forward(self, idx, targets):
-        T = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
-        for b in self.blocks:
-            x = b(x)
-        logits = F.linear(self.ln_f(x), self.wte.weight)  # tied output head
-        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
+from bench_torch_model import GPT, adamw
 
 
 torch.manual_seed(0)
@@ -88,11 +42,7 @@ dev = torch.device("cuda")
 B, T, V = a.micro_batch, a.seq_len, a.vocab_size
 model = GPT(V, T, a.d_model, a.n_layer, a.n_head).to(dev)
 n_params = sum(p.numel() for p in model.parameters())
-decay = [p for p in model.parameters() if p.dim() >= 2]
-no_decay = [p for p in model.parameters() if p.dim() < 2]
-opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                         {"params": no_decay, "weight_decay": 0.0}],
-                        lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+opt = adamw(model, 6e-4, fused=True)
 step_model = model if a.no_compile else torch.compile(model)
 
 # Random tokens, a few batches cycled: the data path is not what is measured.

@@ -183,9 +183,12 @@ int run(int argc, char** argv) {
   const Precision precision = o.dtype == "bf16" ? Precision::bf16 : Precision::fp32;
   if (!cuda && precision == Precision::bf16)
     throw UsageError("--dtype bf16 needs --device cuda: the CPU model computes in fp32");
-  const std::unique_ptr<MapsModel> model = cuda
-                                               ? make_cuda_maps_model(mc, m.params, B, 0, precision)
-                                               : make_cpu_maps_model(mc, m.params, B);
+  // The maps are the probabilities, which only unfused attention keeps ([Attention choice]).
+  ModelConfig maps_cfg = mc;
+  maps_cfg.attention = AttentionImpl::unfused;
+  const std::unique_ptr<MapsModel> model =
+      cuda ? make_cuda_maps_model(maps_cfg, m.params, B, 0, precision)
+           : make_cpu_maps_model(maps_cfg, m.params, B);
   std::vector<float> layer_att(static_cast<size_t>(B) * NH * P * P);
   std::vector<float> head_out(static_cast<size_t>(B) *
                               (mc.task == Task::lm ? static_cast<size_t>(mc.seq_len) * K : K));

@@ -11,6 +11,7 @@
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/encoder.h"
+#include "kernels/flash_attention.h"
 #include "kernels/gelu.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
@@ -44,20 +45,21 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
     : cfg_(cfg), layout_(cfg), max_batch_(max_batch) {
   cfg_.validate();
   DPT_CHECK(max_batch > 0, "max_batch must be positive");
+  fused_ = cfg_.attention == AttentionImpl::fused;  // auto: unfused on the CPU
   params_.assign(layout_.total(), T(0));
   grads_ = PageBuffer<T>(layout_.total());
   P_ = model_tensors(layout_, cfg_, params_.data());
   G_ = model_tensors(layout_, cfg_, grads_.data());
   const bool lm = cfg.task == Task::lm;
-  const size_t B = max_batch, Tn = cfg.positions(), C = cfg.d_model, V = cfg.vocab_size,
-               NH = cfg.n_head, BT = B * Tn, Tin = cfg.seq_len, K = cfg.num_outputs;
+  const size_t B = max_batch, Tn = cfg.positions(), C = cfg.d_model, NH = cfg.n_head, BT = B * Tn,
+               Tin = cfg.seq_len, K = cfg.num_outputs;
   if (cfg.input == InputKind::tokens) inputs_.assign(B * Tin, 0);
   targets_.assign(lm ? B * Tin : B, 0);
   if (cfg.input != InputKind::tokens) values_.assign(B * cfg.input_values(), T(0));
   if (cfg.task == Task::regress) reg_targets_.assign(B * K, T(0));
   lengths_.assign(B, 0);
-  // Head outputs: V logits per position (lm), K per sample otherwise.
-  const size_t outs = lm ? BT * V : B * K;
+  // Head outputs: padded_vocab() logits per position (lm, [Padded vocabulary]), K per sample.
+  const size_t outs = lm ? BT * cfg.padded_vocab() : B * K;
   layer_acts_.resize(cfg.n_layer);
   // Two passes over the same carving: the first sizes the buffers, the second assigns views.
   for (int pass = 0; pass < 2; ++pass) {
@@ -68,7 +70,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
       la.ln1_mean = a.take(BT);
       la.ln1_rstd = a.take(BT);
       la.qkv = a.take(BT * 3 * C);
-      la.att = a.take(B * NH * Tn * Tn);
+      la.att = a.take(fused_ ? B * NH * Tn : B * NH * Tn * Tn);
       la.atty = a.take(BT * C);
       la.attproj = a.take(BT * C);
       la.res2 = a.take(BT * C);
@@ -107,7 +109,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int max_batch)
       if (cfg.input == InputKind::tokens) d_zero_pos_ = d.take(Tin * C);
       d_pooled_ = d.take(B * C);
     }
-    att_scratch_ = d.take(k::attention_backward_scratch_elems(B, Tn, NH));
+    if (!fused_) att_scratch_ = d.take(k::attention_backward_scratch_elems(B, Tn, NH));
     if (pass == 0) {
       acts_.assign(a.used, T(0));
       dacts_.assign(d.used, T(0));
@@ -156,6 +158,26 @@ void Gpt<T>::zero_grads() {
 template <typename T>
 const T* Gpt<T>::block_input(int l) const {
   return l == 0 ? encoded_ : layer_acts_[l - 1].res3;
+}
+
+template <typename T>
+std::span<const T> Gpt<T>::attention(int l) const {
+  DPT_CHECK(!fused_,
+            "attention probabilities: fused attention keeps none; build the model with "
+            "--attention unfused ([Attention choice])");
+  const size_t T_ = cfg_.positions();
+  return {layer_acts_.at(l).att, static_cast<size_t>(last_batch_) * cfg_.n_head * T_ * T_};
+}
+
+template <typename T>
+std::vector<T> Gpt<T>::lm_logits() const {
+  if (cfg_.task != Task::lm) return {};
+  const size_t rows = static_cast<size_t>(last_batch_) * cfg_.seq_len, V = cfg_.vocab_size,
+               Vp = cfg_.padded_vocab();
+  std::vector<T> out(rows * V);
+  for (size_t r = 0; r < rows; ++r)
+    std::copy_n(logits_ + r * Vp, V, out.begin() + static_cast<std::ptrdiff_t>(r * V));
+  return out;
 }
 
 template <typename T>
@@ -322,7 +344,12 @@ void Gpt<T>::block_forward(int l, int batch) {
   // x + attn(ln1(x))
   k::layernorm_forward_cpu(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.ln1_w, p.ln1_b, N, C);
   k::linear_forward_cpu(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C);
-  k::attention_forward_cpu(a.atty, a.att, a.qkv, batch, cfg_.positions(), C, cfg_.n_head, mask());
+  if (fused_) {
+    k::flash_attention_forward_cpu(a.atty, a.att, a.qkv, batch, cfg_.positions(), C, cfg_.n_head,
+                                   mask());
+  } else {
+    k::attention_forward_cpu(a.atty, a.att, a.qkv, batch, cfg_.positions(), C, cfg_.n_head, mask());
+  }
   k::linear_forward_cpu(a.attproj, a.atty, p.proj_w, p.proj_b, N, C, C);
   k::residual_forward_cpu(a.res2, x, a.attproj, NC);
   // res2 + mlp(ln2(res2))
@@ -355,8 +382,13 @@ void Gpt<T>::block_backward(int l, T* dres, int batch) {
   // Attention branch: d attproj = dres (now d loss / d res2).
   k::linear_backward_cpu(d_atty_, g.proj_w, g.proj_b, dres, a.atty, p.proj_w, N, C, C, write);
   std::fill(d_qkv_, d_qkv_ + 3 * NC, T(0));
-  k::attention_backward_cpu(d_qkv_, att_scratch_, d_atty_, a.qkv, a.att, batch, cfg_.positions(), C,
-                            cfg_.n_head, mask());
+  if (fused_) {
+    k::flash_attention_backward_cpu(d_qkv_, d_atty_, a.qkv, a.atty, a.att, batch, cfg_.positions(),
+                                    C, cfg_.n_head, mask());
+  } else {
+    k::attention_backward_cpu(d_qkv_, att_scratch_, d_atty_, a.qkv, a.att, batch, cfg_.positions(),
+                              C, cfg_.n_head, mask());
+  }
   k::linear_backward_cpu(d_ln_, g.qkv_w, g.qkv_b, d_qkv_, a.ln1, p.qkv_w, N, C, 3 * C, write);
   k::layernorm_backward_cpu(dres, g.ln1_w, g.ln1_b, d_ln_, x, p.ln1_w, a.ln1_mean, a.ln1_rstd, N,
                             C);
@@ -374,23 +406,25 @@ double Gpt<T>::mean_loss(int n) const {
 
 template <typename T>
 double Gpt<T>::head_forward(int batch) {
-  const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
+  const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size,
+            Vp = cfg_.padded_vocab();
   const T* x = block_input(cfg_.n_layer);
   k::layernorm_forward_cpu(lnf_, lnf_mean_, lnf_rstd_, x, P_.lnf_w, P_.lnf_b, N, C);
-  // Tied output projection: logits = lnf . wte^T.
-  k::linear_forward_cpu(logits_, lnf_, P_.wte, static_cast<T*>(nullptr), N, C, V);
-  k::softmax_cross_entropy_forward_cpu(losses_, probs_, logits_, targets_.data(), N, V);
+  // Tied output projection: logits = lnf . wte^T, rows Vp apart.
+  k::linear_forward_cpu(logits_, lnf_, P_.wte, static_cast<T*>(nullptr), N, C, V, Vp);
+  k::softmax_cross_entropy_forward_cpu(losses_, probs_, logits_, targets_.data(), N, V, Vp);
   return mean_loss(N);
 }
 
 template <typename T>
 void Gpt<T>::head_backward(double loss_scale, T* dres, int batch) {
-  const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
+  const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size,
+            Vp = cfg_.padded_vocab();
   std::fill(d_losses_, d_losses_ + N, static_cast<T>(loss_scale / N));
-  std::fill(d_logits_, d_logits_ + static_cast<size_t>(N) * V, T(0));
-  k::softmax_cross_entropy_backward_cpu(d_logits_, d_losses_, probs_, targets_.data(), N, V);
+  std::fill(d_logits_, d_logits_ + static_cast<size_t>(N) * Vp, T(0));
+  k::softmax_cross_entropy_backward_cpu(d_logits_, d_losses_, probs_, targets_.data(), N, V, Vp);
   k::linear_backward_cpu(d_ln_, G_.wte, static_cast<T*>(nullptr), d_logits_, lnf_, P_.wte, N, C, V,
-                         k::GradInput::write);
+                         k::GradInput::write, Vp);
   k::layernorm_backward_cpu(dres, G_.lnf_w, G_.lnf_b, d_ln_, block_input(cfg_.n_layer), P_.lnf_w,
                             lnf_mean_, lnf_rstd_, N, C);
 }
@@ -410,7 +444,7 @@ double Gpt<T>::pooled_head_forward(int batch) {
   }
   k::linear_forward_cpu(logits_, pooled_, P_.head_w, P_.head_b, batch, C, K);
   if (cfg_.task == Task::classify) {
-    k::softmax_cross_entropy_forward_cpu(losses_, probs_, logits_, targets_.data(), batch, K);
+    k::softmax_cross_entropy_forward_cpu(losses_, probs_, logits_, targets_.data(), batch, K, K);
   } else {
     k::mse_forward_cpu(losses_, logits_, reg_targets_.data(), batch, K);
   }
@@ -425,7 +459,8 @@ void Gpt<T>::pooled_head_backward(double loss_scale, T* dres, int batch) {
   std::fill(d_logits_, d_logits_ + BK, T(0));
   if (cfg_.task == Task::classify) {
     std::fill(d_losses_, d_losses_ + batch, static_cast<T>(loss_scale / batch));
-    k::softmax_cross_entropy_backward_cpu(d_logits_, d_losses_, probs_, targets_.data(), batch, K);
+    k::softmax_cross_entropy_backward_cpu(d_logits_, d_losses_, probs_, targets_.data(), batch, K,
+                                          K);
   } else {
     k::mse_backward_cpu(d_logits_, logits_, reg_targets_.data(), batch, K, loss_scale / batch);
   }

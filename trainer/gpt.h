@@ -15,6 +15,13 @@
 //   mean squared error over the targets ([Mean squared error]).
 // A fix to the trunk serves every task. Each part has its own forward and backward: embed_*,
 // block_* and head_*.
+//
+// [Attention choice] --attention picks how each block computes self-attention: unfused
+// (attention.h: the [B,NH,T,T] probabilities kept for backward and for attention maps) or
+// fused (flash_attention.h: [Tiled attention], one log-sum-exp per query row kept, the
+// probabilities recomputed in backward). auto is unfused on the CPU, whose unfused path is the
+// reference every other is checked against, and fused on the GPU where the head size allows
+// (gpt_cuda.h). Either computes the same function; tests hold the losses equal.
 #pragma once
 
 #include <cstddef>
@@ -82,16 +89,15 @@ class Gpt {
   // The head's outputs of the last forward() for classification and regression: [batch, K]
   // logits or predictions (empty for language modelling).
   std::span<const T> outputs() const;
-  // Language modelling: the logits [batch, seq_len, V] of the last forward().
-  std::span<const T> lm_logits() const {
-    return {logits_, static_cast<size_t>(last_batch_) * cfg_.seq_len * cfg_.vocab_size};
-  }
+  // Language modelling: the logits [batch, seq_len, V] of the last forward(), without the
+  // padding of their rows ([Padded vocabulary]).
+  std::vector<T> lm_logits() const;
   // Layer l's attention probabilities [batch, NH, T, T] of the last forward() ([Attention
-  // mask]: rows hold the keys each query sees, the rest exactly 0).
-  std::span<const T> attention(int l) const {
-    const size_t T_ = cfg_.positions();
-    return {layer_acts_.at(l).att, static_cast<size_t>(last_batch_) * cfg_.n_head * T_ * T_};
-  }
+  // mask]: rows hold the keys each query sees, the rest exactly 0). Unfused attention only
+  // ([Attention choice]): fused attention keeps no probabilities.
+  std::span<const T> attention(int l) const;
+  // Whether the blocks run fused attention ([Attention choice]).
+  bool fused_attention() const { return fused_; }
   // Every gradient at a flat offset >= frontier is final for the step ([Gradient buckets]).
   using GradsFinal = std::function<void(size_t frontier)>;
   // Adds d(loss_scale * mean loss)/d(params) into grads() for the last forward(). When
@@ -102,6 +108,7 @@ class Gpt {
 
  private:
   struct LayerActs {  // forward activations of one block
+    // att: the probabilities [B,NH,T,T] (unfused), or the rows' log-sum-exp [B,NH,T] (fused).
     T *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *attproj, *res2;
     T *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *fcproj, *res3;
   };
@@ -126,7 +133,7 @@ class Gpt {
   std::vector<LayerActs> layer_acts_;
   T *encoded_, *lnf_, *lnf_mean_, *lnf_rstd_, *logits_, *probs_, *losses_;
   T *d_res_, *d_ln_, *d_qkv_, *d_atty_, *d_fch_gelu_, *d_fch_, *d_logits_, *d_losses_,
-      *att_scratch_;
+      *att_scratch_ = nullptr;
   // Classification and regression: embedded inputs [B, Tin, C] (and their patches [B, Tin,
   // P*P*C]), a zero position table for the token lookup, pooled rows [B, C], and their
   // gradients.
@@ -136,6 +143,7 @@ class Gpt {
   ModelConfig cfg_;
   ParamLayout layout_;
   int max_batch_;
+  bool fused_ = false;  // [Attention choice]
   std::vector<T> params_;
   PageBuffer<T> grads_;   // pages of their own, so that stage 2 can give them back
   std::vector<T> acts_;   // forward activations

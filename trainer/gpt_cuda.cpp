@@ -13,14 +13,13 @@
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda_check.h"
-#include "kernels/gelu.h"
+#include "kernels/flash_attention.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
 #include "kernels/mse.h"
 #include "kernels/patches.h"
 #include "kernels/pooling.h"
 #include "kernels/positions.h"
-#include "kernels/residual.h"
 
 namespace dpt::trainer {
 
@@ -45,10 +44,12 @@ GptCuda<T>::GptCuda(const ModelConfig& cfg, int max_batch, cudaStream_t stream)
     : cfg_(cfg), layout_(cfg), max_batch_(max_batch), stream_(stream) {
   cfg_.validate();
   DPT_CHECK(max_batch > 0, "max_batch must be positive");
+  fused_ = cfg_.fused_attention(true);  // [Attention choice]; throws for a head size it lacks
   const bool lm = cfg.task == Task::lm;
-  const size_t B = max_batch, Tn = cfg.positions(), C = cfg.d_model, V = cfg.vocab_size,
-               NH = cfg.n_head, BT = B * Tn, Tin = cfg.seq_len, K = cfg.num_outputs;
-  const size_t outs = lm ? BT * V : B * K;
+  const size_t B = max_batch, Tn = cfg.positions(), C = cfg.d_model, NH = cfg.n_head, BT = B * Tn,
+               Tin = cfg.seq_len, K = cfg.num_outputs;
+  // Head outputs: padded_vocab() logits per position (lm, [Padded vocabulary]), K per sample.
+  const size_t outs = lm ? BT * cfg.padded_vocab() : B * K;
   bt_max_ = B * Tin;
   params_ = k::DeviceBuffer<float>(layout_.total());
   grads_ = k::DeviceBuffer<float>(layout_.total());
@@ -66,7 +67,11 @@ GptCuda<T>::GptCuda(const ModelConfig& cfg, int max_batch, cudaStream_t stream)
       la.ln1_mean = f.take(BT);
       la.ln1_rstd = f.take(BT);
       la.qkv = a.take(BT * 3 * C);
-      la.att = a.take(B * NH * Tn * Tn);
+      if (fused_) {
+        la.lse = f.take(B * NH * Tn);
+      } else {
+        la.att = a.take(B * NH * Tn * Tn);
+      }
       la.atty = a.take(BT * C);
       la.attproj = a.take(BT * C);
       la.res2 = a.take(BT * C);
@@ -98,7 +103,6 @@ GptCuda<T>::GptCuda(const ModelConfig& cfg, int max_batch, cudaStream_t stream)
     d_ln_ = d.take(BT * C);
     d_qkv_ = d.take(BT * 3 * C);
     d_atty_ = d.take(BT * C);
-    d_fch_gelu_ = d.take(BT * 4 * C);
     d_fch_ = d.take(BT * 4 * C);
     if (!lm) {
       d_emb_ = d.take(B * Tin * C);
@@ -111,11 +115,20 @@ GptCuda<T>::GptCuda(const ModelConfig& cfg, int max_batch, cudaStream_t stream)
       dacts_ = k::DeviceBuffer<T>(d.used);
     }
   }
-  att_scratch_ = k::DeviceBuffer<T>(k::attention_cuda_scratch_elems(B, Tn, C, NH));
   const int N = static_cast<int>(BT);
-  scratch_ = k::DeviceBuffer<float>(std::max(
+  // One float scratch serves every backward step in turn (one stream orders them); fused
+  // attention's dQ and row dots take their turn in it too.
+  size_t scratch_floats = std::max(
       {k::layernorm_backward_scratch_floats(N, C), k::linear_backward_scratch_floats(N, 4 * C),
-       k::linear_backward_scratch_floats(N, 3 * C), k::linear_backward_scratch_floats(N, C)}));
+       k::linear_backward_scratch_floats(N, 3 * C), k::linear_backward_scratch_floats(N, C)});
+  if (fused_) {
+    scratch_floats =
+        std::max(scratch_floats, k::flash_attention_cuda_scratch_floats(max_batch, cfg.positions(),
+                                                                        cfg.d_model, cfg.n_head));
+  } else {
+    att_scratch_ = k::DeviceBuffer<T>(k::attention_cuda_scratch_elems(B, Tn, C, NH));
+  }
+  scratch_ = k::DeviceBuffer<float>(scratch_floats);
   const size_t ints = 5 * bt_max_ + 1 + B;  // ... | bucket_start (n + 1) | lengths (B)
   tokens_ = k::DeviceBuffer<int32_t>(ints);
   for (auto& s : staging_)
@@ -246,12 +259,12 @@ void GptCuda<T>::forward(const datasets::Batch& in, float* loss_sum) {
     return;
   }
   // Head: final LayerNorm, tied projection (logits = lnf . wte^T), cross-entropy.
-  const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size;
+  const int N = batch * cfg_.seq_len, C = cfg_.d_model, V = cfg_.vocab_size,
+            Vp = cfg_.padded_vocab();
   const int32_t* d_targets = tokens_.get() + bt_max_;
-  k::layernorm_forward_cuda(lnf_, lnf_mean_, lnf_rstd_, block_input(cfg_.n_layer), P_.lnf_w,
-                            P_.lnf_b, N, C, stream_);
-  k::linear_forward_cuda<T>(logits_, lnf_, P_.wte, nullptr, N, C, V, gemm_, stream_);
-  k::softmax_cross_entropy_forward_cuda(losses_, lse_, logits_, d_targets, N, V, stream_);
+  // lnf_ came with the last block's residual ([Residual LayerNorm], block_forward).
+  k::linear_forward_cuda<T>(logits_, lnf_, P_.wte, nullptr, N, C, V, gemm_, stream_, Vp);
+  k::softmax_cross_entropy_forward_cuda(losses_, lse_, logits_, d_targets, N, V, Vp, stream_);
   k::loss_sum_accumulate_cuda(loss_sum, losses_, N, stream_);
 }
 
@@ -324,9 +337,7 @@ void GptCuda<T>::embed_backward(int batch) {
 template <typename T>
 void GptCuda<T>::pooled_head_forward(int batch, float* loss_sum) {
   const int Tn = cfg_.positions(), C = cfg_.d_model, K = cfg_.num_outputs;
-  const int N = batch * Tn;
-  k::layernorm_forward_cuda(lnf_, lnf_mean_, lnf_rstd_, block_input(cfg_.n_layer), P_.lnf_w,
-                            P_.lnf_b, N, C, stream_);
+  // lnf_ came with the last block's residual ([Residual LayerNorm], block_forward).
   if (cfg_.pool == Pool::cls) {
     k::cls_pool_forward_cuda(pooled_, lnf_, batch, Tn, C, stream_);
   } else {
@@ -335,7 +346,7 @@ void GptCuda<T>::pooled_head_forward(int batch, float* loss_sum) {
   k::linear_forward_cuda<T>(logits_, pooled_, P_.head_w, P_.head_b, batch, C, K, gemm_, stream_);
   if (cfg_.task == Task::classify) {
     k::softmax_cross_entropy_forward_cuda(losses_, lse_, logits_, tokens_.get() + bt_max_, batch, K,
-                                          stream_);
+                                          K, stream_);
   } else {
     k::mse_forward_cuda(losses_, logits_, floats_.get() + values_max_, batch, K, stream_);
   }
@@ -352,7 +363,7 @@ void GptCuda<T>::pooled_head_backward(double loss_scale, int batch) {
   if (cfg_.task == Task::classify) {
     // Written, not added: d_logits_ needs no zeroing; the logits stay for outputs_to_host.
     k::softmax_cross_entropy_backward_cuda(d_logits_, logits_, lse_, tokens_.get() + bt_max_, dloss,
-                                           batch, K, stream_);
+                                           batch, K, K, stream_);
   } else {
     zero(d_logits_, BK);
     k::mse_backward_cuda(d_logits_, logits_, floats_.get() + values_max_, batch, K, dloss, stream_);
@@ -380,19 +391,33 @@ void device_to_host_floats(const T* src, size_t n, float* out, cudaStream_t stre
   for (size_t i = 0; i < n; ++i)
     out[i] = static_cast<float>(host[i]);
 }
+// rows rows of width values each, ld apart at src, packed into out.
+template <typename T>
+void device_rows_to_host_floats(const T* src, size_t rows, size_t width, size_t ld, float* out,
+                                cudaStream_t stream) {
+  std::vector<T> host(rows * width);
+  DPT_CHECK_CUDA(cudaMemcpy2DAsync(host.data(), width * sizeof(T), src, ld * sizeof(T),
+                                   width * sizeof(T), rows, cudaMemcpyDeviceToHost, stream));
+  DPT_CHECK_CUDA(cudaStreamSynchronize(stream));
+  for (size_t i = 0; i < host.size(); ++i)
+    out[i] = static_cast<float>(host[i]);
+}
 }  // namespace
 
 template <typename T>
 void GptCuda<T>::lm_logits_to_host(float* out) {
   DPT_CHECK(cfg_.task == Task::lm && last_batch_ > 0,
             "lm_logits_to_host: no language model logits");
-  device_to_host_floats(logits_, static_cast<size_t>(last_batch_) * cfg_.seq_len * cfg_.vocab_size,
-                        out, stream_);
+  device_rows_to_host_floats(logits_, static_cast<size_t>(last_batch_) * cfg_.seq_len,
+                             cfg_.vocab_size, cfg_.padded_vocab(), out, stream_);
 }
 
 template <typename T>
 void GptCuda<T>::attention_to_host(int l, float* out) {
   DPT_CHECK(l >= 0 && l < cfg_.n_layer && last_batch_ > 0, "attention_to_host: no such layer");
+  DPT_CHECK(!fused_,
+            "attention probabilities: fused attention keeps none; build the model with "
+            "--attention unfused ([Attention choice])");
   const size_t P = cfg_.positions();
   device_to_host_floats(layer_acts_[l].att, static_cast<size_t>(last_batch_) * cfg_.n_head * P * P,
                         out, stream_);
@@ -407,29 +432,48 @@ void GptCuda<T>::outputs_to_host(float* out) {
 template <typename T>
 void GptCuda<T>::block_forward(int l, int batch) {
   const int N = batch * cfg_.positions(), C = cfg_.d_model;
-  const size_t NC = static_cast<size_t>(N) * C;
   const LayerActs& a = layer_acts_[l];
   const LayerParams<T>& p = P_.blocks[l];
   const T* x = block_input(l);
-  k::layernorm_forward_cuda(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.ln1_w, p.ln1_b, N, C, stream_);
+  // Every LayerNorm after the first comes with the residual add before it, in one pass
+  // ([Residual LayerNorm], kernels/layernorm.h): ln2 with res2 here, the next block's ln1 (or
+  // the final ln_f) with res3 at the end.
+  if (l == 0)
+    k::layernorm_forward_cuda(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.ln1_w, p.ln1_b, N, C, stream_);
   k::linear_forward_cuda<T>(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C, gemm_, stream_);
-  k::attention_forward_cuda(a.atty, a.att, a.qkv, att_scratch_.get(), batch, cfg_.positions(), C,
-                            cfg_.n_head, gemm_, stream_, mask());
+  if (fused_) {
+    k::flash_attention_forward_cuda(a.atty, a.lse, a.qkv, batch, cfg_.positions(), C, cfg_.n_head,
+                                    stream_, mask());
+  } else {
+    k::attention_forward_cuda(a.atty, a.att, a.qkv, att_scratch_.get(), batch, cfg_.positions(), C,
+                              cfg_.n_head, gemm_, stream_, mask());
+  }
   k::linear_forward_cuda<T>(a.attproj, a.atty, p.proj_w, p.proj_b, N, C, C, gemm_, stream_);
-  k::residual_forward_cuda(a.res2, x, a.attproj, NC, stream_);
-  k::layernorm_forward_cuda(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, p.ln2_w, p.ln2_b, N, C, stream_);
-  k::linear_forward_cuda<T>(a.fch, a.ln2, p.fc_w, p.fc_b, N, C, 4 * C, gemm_, stream_);
-  k::gelu_forward_cuda(a.fch_gelu, a.fch, NC * 4, stream_);
+  k::residual_layernorm_forward_cuda(a.res2, a.ln2, a.ln2_mean, a.ln2_rstd, x, a.attproj, p.ln2_w,
+                                     p.ln2_b, N, C, stream_);
+  // fc with its GELU in the product's epilogue ([GELU epilogues], kernels/linear.h): fch is
+  // the pre-activation the backward pass reads.
+  k::linear_gelu_forward_cuda<T>(a.fch_gelu, a.fch, a.ln2, p.fc_w, p.fc_b, N, C, 4 * C, gemm_,
+                                 stream_);
   k::linear_forward_cuda<T>(a.fcproj, a.fch_gelu, p.fcproj_w, p.fcproj_b, N, 4 * C, C, gemm_,
                             stream_);
-  k::residual_forward_cuda(a.res3, a.res2, a.fcproj, NC, stream_);
+  if (l + 1 < cfg_.n_layer) {
+    const LayerActs& next = layer_acts_[l + 1];
+    const LayerParams<T>& np = P_.blocks[l + 1];
+    k::residual_layernorm_forward_cuda(a.res3, next.ln1, next.ln1_mean, next.ln1_rstd, a.res2,
+                                       a.fcproj, np.ln1_w, np.ln1_b, N, C, stream_);
+  } else {
+    k::residual_layernorm_forward_cuda(a.res3, lnf_, lnf_mean_, lnf_rstd_, a.res2, a.fcproj,
+                                       P_.lnf_w, P_.lnf_b, N, C, stream_);
+  }
 }
 
 template <typename T>
 void GptCuda<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   DPT_CHECK(last_batch_ > 0, "backward() called before forward()");
   const int batch = last_batch_;
-  const int N = batch * cfg_.positions(), C = cfg_.d_model, V = cfg_.vocab_size;
+  const int N = batch * cfg_.positions(), C = cfg_.d_model, V = cfg_.vocab_size,
+            Vp = cfg_.padded_vocab();
   const size_t NC = static_cast<size_t>(N) * C;
   const int32_t* d_targets = tokens_.get() + bt_max_;
   float* scratch = scratch_.get();
@@ -437,9 +481,9 @@ void GptCuda<T>::backward(double loss_scale, const GradsFinal& grads_final) {
   if (cfg_.task == Task::lm) {
     // Head. The cross-entropy backward overwrites the logits with their gradient.
     k::softmax_cross_entropy_backward_cuda(logits_, logits_, lse_, d_targets,
-                                           static_cast<float>(loss_scale / N), N, V, stream_);
+                                           static_cast<float>(loss_scale / N), N, V, Vp, stream_);
     k::linear_backward_cuda<T>(d_ln_, G_.wte, nullptr, logits_, lnf_, P_.wte, scratch, N, C, V,
-                               gemm_, stream_, k::GradInput::write);
+                               gemm_, stream_, k::GradInput::write, Vp);
     k::layernorm_backward_cuda(d_res_, G_.lnf_w, G_.lnf_b, d_ln_, block_input(cfg_.n_layer),
                                P_.lnf_w, lnf_mean_, lnf_rstd_, scratch, N, C, stream_);
   } else {
@@ -467,9 +511,10 @@ void GptCuda<T>::block_backward(int l, T* dres, int batch) {
   // Buffers that hold nothing yet are written (beta 0), not zeroed and added into
   // ([Gradient write]).
   const auto write = k::GradInput::write;
-  k::linear_backward_cuda<T>(d_fch_gelu_, g.fcproj_w, g.fcproj_b, dres, a.fch_gelu, p.fcproj_w,
-                             scratch, N, 4 * C, C, gemm_, stream_, write);
-  k::gelu_backward_cuda(d_fch_, a.fch, d_fch_gelu_, 4 * NC, stream_, write);
+  // fcproj's input gradient goes through GELU's derivative in the product's epilogue straight
+  // to d_fch ([GELU epilogues]).
+  k::linear_dgelu_backward_cuda<T>(d_fch_, g.fcproj_w, g.fcproj_b, dres, a.fch_gelu, a.fch,
+                                   p.fcproj_w, scratch, N, 4 * C, C, gemm_, stream_);
   k::linear_backward_cuda<T>(d_ln_, g.fc_w, g.fc_b, d_fch_, a.ln2, p.fc_w, scratch, N, C, 4 * C,
                              gemm_, stream_, write);
   k::layernorm_backward_cuda(dres, g.ln2_w, g.ln2_b, d_ln_, a.res2, p.ln2_w, a.ln2_mean, a.ln2_rstd,
@@ -477,8 +522,13 @@ void GptCuda<T>::block_backward(int l, T* dres, int batch) {
   k::linear_backward_cuda<T>(d_atty_, g.proj_w, g.proj_b, dres, a.atty, p.proj_w, scratch, N, C, C,
                              gemm_, stream_, write);
   zero(d_qkv_, 3 * NC);
-  k::attention_backward_cuda(d_qkv_, att_scratch_.get(), d_atty_, a.qkv, a.att, batch,
-                             cfg_.positions(), C, cfg_.n_head, gemm_, stream_, mask());
+  if (fused_) {
+    k::flash_attention_backward_cuda(d_qkv_, scratch, d_atty_, a.qkv, a.atty, a.lse, batch,
+                                     cfg_.positions(), C, cfg_.n_head, stream_, mask());
+  } else {
+    k::attention_backward_cuda(d_qkv_, att_scratch_.get(), d_atty_, a.qkv, a.att, batch,
+                               cfg_.positions(), C, cfg_.n_head, gemm_, stream_, mask());
+  }
   k::linear_backward_cuda<T>(d_ln_, g.qkv_w, g.qkv_b, d_qkv_, a.ln1, p.qkv_w, scratch, N, C, 3 * C,
                              gemm_, stream_, write);
   k::layernorm_backward_cuda(dres, g.ln1_w, g.ln1_b, d_ln_, x, p.ln1_w, a.ln1_mean, a.ln1_rstd,

@@ -61,7 +61,9 @@ class GptCuda {
   void lm_logits_to_host(float* out);
   // Layer l's attention probabilities [batch, NH, T, T] of the last forward() into out (host),
   // waiting for the stream ([Attention mask]: hidden keys exactly 0).
+  // Unfused attention only ([Attention choice]).
   void attention_to_host(int l, float* out);
+  bool fused_attention() const { return fused_; }
   // Every gradient at a flat offset >= frontier is final once the work enqueued so far on the
   // stream has run ([Gradient buckets]); called on the host as backward enqueues.
   using GradsFinal = std::function<void(size_t frontier)>;
@@ -71,8 +73,10 @@ class GptCuda {
 
  private:
   struct LayerActs {
-    T *ln1, *qkv, *att, *atty, *attproj, *res2, *ln2, *fch, *fch_gelu, *fcproj, *res3;
-    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
+    // att: the probabilities [B,NH,T,T] (unfused attention); lse: the rows' log-sum-exp
+    // [B,NH,T] (fused). The other is null ([Attention choice]).
+    T *ln1, *qkv, *att = nullptr, *atty, *attproj, *res2, *ln2, *fch, *fch_gelu, *fcproj, *res3;
+    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd, *lse = nullptr;
   };
   template <typename P>
   using LayerParams = BlockTensors<P>;
@@ -92,6 +96,7 @@ class GptCuda {
   ModelConfig cfg_;
   ParamLayout layout_;
   int max_batch_;
+  bool fused_ = false;  // [Attention choice]
   cudaStream_t stream_;
   kernels::GemmCuda gemm_;
 
@@ -104,7 +109,7 @@ class GptCuda {
   std::vector<LayerActs> layer_acts_;
   T *encoded_, *lnf_, *logits_;
   float *lnf_mean_, *lnf_rstd_, *losses_, *lse_;
-  T *d_res_, *d_ln_, *d_qkv_, *d_atty_, *d_fch_gelu_, *d_fch_;
+  T *d_res_, *d_ln_, *d_qkv_, *d_atty_, *d_fch_;
   // Classification and regression ([Model family]): embedded inputs [B, Tin, C], image patches,
   // the inputs in T, a zero position table for the token lookup, pooled rows, and gradients.
   T *emb_ = nullptr, *patches_ = nullptr, *values_ = nullptr, *zero_pos_ = nullptr;

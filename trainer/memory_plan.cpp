@@ -56,20 +56,23 @@ std::string MemoryPlan::describe() const {
          gb(total()) + (gpu ? " of GPU memory" : " of host memory");
 }
 
-uint64_t cpu_activation_elements(const ModelConfig& m, int batch) {
+uint64_t cpu_activation_elements(const ModelConfig& m, int batch, bool fused) {
   const uint64_t B = static_cast<uint64_t>(batch), T = static_cast<uint64_t>(m.seq_len),
-                 C = static_cast<uint64_t>(m.d_model), V = static_cast<uint64_t>(m.vocab_size),
+                 C = static_cast<uint64_t>(m.d_model), V = static_cast<uint64_t>(m.padded_vocab()),
                  NH = static_cast<uint64_t>(m.n_head), L = static_cast<uint64_t>(m.n_layer);
   const uint64_t BT = B * T;
   // Gpt<T>'s forward activations: per block 18 BTC (ln1, qkv 3, atty, attproj, res2, ln2,
-  // fch 4, fch_gelu 4, fcproj, res3) + 4 BT of LayerNorm statistics + B NH T^2 of attention;
-  // then the embedding output, ln_f with its statistics, logits, probabilities and losses.
+  // fch 4, fch_gelu 4, fcproj, res3) + 4 BT of LayerNorm statistics + B NH T^2 of attention
+  // (B NH T fused); then the embedding output, ln_f with its statistics, logits, probabilities
+  // and losses, the logits' rows padded ([Padded vocabulary]).
+  const uint64_t att = fused ? B * NH * T : B * NH * T * T;
   const uint64_t acts =
-      BT * C + L * (18 * BT * C + 4 * BT + B * NH * T * T) + BT * C + 2 * BT + 2 * BT * V + BT;
+      BT * C + L * (18 * BT * C + 4 * BT + att) + BT * C + 2 * BT + 2 * BT * V + BT;
   // Its backward scratch, reused by every block: d_res, d_ln, d_qkv 3, d_atty, d_fch_gelu 4,
-  // d_fch 4 (BTC each), the logits' and losses' gradients, attention's scratch.
-  const uint64_t dacts = 14 * BT * C + BT * V + BT +
-                         kernels::attention_backward_scratch_elems(batch, m.seq_len, m.n_head);
+  // d_fch 4 (BTC each), the logits' and losses' gradients, unfused attention's scratch.
+  const uint64_t dacts =
+      14 * BT * C + BT * V + BT +
+      (fused ? 0 : kernels::attention_backward_scratch_elems(batch, m.seq_len, m.n_head));
   return acts + dacts;
 }
 
@@ -89,7 +92,8 @@ MemoryPlan plan_memory(const TrainConfig& cfg, int world, ZeroStage zero, bool g
   } else {
     p.grads = f * psi;
   }
-  p.activations = compute * cpu_activation_elements(cfg.model, cfg.micro_batch);
+  p.activations =
+      compute * cpu_activation_elements(cfg.model, cfg.micro_batch, cfg.model.fused_attention(gpu));
   // The exchange's scratch: a [Rank-order sum] gathers every rank's copy of this rank's part
   // of a bucket (about two buckets in flight); NCCL keeps its own buffers.
   if (!gpu) {

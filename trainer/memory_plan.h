@@ -41,8 +41,9 @@ MemoryPlan plan_memory(const TrainConfig& cfg, int world, ZeroStage zero, bool g
                        Precision precision, bool checkpoints);
 
 // Activation and scratch elements of the CPU model (Gpt<T>) for micro-batches of `batch`: what
-// its constructor allocates (a test holds the two together).
-uint64_t cpu_activation_elements(const ModelConfig& model, int batch);
+// its constructor allocates (a test holds the two together). fused: the blocks keep a
+// log-sum-exp per query row instead of the T x T probabilities ([Attention choice]).
+uint64_t cpu_activation_elements(const ModelConfig& model, int batch, bool fused);
 
 // The peak resident set of this process (VmHWM of /proc/self/status), in bytes; 0 where the
 // kernel does not say.

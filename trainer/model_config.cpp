@@ -2,6 +2,7 @@
 #include "trainer/model_config.h"
 
 #include "common/errors.h"
+#include "kernels/flash_attention.h"
 
 namespace dpt::trainer {
 
@@ -31,6 +32,44 @@ const char* input_kind_name(InputKind k) {
 
 const char* pool_name(Pool p) {
   return p == Pool::cls ? "cls" : "mean";
+}
+
+const char* attention_impl_name(AttentionImpl a) {
+  switch (a) {
+    case AttentionImpl::automatic:
+      return "auto";
+    case AttentionImpl::fused:
+      return "fused";
+    case AttentionImpl::unfused:
+      return "unfused";
+  }
+  return "?";
+}
+
+bool ModelConfig::fused_attention(bool gpu) const {
+  switch (attention) {
+    case AttentionImpl::unfused:
+      return false;
+    case AttentionImpl::automatic:
+      return gpu && kernels::flash_attention_cuda_supports(head_size());
+    case AttentionImpl::fused:
+      if (gpu && !kernels::flash_attention_cuda_supports(head_size())) {
+        std::string msg =
+            "--attention fused: the GPU's fused attention takes head sizes 32, 64 "
+            "and 128, and --d-model ";
+        msg += std::to_string(d_model);
+        msg += " / --n-head ";
+        msg += std::to_string(n_head);
+        msg += " gives ";
+        msg += std::to_string(head_size());
+        msg +=
+            ". Pass --attention unfused (or auto), or choose --n-head so that the head size "
+            "is one of them.";
+        throw UsageError(msg);
+      }
+      return true;
+  }
+  return false;
 }
 
 void ModelConfig::validate_shape() const {

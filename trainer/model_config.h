@@ -17,6 +17,11 @@ const char* input_kind_name(InputKind k);  // "tokens", "image", "series"
 // --pool: which row of the trunk's output the classification and regression heads read.
 enum class Pool { cls, mean };
 const char* pool_name(Pool p);  // "cls", "mean"
+// --attention: how self-attention is computed ([Attention choice], trainer/gpt.h). Either way
+// the same function of the inputs; fused keeps one log-sum-exp per query row instead of the
+// T x T probabilities.
+enum class AttentionImpl { automatic, fused, unfused };
+const char* attention_impl_name(AttentionImpl a);  // "auto", "fused", "unfused"
 
 struct ModelConfig {
   int vocab_size = 256;  // V: token ids are in [0, V); the language-model head predicts V classes
@@ -33,6 +38,15 @@ struct ModelConfig {
   int features = 0;     // F: values per time step of a series
   int num_outputs = 0;  // K: classes (classify) or targets (regress)
   bool padded = false;  // token inputs carry lengths: the attention ignores padding
+  AttentionImpl attention = AttentionImpl::automatic;
+
+  // [Padded vocabulary] (kernels/cross_entropy.h): the language model's logits rows hold
+  // padded_vocab() >= V values, V rounded up to a multiple of vocab_multiple; the parameters
+  // keep V. Not an option: it changes no result (1 turns it off, for the test that shows so).
+  int vocab_multiple = 64;
+  int padded_vocab() const {
+    return (vocab_size + vocab_multiple - 1) / vocab_multiple * vocab_multiple;
+  }
 
   int head_size() const { return d_model / n_head; }
   // A class token leads the sequence (classification and regression with --pool cls).
@@ -48,6 +62,10 @@ struct ModelConfig {
     return input == InputKind::image ? image_h * image_w * channels : seq_len * features;
   }
   bool causal() const { return task == Task::lm; }
+  // [Attention choice]: whether the blocks run fused attention on the GPU (gpu) or the CPU.
+  // auto: fused on the GPU where its kernels take the head size, unfused on the CPU. Throws
+  // UsageError for --attention fused on the GPU with a head size the kernels lack.
+  bool fused_attention(bool gpu) const;
   // Throws UsageError naming the option to change: the trunk's shape (what options alone
   // decide), and with it the input and head (complete once the data has been read).
   void validate_shape() const;

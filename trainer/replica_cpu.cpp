@@ -40,7 +40,8 @@ class CpuReplica final : public Replica {
 
   const ParamLayout& layout() const override { return model_.layout(); }
   std::string describe() const override {
-    return std::string("cpu fp32, gradients over MPI") +
+    return std::string("cpu fp32, ") + (model_.fused_attention() ? "fused" : "unfused") +
+           " attention, gradients over MPI" +
            (zero_ == ZeroStage::off
                 ? ""
                 : ", zero " + std::to_string(zero_level(zero_)) + " (this rank owns parameters [" +

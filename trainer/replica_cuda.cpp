@@ -190,8 +190,9 @@ class CudaReplica final : public Replica {
     return own_;
   }
   std::string describe() const override {
-    return "cuda:" + std::to_string(gpu_) + " " + dtype_name() + " (" + device_name_ +
-           "), gradients over " + reduce_how_ +
+    return "cuda:" + std::to_string(gpu_) + " " + dtype_name() + " (" + device_name_ + "), " +
+           (model_.fused_attention() ? "fused" : "unfused") + " attention, gradients over " +
+           reduce_how_ +
            (zero_ == ZeroStage::off
                 ? ""
                 : ", zero 1 (this rank owns parameters [" + std::to_string(own_.lo) + ", " +

@@ -215,6 +215,9 @@ constexpr Choice<CkptOnError> kCkptOnError[] = {{"stop", CkptOnError::stop},
                                                 {"continue", CkptOnError::go_on}};
 
 constexpr Choice<Pool> kPools[] = {{"cls", Pool::cls}, {"mean", Pool::mean}};
+constexpr Choice<AttentionImpl> kAttentionImpls[] = {{"auto", AttentionImpl::automatic},
+                                                     {"fused", AttentionImpl::fused},
+                                                     {"unfused", AttentionImpl::unfused}};
 
 constexpr Choice<ZeroStage> kZeroStages[] = {{"auto", ZeroStage::automatic},
                                              {"0", ZeroStage::off},
@@ -478,6 +481,11 @@ void model_options(std::vector<OptionSpec>& t) {
       must));
   t.push_back(option("n-head", kModel, "attention heads (must divide --d-model)",
       DPT_FIELD(model.n_head), {}, must));
+  t.push_back(choice_option("attention", kModel,
+      "'fused' (tiled, FlashAttention-2's algorithm: fused kernels on cuda for head sizes 32, "
+      "64 and 128; keeps a log-sum-exp per row, not the T x T probabilities), 'unfused' (scores, "
+      "softmax and weighted sum apart, the reference) or 'auto' (fused on cuda where the head "
+      "size allows, unfused on cpu)", DPT_FIELD(model.attention), kAttentionImpls));
   // clang-format on
 }
 

@@ -51,7 +51,7 @@ fits() {
 # --- build ----------------------------------------------------------------------------------
 s=$SECONDS
 targets=(train prepare-data cuda_device_test kernels_cuda_test gpt_cuda_test replica_cuda_test
-         comm_nccl_test)
+         comm_nccl_test bench-attention)
 if [[ ${DPT_FIRST_RUN_SKIP_BUILD:-0} != 1 ]]; then
   if ! scripts/device/prepare.sh "${targets[@]}" > "$out/build.log" 2>&1; then
     note build FAILED $((SECONDS - s)) "$(tail -1 "$out/build.log")"

@@ -1,6 +1,7 @@
 // adamw_update_cuda, sum_squares_cuda and convert_params_cuda against the CPU reference in
 // double: clipping on and off, the [Non-finite guard] (NaN / Inf loss or gradient: nothing
-// written), the chunk table (adamw_chunks, host), and determinism of the sum of squares.
+// written), the chunk table (adamw_chunks, host), determinism of the sum of squares, and sizes
+// past one pass of the capped grids.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
@@ -16,6 +17,8 @@
 
 namespace dpt::kernels::test {
 namespace {
+
+// [Wrap inputs]: kernel_test_util.h.
 
 template <typename T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
@@ -237,6 +240,26 @@ TEST(SumSquaresCuda, MatchesCpuReferenceForAlignedAndUnalignedBuffers) {
   }
 }
 
+// Past the grid's cap: sum_squares_cuda's partial pass takes at most 1024 blocks of 512 threads
+// (2^19 threads, one pack of 4 floats or one float each), reached from 2^23 elements on. With
+// 2^23 + 4099 elements the grid is capped, every thread of the aligned path takes 4 or 5 packs
+// and of the unaligned one 16 or 17 floats, and the final block reduces exactly as many partials
+// as it has threads.
+TEST(SumSquaresCuda, MatchesCpuReferenceWithTheGridAtItsCap) {
+  const size_t n = (size_t{1} << 23) + 4099;
+  ASSERT_EQ(sum_squares_scratch_floats(n), 1024u);
+  for (size_t offset : {size_t{0}, size_t{1}}) {
+    auto x = rounded_to<float>(uniform_inputs(n + offset, 1041, 0));
+    const double want = sum_squares_cpu<double>(x.data() + offset, n);
+    auto d_x = to_device<float>(x);
+    auto d_out = poisoned_device<float>(1);
+    auto d_scratch = poisoned_device<float>(sum_squares_scratch_floats(n));
+    sum_squares_cuda(d_out.get(), d_x.get() + offset, n, d_scratch.get(), nullptr);
+    expect_close(from_device(d_out), {want}, tolerance<float>(),
+                 "sum of squares n=" + std::to_string(n) + " offset=" + std::to_string(offset));
+  }
+}
+
 TEST(SumSquaresCuda, IsBitwiseDeterministic) {
   const size_t n = 3 * (size_t{1} << 20) + 7;
   auto d_x = to_device<float>(random_vector(n, 1050, 0));
@@ -251,8 +274,7 @@ TEST(SumSquaresCuda, IsBitwiseDeterministic) {
 }
 
 template <typename TP>
-void check_convert() {
-  const size_t n = 1001;
+void check_convert(size_t n) {
   const auto x = rounded_to<float>(random_vector(n, 1060, 0, 3.0));
   auto d_in = to_device<float>(x);
   auto d_out = poisoned_device<TP>(n);
@@ -264,8 +286,14 @@ void check_convert() {
   }
 }
 TEST(ConvertParamsCuda, CopiesFloatAndRoundsBf16ToNearestEven) {
-  check_convert<float>();
-  check_convert<bf16>();
+  check_convert<float>(1001);
+  check_convert<bf16>(1001);
+}
+// convert_params_cuda's capped grid (kMaxBlocks 4096 x kThreads 256) covers 2^20 elements a pass.
+TEST(ConvertParamsCuda, SizesPastOnePassOfTheCappedGridConvertEveryElement) {
+  const size_t n = (size_t{1} << 20) + 1001;
+  check_convert<float>(n);
+  check_convert<bf16>(n);
 }
 
 // --- adamw_chunks (host) -----------------------------------------------------------------------

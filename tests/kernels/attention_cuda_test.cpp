@@ -1,9 +1,11 @@
 // attention_forward_cuda / attention_backward_cuda against the CPU reference in double on inputs
-// rounded to the dtype: odd shapes (hs odd, T around the warp width), exact zeros above the
-// diagonal, the ADD contract of the backward, and run-to-run bits.
+// rounded to the dtype: odd shapes (hs odd, T around the warp width), the 16-byte packs of
+// [Attention packs] (hs and T multiples of the pack, and buffers moved off 16-byte alignment),
+// exact zeros above the diagonal, the ADD contract of the backward, and run-to-run bits.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -21,7 +23,11 @@ struct AttentionShape {
 };
 
 // Every B in 1..3 and T in {1, 5, 13, 33} (33: a row longer than a warp) with odd head sizes
-// (hs = 3, 5, 7) for NH = 1 and 3, plus one longer sequence.
+// (hs = 3, 5, 7) for NH = 1 and 3, plus one longer sequence: the scalar kernels. Then the
+// [Attention packs] (4 floats or 8 bf16): hs = 8 and 16 take them in the layout kernels, T = 8,
+// 40 and 264 in the softmax kernels for both dtypes and T = 12 for fp32 only; at T = 264 a row
+// is more than one tile of 32 packs (128 floats, 256 bf16), so the softmax's column loop wraps
+// with a partial last tile.
 std::vector<AttentionShape> shapes() {
   std::vector<AttentionShape> r;
   const int heads[][2] = {{3, 1}, {7, 1}, {9, 3}, {15, 3}, {21, 3}};  // {C, NH}
@@ -29,7 +35,11 @@ std::vector<AttentionShape> shapes() {
     for (const int T : {1, 5, 13, 33})
       for (const auto& h : heads)
         r.push_back({B, T, h[0], h[1]});
-  r.push_back({2, 97, 63, 3});  // hs = 21, rows of four warp-widths
+  r.push_back({2, 97, 63, 3});   // hs = 21, rows of four warp-widths
+  r.push_back({2, 8, 16, 2});    // hs = 8: one pack of bf16 per head row and per att row
+  r.push_back({1, 12, 24, 3});   // hs = 8, T = 12: fp32 packs in the softmax, bf16 scalar
+  r.push_back({2, 40, 64, 4});   // hs = 16
+  r.push_back({1, 264, 48, 3});  // hs = 16, T = 264
   return r;
 }
 
@@ -91,6 +101,33 @@ struct Masks {
   std::string name;
 };
 
+// A device copy of v placed `offset` elements into its buffer (the elements before it hold 0.5):
+// offset 1 moves every pointer the kernels get off 16-byte alignment, which sends them to their
+// scalar versions ([Attention packs]); offset 0 is a plain copy.
+template <typename T>
+struct Placed {
+  DeviceBuffer<T> buf;
+  size_t offset = 0;
+  T* get() const { return buf.get() + offset; }
+  std::vector<double> read() const {
+    const std::vector<double> all = from_device(buf);
+    return std::vector<double>(all.begin() + static_cast<std::ptrdiff_t>(offset), all.end());
+  }
+};
+template <typename T>
+Placed<T> placed(const std::vector<double>& v, size_t offset) {
+  std::vector<double> padded(offset, 0.5);
+  padded.insert(padded.end(), v.begin(), v.end());
+  return {to_device<T>(padded), offset};
+}
+template <typename T>
+Placed<T> placed_poison(size_t n, size_t offset) {
+  return placed<T>(std::vector<double>(n, std::nan("")), offset);
+}
+std::string offset_note(size_t offset) {
+  return offset == 0 ? "" : " offset=" + std::to_string(offset);
+}
+
 // Entries of att that the reference holds as exact zeros (hidden keys) and the kernel does not.
 size_t nonzero_hidden(const std::vector<double>& got, const std::vector<double>& want) {
   size_t bad = 0;
@@ -99,26 +136,28 @@ size_t nonzero_hidden(const std::vector<double>& got, const std::vector<double>&
   return bad;
 }
 
-// Forward: out and att poisoned with NaN, scratch too (written before read).
+// Forward: out and att poisoned with NaN, scratch too (written before read). Every buffer
+// `offset` elements into its allocation (Placed).
 template <typename T>
 void check_forward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s, uint64_t seed,
-                   const Masks& m) {
-  const std::string what = describe("attention forward", s) + m.name;
+                   const Masks& m, size_t offset = 0) {
+  const std::string what = describe("attention forward", s) + m.name + offset_note(offset);
   const std::vector<double> qkv = random_vector(qkv_elems(s), seed, 1);
   const std::vector<double> r_qkv = rounded_to<T>(qkv);
   std::vector<double> want_out(out_elems(s)), want_att(att_elems(s));
   attention_forward_cpu<double>(want_out.data(), want_att.data(), r_qkv.data(), s.B, s.T, s.C, s.NH,
                                 m.cpu);
 
-  DeviceBuffer<T> d_qkv = to_device<T>(qkv);
-  DeviceBuffer<T> d_out = poisoned_device<T>(out_elems(s)),
-                  d_att = poisoned_device<T>(att_elems(s));
-  DeviceBuffer<T> scratch = poisoned_device<T>(attention_cuda_scratch_elems(s.B, s.T, s.C, s.NH));
+  const Placed<T> d_qkv = placed<T>(qkv, offset);
+  const Placed<T> d_out = placed_poison<T>(out_elems(s), offset),
+                  d_att = placed_poison<T>(att_elems(s), offset);
+  const Placed<T> scratch =
+      placed_poison<T>(attention_cuda_scratch_elems(s.B, s.T, s.C, s.NH), offset);
   sync_uploads();
   attention_forward_cuda<T>(d_out.get(), d_att.get(), d_qkv.get(), scratch.get(), s.B, s.T, s.C,
                             s.NH, gemm, stream, m.gpu);
-  const std::vector<double> got_att = from_device(d_att);
-  expect_close(from_device(d_out), want_out, tolerance<T>(), what + " out");
+  const std::vector<double> got_att = d_att.read();
+  expect_close(d_out.read(), want_out, tolerance<T>(), what + " out");
   expect_close(got_att, want_att, tolerance<T>(), what + " att");
   if (m.cpu.causal && !m.cpu.lengths) {
     EXPECT_EQ(nonzero_above_diagonal(got_att, s), 0u)
@@ -129,11 +168,11 @@ void check_forward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s,
 
 // Backward: dqkv prefilled with random values (ADD), scratch poisoned. Both sides get the same
 // att, the double reference's probabilities rounded to T (zeros above the diagonal stay exact),
-// so the check is of the backward alone.
+// so the check is of the backward alone. Buffers placed as in check_forward.
 template <typename T>
 void check_backward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s, uint64_t seed,
-                    const Masks& m) {
-  const std::string what = describe("attention backward", s) + m.name;
+                    const Masks& m, size_t offset = 0) {
+  const std::string what = describe("attention backward", s) + m.name + offset_note(offset);
   const std::vector<double> qkv = random_vector(qkv_elems(s), seed, 1);
   const std::vector<double> dout = random_vector(out_elems(s), seed, 2);
   const std::vector<double> dqkv0 = random_vector(qkv_elems(s), seed, 3);
@@ -146,13 +185,14 @@ void check_backward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s
   attention_backward_cpu<double>(want.data(), ref_scratch.data(), r_dout.data(), r_qkv.data(),
                                  r_att.data(), s.B, s.T, s.C, s.NH, m.cpu);
 
-  DeviceBuffer<T> d_qkv = to_device<T>(qkv), d_dout = to_device<T>(dout), d_att = to_device<T>(att),
-                  d_dqkv = to_device<T>(dqkv0);
-  DeviceBuffer<T> scratch = poisoned_device<T>(attention_cuda_scratch_elems(s.B, s.T, s.C, s.NH));
+  const Placed<T> d_qkv = placed<T>(qkv, offset), d_dout = placed<T>(dout, offset),
+                  d_att = placed<T>(att, offset), d_dqkv = placed<T>(dqkv0, offset);
+  const Placed<T> scratch =
+      placed_poison<T>(attention_cuda_scratch_elems(s.B, s.T, s.C, s.NH), offset);
   sync_uploads();
   attention_backward_cuda<T>(d_dqkv.get(), scratch.get(), d_dout.get(), d_qkv.get(), d_att.get(),
                              s.B, s.T, s.C, s.NH, gemm, stream, m.gpu);
-  expect_close(from_device(d_dqkv), want, tolerance<T>(), what + " dqkv");
+  expect_close(d_dqkv.read(), want, tolerance<T>(), what + " dqkv");
 }
 
 // The bf16 bound (1e-2) holds with room: a CPU emulation of this path (bf16 rounding of the
@@ -199,8 +239,8 @@ TEST(AttentionCuda, Bf16ForwardAndBackwardMatchDoubleReferenceOnOddShapes) {
   check_all<bf16>(1000);
 }
 
-// GPT-2's sequence length: rows of 1024 scores (32 warp-widths) through the softmax kernels and
-// their grid-stride loops, head size 64, one and two sequences.
+// GPT-2's sequence length: rows of 1024 scores (32 warp-widths; 8 tiles of 32 fp32 packs, 4 of
+// bf16 packs) through the softmax kernels' column loops, head size 64, one and two sequences.
 TEST(AttentionCuda, SequenceOf1024MatchesDoubleReferenceInFp32AndBf16) {
   GemmCuda gemm;
   CudaStreamHandle stream;
@@ -212,6 +252,24 @@ TEST(AttentionCuda, SequenceOf1024MatchesDoubleReferenceInFp32AndBf16) {
     check_backward<float>(gemm, stream.get(), s, seed++, causal);
     check_forward<bf16>(gemm, stream.get(), s, seed++, causal);
     check_backward<bf16>(gemm, stream.get(), s, seed++, causal);
+  }
+}
+
+// Shapes that take the [Attention packs], with every buffer one element off 16-byte alignment:
+// the scalar kernels instead, the same results.
+TEST(AttentionCuda, BuffersOffSixteenByteAlignmentMatchTheDoubleReference) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  uint64_t seed = 6000;
+  for (const AttentionShape& s : {AttentionShape{2, 40, 64, 4}, AttentionShape{1, 264, 48, 3}}) {
+    for (const auto& [causal, lengths] : {std::pair{true, false}, {false, true}}) {
+      const Masks m(s, causal, lengths);
+      check_forward<float>(gemm, stream.get(), s, seed++, m, 1);
+      check_backward<float>(gemm, stream.get(), s, seed++, m, 1);
+      check_forward<bf16>(gemm, stream.get(), s, seed++, m, 1);
+      check_backward<bf16>(gemm, stream.get(), s, seed++, m, 1);
+      if (testing::Test::HasFatalFailure()) return;
+    }
   }
 }
 
@@ -227,10 +285,9 @@ TEST(AttentionCuda, RejectsChannelsThatDoNotSplitIntoEqualHeads) {
 
 // Forward then backward twice from the same inputs: the same bits in out, att and dqkv.
 template <typename T>
-void check_repeatable(uint64_t seed) {
+void check_repeatable(const AttentionShape& s, uint64_t seed) {
   GemmCuda gemm;
   CudaStreamHandle stream;
-  const AttentionShape s{3, 129, 75, 3};  // hs = 25
   DeviceBuffer<T> qkv = to_device<T>(random_vector(qkv_elems(s), seed, 1));
   DeviceBuffer<T> dout = to_device<T>(random_vector(out_elems(s), seed, 2));
   DeviceBuffer<T> scratch(attention_cuda_scratch_elems(s.B, s.T, s.C, s.NH));
@@ -253,8 +310,12 @@ void check_repeatable(uint64_t seed) {
 }
 
 TEST(AttentionCuda, ForwardAndBackwardAreBitIdenticalAcrossRuns) {
-  check_repeatable<float>(2000);
-  check_repeatable<bf16>(2001);
+  const AttentionShape scalar{3, 129, 75, 3};  // hs = 25
+  const AttentionShape packed{2, 264, 64, 4};  // hs = 16, T = 264: [Attention packs]
+  check_repeatable<float>(scalar, 2000);
+  check_repeatable<bf16>(scalar, 2001);
+  check_repeatable<float>(packed, 2002);
+  check_repeatable<bf16>(packed, 2003);
 }
 
 }  // namespace

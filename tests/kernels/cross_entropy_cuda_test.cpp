@@ -1,6 +1,6 @@
 // softmax_cross_entropy_*_cuda and loss_sum_accumulate_cuda against the CPU reference in double
-// (float and bf16, odd vocabularies, the GPT-2 padded one), the in-place backward, NaN logits,
-// and determinism.
+// (float and bf16, odd vocabularies, the GPT-2 padded one, rows padded as the language model
+// pads them with NaN in the padding), the in-place backward, NaN logits, and determinism.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
@@ -18,14 +18,37 @@ namespace dpt::kernels::test {
 namespace {
 
 struct Shape {
-  int N, V;
+  int N, V, ld;  // ld: the row stride ([Padded vocabulary])
 };
-// V = 304 / 50304 take the 16-byte path for both dtypes, the odd V the scalar one; V = 1 and 3
-// leave most threads of the row's block without an element.
-constexpr Shape kShapes[] = {{1, 1}, {3, 7}, {5, 13}, {11, 301}, {7, 304}, {67, 301}, {3, 50304}};
+// V = 304 / 50304 take the 16-byte path for both dtypes, the odd V unpadded the scalar one; V = 1
+// and 3 leave most threads of the row's block without an element. Padded rows (ld > V, ld a
+// multiple of 64 as ModelConfig::padded_vocab makes them) take the 16-byte path with a masked
+// last pack: GPT-2's 50257 in 50304, 301 in 320, 7 in 64.
+constexpr Shape kShapes[] = {{1, 1, 1},      {3, 7, 7},         {5, 13, 13},       {11, 301, 301},
+                             {7, 304, 304},  {67, 301, 301},    {3, 50304, 50304}, {5, 7, 64},
+                             {13, 301, 320}, {3, 50257, 50304}, {2, 1, 64}};
 
 std::string label(const char* what, const Shape& s) {
-  return std::string(what) + " N=" + std::to_string(s.N) + " V=" + std::to_string(s.V);
+  return std::string(what) + " N=" + std::to_string(s.N) + " V=" + std::to_string(s.V) +
+         " ld=" + std::to_string(s.ld);
+}
+
+// Rows of V values, ld apart; the padding holds NaN, which the kernels must never read into a
+// result.
+std::vector<double> padded_rows(const std::vector<double>& x, const Shape& s) {
+  std::vector<double> out(static_cast<size_t>(s.N) * s.ld, std::nan(""));
+  for (int n = 0; n < s.N; ++n)
+    std::copy_n(x.begin() + static_cast<std::ptrdiff_t>(n) * s.V, s.V,
+                out.begin() + static_cast<std::ptrdiff_t>(n) * s.ld);
+  return out;
+}
+template <typename X>
+std::vector<X> unpadded_rows(const std::vector<X>& x, const Shape& s) {
+  std::vector<X> out(static_cast<size_t>(s.N) * s.V);
+  for (int n = 0; n < s.N; ++n)
+    std::copy_n(x.begin() + static_cast<std::ptrdiff_t>(n) * s.ld, s.V,
+                out.begin() + static_cast<std::ptrdiff_t>(n) * s.V);
+  return out;
 }
 
 // logsumexp of each row, in double.
@@ -49,15 +72,15 @@ void check_forward(const Shape& s, uint64_t seed) {
   const auto targets = random_ids(s.N, s.V, seed, 1);
   std::vector<double> want_loss(s.N), probs(n);
   softmax_cross_entropy_forward_cpu<double>(want_loss.data(), probs.data(), logits.data(),
-                                            targets.data(), s.N, s.V);
+                                            targets.data(), s.N, s.V, s.V);
   const auto want_lse = row_lse(logits, s.N, s.V);
 
-  auto d_logits = to_device<T>(logits);
+  auto d_logits = to_device<T>(padded_rows(logits, s));
   auto d_targets = ids_to_device(targets);
   auto d_loss = poisoned_device<float>(s.N);
   auto d_lse = poisoned_device<float>(s.N);
   softmax_cross_entropy_forward_cuda<T>(d_loss.get(), d_lse.get(), d_logits.get(), d_targets.get(),
-                                        s.N, s.V, nullptr);
+                                        s.N, s.V, s.ld, nullptr);
   // fp32 results from exactly representable logits: the fp32 bound holds for either T.
   expect_close(from_device(d_loss), want_loss, tolerance<float>(), label("ce loss", s));
   expect_close(from_device(d_lse), want_lse, tolerance<float>(), label("ce lse", s));
@@ -73,19 +96,20 @@ void check_backward(const Shape& s, bool in_place, uint64_t seed) {
   const float dloss = 0.37f / s.N;  // a mean over N with a loss scale
   std::vector<double> losses(s.N), probs(n), want(n, 0.0);
   softmax_cross_entropy_forward_cpu<double>(losses.data(), probs.data(), logits.data(),
-                                            targets.data(), s.N, s.V);
+                                            targets.data(), s.N, s.V, s.V);
   const std::vector<double> dlosses(s.N, dloss);
   softmax_cross_entropy_backward_cpu<double>(want.data(), dlosses.data(), probs.data(),
-                                             targets.data(), s.N, s.V);
+                                             targets.data(), s.N, s.V, s.V);
 
-  auto d_logits = to_device<T>(logits);
+  auto d_logits = to_device<T>(padded_rows(logits, s));
   auto d_targets = ids_to_device(targets);
   auto d_lse = to_device<float>(rounded_to<float>(row_lse(logits, s.N, s.V)));
-  DeviceBuffer<T> d_out = in_place ? DeviceBuffer<T>() : poisoned_device<T>(n);
+  DeviceBuffer<T> d_out =
+      in_place ? DeviceBuffer<T>() : poisoned_device<T>(static_cast<size_t>(s.N) * s.ld);
   T* dlogits = in_place ? d_logits.get() : d_out.get();
   softmax_cross_entropy_backward_cuda<T>(dlogits, d_logits.get(), d_lse.get(), d_targets.get(),
-                                         dloss, s.N, s.V, nullptr);
-  expect_close(from_device(in_place ? d_logits : d_out), want, tolerance<T>(),
+                                         dloss, s.N, s.V, s.ld, nullptr);
+  expect_close(unpadded_rows(from_device(in_place ? d_logits : d_out), s), want, tolerance<T>(),
                label(in_place ? "ce dlogits in place" : "ce dlogits", s));
 }
 
@@ -129,7 +153,7 @@ void check_nan_logit_poisons_its_row(int V) {
   auto d_loss = poisoned_device<float>(N);
   auto d_lse = poisoned_device<float>(N);
   softmax_cross_entropy_forward_cuda<T>(d_loss.get(), d_lse.get(), d_logits.get(), d_targets.get(),
-                                        N, V, nullptr);
+                                        N, V, V, nullptr);
   const auto loss = from_device(d_loss);
   for (int n = 0; n < 3; ++n)
     EXPECT_FALSE(std::isfinite(loss[n])) << "row " << n << " V=" << V;
@@ -154,9 +178,9 @@ TEST(CrossEntropyCuda, ForwardAndBackwardAreBitwiseDeterministicBf16) {
     auto d_logits = to_device<bf16>(logits);
     DeviceBuffer<float> d_loss(N), d_lse(N);
     softmax_cross_entropy_forward_cuda<bf16>(d_loss.get(), d_lse.get(), d_logits.get(),
-                                             d_targets.get(), N, V, nullptr);
+                                             d_targets.get(), N, V, V, nullptr);
     softmax_cross_entropy_backward_cuda<bf16>(d_logits.get(), d_logits.get(), d_lse.get(),
-                                              d_targets.get(), 1.0f / N, N, V, nullptr);
+                                              d_targets.get(), 1.0f / N, N, V, V, nullptr);
     loss_runs[run] = host_copy(d_loss);
     lse_runs[run] = host_copy(d_lse);
     grad_runs[run] = host_copy(d_logits);

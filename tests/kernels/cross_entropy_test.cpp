@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -21,7 +22,7 @@ TEST(CrossEntropy, ForwardMatchesNaiveLogSoftmax) {
   auto losses = poisoned<double>(N);
   auto probs = poisoned<double>(N * V);
   softmax_cross_entropy_forward_cpu<double>(losses.data(), probs.data(), logits.data(),
-                                            targets.data(), N, V);
+                                            targets.data(), N, V, V);
   std::vector<double> want_losses(N), want_probs(N * V);
   for (int n = 0; n < N; ++n) {
     double sum = 0.0;
@@ -42,11 +43,11 @@ TEST(CrossEntropy, ForwardFloatAgreesWithDouble) {
   const auto targets = random_ids(N, V, 51, 1);
   std::vector<double> dl(N), dp(N * V);
   softmax_cross_entropy_forward_cpu<double>(dl.data(), dp.data(), logits.data(), targets.data(), N,
-                                            V);
+                                            V, V);
   const auto logitsf = cast_to<float>(logits);
   auto fl = poisoned<float>(N), fp = poisoned<float>(N * V);
   softmax_cross_entropy_forward_cpu<float>(fl.data(), fp.data(), logitsf.data(), targets.data(), N,
-                                           V);
+                                           V, V);
   expect_all_close(to_double(fl), dl, 1e-5, 1e-6, "losses");
   expect_all_close(to_double(fp), dp, 1e-5, 1e-7, "probs");
 }
@@ -69,14 +70,14 @@ TEST(CrossEntropy, LossStaysFiniteWhenTargetProbabilityUnderflows) {
     double loss = NAN;
     std::vector<double> probs(V);
     softmax_cross_entropy_forward_cpu<double>(&loss, probs.data(), logits.data(), target.data(), 1,
-                                              V);
+                                              V, V);
     EXPECT_NEAR(loss, want, 1e-9 * want) << "double, gap " << gap;
     if (gap < 300.0) {
       const auto logitsf = cast_to<float>(logits);
       float lossf = NAN;
       std::vector<float> probsf(V);
       softmax_cross_entropy_forward_cpu<float>(&lossf, probsf.data(), logitsf.data(), target.data(),
-                                               1, V);
+                                               1, V, V);
       EXPECT_EQ(probsf[3], 0.0f) << "test premise: the probability underflows in float";
       EXPECT_NEAR(lossf, want, 1e-5 * want) << "float, gap " << gap;
     }
@@ -90,7 +91,7 @@ TEST(CrossEntropy, BackwardMatchesFiniteDifferencesAndAddsIntoGradients) {
   std::vector<double> losses(N), probs(N * V);
   const auto objective = [&] {
     softmax_cross_entropy_forward_cpu<double>(losses.data(), probs.data(), logits.data(),
-                                              targets.data(), N, V);
+                                              targets.data(), N, V, V);
     return dot(losses, R);
   };
   objective();
@@ -98,7 +99,7 @@ TEST(CrossEntropy, BackwardMatchesFiniteDifferencesAndAddsIntoGradients) {
   const auto dlogits0 = random_vector(N * V, 52, 3);
   auto dlogits = dlogits0;
   softmax_cross_entropy_backward_cpu<double>(dlogits.data(), R.data(), saved_probs.data(),
-                                             targets.data(), N, V);
+                                             targets.data(), N, V, V);
   expect_all_close(minus(dlogits, dlogits0), numeric_gradient(logits, objective), kGradRtol,
                    kGradAtol, "dlogits");
 }
@@ -114,7 +115,7 @@ TEST(CrossEntropy, RejectsTargetOutsideVocabularyBeforeWritingAnything) {
     expect_runtime_failure_mentioning(
         [&] {
           softmax_cross_entropy_forward_cpu<double>(losses.data(), probs.data(), logits.data(),
-                                                    targets.data(), N, V);
+                                                    targets.data(), N, V, V);
         },
         {"id " + std::to_string(bad), "position " + std::to_string(pos), std::to_string(V)});
     for (double x : probs) {
@@ -128,10 +129,49 @@ TEST(CrossEntropy, RejectsTargetOutsideVocabularyBeforeWritingAnything) {
     expect_runtime_failure_mentioning(
         [&] {
           softmax_cross_entropy_backward_cpu<double>(dlogits.data(), dlosses.data(), p.data(),
-                                                     targets.data(), N, V);
+                                                     targets.data(), N, V, V);
         },
         {"id " + std::to_string(bad), "position " + std::to_string(pos)});
     EXPECT_EQ(dlogits, dlogits0) << "backward wrote before throwing";
+  }
+}
+
+// [Padded vocabulary]: rows ld > V apart give the unpadded rows' losses, probabilities and
+// gradients bit for bit, and the padding is neither read (it holds NaN) nor written.
+TEST(CrossEntropy, PaddedRowsGiveTheUnpaddedResultsAndLeaveThePaddingAlone) {
+  constexpr int ld = 64;
+  const auto logits = random_vector(N * V, 54, 0, 2.0);
+  const auto targets = random_ids(N, V, 54, 1);
+  const auto dlosses = random_vector(N, 54, 2);
+  std::vector<double> losses(N), probs(N * V), dlogits(N * V, 0.0);
+  softmax_cross_entropy_forward_cpu<double>(losses.data(), probs.data(), logits.data(),
+                                            targets.data(), N, V, V);
+  softmax_cross_entropy_backward_cpu<double>(dlogits.data(), dlosses.data(), probs.data(),
+                                             targets.data(), N, V, V);
+
+  std::vector<double> plogits(N * ld, std::nan("")), pprobs(N * ld, -7.0), pdlogits(N * ld, 0.0);
+  for (int n = 0; n < N; ++n) {
+    for (int v = V; v < ld; ++v)
+      pdlogits[n * ld + v] = -7.0;
+    std::copy_n(logits.begin() + n * V, V, plogits.begin() + n * ld);
+  }
+  std::vector<double> plosses(N);
+  softmax_cross_entropy_forward_cpu<double>(plosses.data(), pprobs.data(), plogits.data(),
+                                            targets.data(), N, V, ld);
+  softmax_cross_entropy_backward_cpu<double>(pdlogits.data(), dlosses.data(), pprobs.data(),
+                                             targets.data(), N, V, ld);
+  EXPECT_EQ(plosses, losses);
+  for (int n = 0; n < N; ++n) {
+    for (int v = 0; v < ld; ++v) {
+      const size_t at = static_cast<size_t>(n) * ld + v;
+      if (v < V) {
+        ASSERT_EQ(pprobs[at], probs[n * V + v]) << "row " << n << " column " << v;
+        ASSERT_EQ(pdlogits[at], dlogits[n * V + v]) << "row " << n << " column " << v;
+      } else {
+        ASSERT_EQ(pprobs[at], -7.0) << "padding written, row " << n << " column " << v;
+        ASSERT_EQ(pdlogits[at], -7.0) << "padding written, row " << n << " column " << v;
+      }
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 // encoder_forward_cuda / encoder_backward_cuda against the CPU reference in double (float and
-// bf16, odd shapes, repeated tokens), their determinism, and the host-side encoder_buckets.
+// bf16, odd shapes, repeated tokens, shapes past one pass of the capped grid), their determinism,
+// and the host-side encoder_buckets.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
@@ -21,6 +22,19 @@ struct Shape {
 // path for both dtypes, the odd C the scalar one.
 constexpr Shape kShapes[] = {{1, 1, 1, 1},     {3, 5, 7, 11},    {5, 7, 13, 3},
                              {2, 13, 96, 301}, {7, 11, 97, 301}, {4, 33, 64, 5}};
+
+// Past one pass of encoder.cu's capped grid (kMaxBlocks 4096 x kThreads 256 = 2^20 threads),
+// so that the grid-stride loops run again. The forward takes one thread per pack of C: with
+// C = 1032 and 8 x VEC sequences of 129 (VEC = 16 / sizeof(T), 32 sequences in fp32 and 64 in
+// bf16), 8 x 129 x 1032 = 1,065,024 packs; with the odd C = 517 (the scalar path), 16 x 129
+// rows hold 1,067,088 elements. The wpe gradient takes one thread per (t, c): 1025 x 1032 =
+// 1,057,800. Apart, so that the forward's large batch costs no large dout.
+template <typename T>
+constexpr Shape wrap_forward_packed() {
+  return {static_cast<int>(8 * (16 / sizeof(T))), 129, 1032, 301};
+}
+constexpr Shape kWrapForwardScalar{16, 129, 517, 301};
+constexpr Shape kWrapBackward{1, 1025, 1032, 301};
 
 std::string label(const char* what, const Shape& s) {
   return std::string(what) + " B=" + std::to_string(s.B) + " T=" + std::to_string(s.Tn) +
@@ -127,6 +141,13 @@ TEST(EncoderCuda, BackwardMatchesCpuReferenceAndAddsIntoGradientsFloat) {
 TEST(EncoderCuda, BackwardMatchesCpuReferenceAndAddsIntoGradientsBf16) {
   for (const Shape& s : kShapes)
     check_backward<bf16>(s, 611);
+}
+TEST(EncoderCuda, ShapesPastOnePassOfTheCappedGridMatchCpuReference) {
+  check_forward<float>(wrap_forward_packed<float>(), 602);
+  check_forward<bf16>(wrap_forward_packed<bf16>(), 603);
+  check_forward<float>(kWrapForwardScalar, 604);
+  check_backward<float>(kWrapBackward, 612);
+  check_backward<bf16>(kWrapBackward, 613);
 }
 TEST(EncoderCuda, BackwardIsBitwiseDeterministicFloat) {
   check_backward_deterministic<float>();

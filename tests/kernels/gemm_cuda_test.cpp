@@ -1,15 +1,18 @@
 // GemmCuda (cuBLASLt / cuBLAS) against the CPU reference gemm_cpu<double> on inputs rounded to the
 // kernel's dtype: every transpose pair, odd shapes, padded leading dimensions, beta 0 and 1, bias,
-// bf16 operands into fp32, batched products, odd pointer offsets, and run-to-run bits.
+// bf16 operands into fp32, batched products, odd pointer offsets, run-to-run bits, and the GELU
+// epilogues fused and unfused.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "kernels/gelu.h"
 #include "kernels/gemm.h"
 #include "tests/kernels/cuda_test_util.h"
 
@@ -387,6 +390,270 @@ void check_batched_repeatable(uint64_t seed) {
 TEST(GemmCudaBatched, RepeatedProductsAreBitIdentical) {
   check_batched_repeatable<float>(1000);
   check_batched_repeatable<bf16>(1001);
+}
+
+// --- GELU epilogues ([GEMM epilogues], gemm.h) ------------------------------------------------
+
+// GELU and its gradient in double (gelu_cpu.cpp) on compact vectors.
+std::vector<double> gelu_of(const std::vector<double>& x) {
+  std::vector<double> y(x.size());
+  gelu_forward_cpu<double>(y.data(), x.data(), x.size());
+  return y;
+}
+std::vector<double> dgelu_of(const std::vector<double>& pre, const std::vector<double>& d) {
+  std::vector<double> y(pre.size());
+  gelu_backward_cpu<double>(y.data(), pre.data(), d.data(), pre.size(), GradInput::write);
+  return y;
+}
+
+// The compact rows x cols matrix v stored with leading dimension ld, NaN in the padding.
+std::vector<double> padded(const std::vector<double>& v, int rows, int cols, int ld) {
+  std::vector<double> r(static_cast<size_t>(rows) * ld, std::nan(""));
+  for (int i = 0; i < rows; ++i)
+    std::copy_n(v.begin() + static_cast<std::ptrdiff_t>(i) * cols, cols,
+                r.begin() + static_cast<std::ptrdiff_t>(i) * ld);
+  return r;
+}
+
+// Elements whose bits changed: those in columns [cols, ld) of each row (the padding) when
+// cols < ld, every element when cols is 0.
+size_t changed_outside(const std::vector<double>& got, const std::vector<double>& before, int cols,
+                       int ld) {
+  size_t n = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    n += static_cast<int>(i % ld) >= cols && !same_bits(got[i], before[i]);
+  return n;
+}
+
+const char* epilogue_text(GemmEpilogue e) {
+  return e == GemmEpilogue::gelu_aux ? "gemm gelu_aux" : "gemm dgelu";
+}
+
+// One epilogue product against the double reference: gelu_aux writes aux = alpha op(A) op(B)
+// (+ bias) and C = gelu(aux); dgelu writes C = (alpha op(A) op(B)) * gelu'(aux) from a random aux.
+// C (and gelu_aux's aux) poisoned with NaN; nothing outside the M x N results changes, and dgelu
+// leaves aux as it was. alpha = 1/sqrt(K) keeps the product's entries near 1, where GELU bends,
+// rather than in its nearly linear tails. ld_aux = N + aux_pad: a multiple of 8 takes the fused
+// path where cuBLASLt has one, other values the unfused one.
+template <typename T>
+void check_epilogue(GemmCuda& gemm, cudaStream_t stream, GemmEpilogue epilogue, bool ta, bool tb,
+                    const Shape& s, bool with_bias, int pad, int aux_pad, uint64_t seed) {
+  const float alpha = 1.0f / std::sqrt(static_cast<float>(std::max(s.K, 1)));
+  const std::string what =
+      describe(epilogue_text(epilogue), ta, tb, s, alpha, 0.0f, with_bias, pad) +
+      " aux_pad=" + std::to_string(aux_pad);
+  const bool dgelu = epilogue == GemmEpilogue::dgelu;
+  const int rows_a = ta ? s.K : s.M, cols_a = ta ? s.M : s.K;
+  const int rows_b = tb ? s.N : s.K, cols_b = tb ? s.K : s.N;
+  const int lda = cols_a + pad, ldb = cols_b + pad, ldc = s.N + pad, ld_aux = s.N + aux_pad;
+  std::vector<double> ref_a, ref_b;
+  const std::vector<double> a = operand<T>(rows_a, cols_a, pad, seed, 1, &ref_a);
+  const std::vector<double> b = operand<T>(rows_b, cols_b, pad, seed, 2, &ref_b);
+  const size_t mn = static_cast<size_t>(s.M) * s.N;
+  std::vector<double> product(mn, 0.0);
+  gemm_cpu<double>(ta, tb, s.M, s.N, s.K, alpha, ref_a.data(), lda, ref_b.data(), ldb, 0.0,
+                   product.data(), s.N);
+  const std::vector<double> bias = rounded_to<T>(random_vector(s.N, seed, 4));
+  // dgelu's aux: pre-activations of size about 1.5, rounded to T as the kernel sees them.
+  const std::vector<double> pre = rounded_to<T>(random_vector(mn, seed, 5, 1.5));
+  std::vector<double> want_aux = dgelu ? pre : product;
+  if (with_bias) {
+    for (size_t e = 0; e < mn; ++e)
+      want_aux[e] += bias[e % s.N];
+  }
+  const std::vector<double> want_c = dgelu ? dgelu_of(pre, product) : gelu_of(want_aux);
+
+  DeviceBuffer<T> d_a = to_device<T>(a), d_b = to_device<T>(b), d_bias = to_device<T>(bias);
+  DeviceBuffer<T> d_c = poisoned_device<T>(static_cast<size_t>(s.M) * ldc);
+  DeviceBuffer<T> d_aux = dgelu ? to_device<T>(padded(pre, s.M, s.N, ld_aux))
+                                : poisoned_device<T>(static_cast<size_t>(s.M) * ld_aux);
+  const std::vector<double> before_c = from_device(d_c), before_aux = from_device(d_aux);
+  sync_uploads();
+  gemm.gemm<T, T>(ta, tb, s.M, s.N, s.K, alpha, d_a.get(), lda, d_b.get(), ldb, 0.0f, d_c.get(),
+                  ldc, with_bias ? d_bias.get() : nullptr, stream, epilogue, d_aux.get(), ld_aux);
+  const std::vector<double> got_c = from_device(d_c), got_aux = from_device(d_aux);
+
+  expect_close(logical(got_c, s.M, s.N, ldc), want_c, tolerance<T>(), what + " C");
+  EXPECT_EQ(changed_outside(got_c, before_c, s.N, ldc), 0u) << what << ": C's padding written";
+  if (dgelu) {
+    EXPECT_EQ(changed_outside(got_aux, before_aux, 0, ld_aux), 0u) << what << ": aux written";
+  } else {
+    expect_close(logical(got_aux, s.M, s.N, ld_aux), want_aux, tolerance<T>(), what + " aux");
+    EXPECT_EQ(changed_outside(got_aux, before_aux, s.N, ld_aux), 0u)
+        << what << ": aux's padding written";
+  }
+}
+
+// N a multiple of 8 (the fused path's ld_aux rule can hold) and not; K = 1 and long sums.
+const Shape kEpilogueShapes[] = {{1, 8, 1},    {7, 16, 13}, {67, 64, 97}, {13, 40, 5},
+                                 {64, 64, 64}, {3, 5, 7},   {67, 97, 13}, {13, 1, 97}};
+
+template <typename T>
+void check_all_epilogues(GemmCuda& gemm, uint64_t seed) {
+  CudaStreamHandle stream;
+  for (const GemmEpilogue epilogue : {GemmEpilogue::gelu_aux, GemmEpilogue::dgelu}) {
+    for (const Shape& s : kEpilogueShapes) {
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        const int pad = (s.M + s.N + t) % 3;
+        for (const int aux_pad : {0, 3, 8}) {
+          for (const bool with_bias : {false, true}) {
+            if (with_bias && epilogue == GemmEpilogue::dgelu) continue;
+            check_epilogue<T>(gemm, stream.get(), epilogue, ta, tb, s, with_bias, pad, aux_pad,
+                              seed++);
+            if (testing::Test::HasFatalFailure()) return;
+          }
+        }
+      }
+    }
+  }
+  // K = 0: gelu_aux gives aux = bias and C = gelu(bias), dgelu C = 0. B is N x 0 with padded
+  // rows, so that its buffer is not empty (as in EmptyInnerDimensionGivesBetaTimesCPlusBias).
+  check_epilogue<T>(gemm, stream.get(), GemmEpilogue::gelu_aux, false, true, Shape{5, 8, 0}, true,
+                    1, 0, seed++);
+  check_epilogue<T>(gemm, stream.get(), GemmEpilogue::dgelu, false, true, Shape{3, 16, 0}, false, 2,
+                    8, seed++);
+}
+
+// Both paths on every case: fused where cuBLASLt takes it, then with fusion switched off, where
+// no product may run fused.
+template <typename T>
+void check_epilogues_fused_and_unfused(uint64_t seed) {
+  {
+    GemmCuda gemm;
+    check_all_epilogues<T>(gemm, seed);
+  }
+  GemmCuda gemm;
+  gemm.set_fused_epilogues(false);
+  check_all_epilogues<T>(gemm, seed + 10000);
+  EXPECT_EQ(gemm.epilogue_counts().fused, 0);
+  EXPECT_GT(gemm.epilogue_counts().unfused, 0);
+}
+
+TEST(GemmCuda, GeluEpiloguesFp32MatchDoubleReferenceFusedAndUnfused) {
+  check_epilogues_fused_and_unfused<float>(1100);
+}
+
+TEST(GemmCuda, GeluEpiloguesBf16MatchDoubleReferenceFusedAndUnfused) {
+  check_epilogues_fused_and_unfused<bf16>(1200);
+}
+
+// The three products the MLP runs (gelu_aux with and without bias, dgelu) at a size cuBLASLt
+// serves: with ld_aux a multiple of 8 and 16-byte aligned buffers they run fused in bf16 (the
+// point of the epilogues; if this fails, every other epilogue test only checked the fallback);
+// ld_aux = 65 always runs unfused. fp32 support is cuBLASLt's choice and only reported.
+template <typename T>
+GemmEpilogueCounts run_mlp_epilogues(int ld_aux) {
+  GemmCuda gemm;
+  CudaStreamHandle stream;
+  const int n = 64;
+  DeviceBuffer<T> a = to_device<T>(random_vector(size_t(n) * n, 1300, 1, 0.125));
+  DeviceBuffer<T> b = to_device<T>(random_vector(size_t(n) * n, 1300, 2, 0.125));
+  DeviceBuffer<T> bias = to_device<T>(random_vector(n, 1300, 3));
+  DeviceBuffer<T> c(size_t(n) * n), aux = to_device<T>(random_vector(size_t(n) * ld_aux, 1300, 4));
+  sync_uploads();
+  gemm.gemm<T, T>(false, true, n, n, n, 1.0f, a.get(), n, b.get(), n, 0.0f, c.get(), n, bias.get(),
+                  stream.get(), GemmEpilogue::gelu_aux, aux.get(), ld_aux);
+  gemm.gemm<T, T>(false, true, n, n, n, 1.0f, a.get(), n, b.get(), n, 0.0f, c.get(), n, nullptr,
+                  stream.get(), GemmEpilogue::gelu_aux, aux.get(), ld_aux);
+  gemm.gemm<T, T>(false, false, n, n, n, 1.0f, a.get(), n, b.get(), n, 0.0f, c.get(), n, nullptr,
+                  stream.get(), GemmEpilogue::dgelu, aux.get(), ld_aux);
+  DPT_CHECK_CUDA(cudaStreamSynchronize(stream.get()));
+  return gemm.epilogue_counts();
+}
+
+TEST(GemmCuda, Bf16GeluEpiloguesRunFusedWhereTheAuxRulesAllow) {
+  const GemmEpilogueCounts bf16_counts = run_mlp_epilogues<bf16>(64);
+  EXPECT_EQ(bf16_counts.fused, 3);
+  EXPECT_EQ(bf16_counts.unfused, 0);
+  const GemmEpilogueCounts odd_ld = run_mlp_epilogues<bf16>(65);
+  EXPECT_EQ(odd_ld.fused, 0);
+  EXPECT_EQ(odd_ld.unfused, 3);
+  const GemmEpilogueCounts fp32_counts = run_mlp_epilogues<float>(64);
+  EXPECT_EQ(fp32_counts.fused + fp32_counts.unfused, 3);
+  std::printf("fp32 GELU epilogues: %lld of 3 fused by cuBLASLt\n", fp32_counts.fused);
+  testing::Test::RecordProperty("fp32_fused_epilogues", std::to_string(fp32_counts.fused));
+}
+
+// The unfused path gives the values of the separate kernels it stands for: the plain product,
+// then gelu_forward_cuda / gelu_backward_cuda (GradInput::write) of gelu.cu, whose formula
+// gemm.cu repeats. Compared by value (-0 and +0 are one value); any other difference means the
+// two copies of the formula have drifted apart.
+template <typename T>
+void check_unfused_matches_separate_kernels(uint64_t seed) {
+  GemmCuda gemm;
+  gemm.set_fused_epilogues(false);
+  CudaStreamHandle stream;
+  const int M = 67, N = 96, K = 97;
+  const size_t mn = size_t(M) * N;
+  const float alpha = 0.1f;
+  DeviceBuffer<T> a = to_device<T>(random_vector(size_t(M) * K, seed, 1));
+  DeviceBuffer<T> b = to_device<T>(random_vector(size_t(N) * K, seed, 2));
+  DeviceBuffer<T> bias = to_device<T>(random_vector(N, seed, 3));
+  DeviceBuffer<T> pre = to_device<T>(random_vector(mn, seed, 4, 1.5));
+  DeviceBuffer<T> fused_c = poisoned_device<T>(mn), fused_aux = poisoned_device<T>(mn);
+  DeviceBuffer<T> sep_c = poisoned_device<T>(mn), sep_aux = poisoned_device<T>(mn);
+  DeviceBuffer<T> fused_d = poisoned_device<T>(mn), sep_product = poisoned_device<T>(mn),
+                  sep_d = poisoned_device<T>(mn);
+  sync_uploads();
+  cudaStream_t st = stream.get();
+  gemm.gemm<T, T>(false, true, M, N, K, alpha, a.get(), K, b.get(), K, 0.0f, fused_c.get(), N,
+                  bias.get(), st, GemmEpilogue::gelu_aux, fused_aux.get(), N);
+  gemm.gemm<T, T>(false, true, M, N, K, alpha, a.get(), K, b.get(), K, 0.0f, sep_aux.get(), N,
+                  bias.get(), st);
+  gelu_forward_cuda<T>(sep_c.get(), sep_aux.get(), mn, st);
+  gemm.gemm<T, T>(false, true, M, N, K, alpha, a.get(), K, b.get(), K, 0.0f, fused_d.get(), N,
+                  nullptr, st, GemmEpilogue::dgelu, pre.get(), N);
+  gemm.gemm<T, T>(false, true, M, N, K, alpha, a.get(), K, b.get(), K, 0.0f, sep_product.get(), N,
+                  nullptr, st);
+  gelu_backward_cuda<T>(sep_d.get(), pre.get(), sep_product.get(), mn, st, GradInput::write);
+  const auto differing = [](const std::vector<double>& x, const std::vector<double>& y) {
+    size_t n = 0;
+    for (size_t i = 0; i < x.size(); ++i)
+      n += !(x[i] == y[i]);  // NaN differs from everything
+    return n;
+  };
+  EXPECT_EQ(differing(from_device(fused_aux), from_device(sep_aux)), 0u) << "gelu_aux: aux";
+  EXPECT_EQ(differing(from_device(fused_c), from_device(sep_c)), 0u) << "gelu_aux: C";
+  EXPECT_EQ(differing(from_device(fused_d), from_device(sep_d)), 0u) << "dgelu: C";
+  EXPECT_EQ(gemm.epilogue_counts().fused, 0);
+}
+
+TEST(GemmCuda, UnfusedEpiloguesMatchSeparateGeluKernelsExactly) {
+  check_unfused_matches_separate_kernels<float>(1400);
+  check_unfused_matches_separate_kernels<bf16>(1401);
+}
+
+TEST(GemmCuda, RejectsEpiloguePreconditions) {
+  GemmCuda gemm;
+  DeviceBuffer<float> buf(64), aux(64);
+  expect_runtime_failure_mentioning(
+      [&] {
+        gemm.gemm<float, float>(false, false, 4, 4, 4, 1.0f, buf.get(), 4, buf.get(), 4, 1.0f,
+                                buf.get(), 4, nullptr, nullptr, GemmEpilogue::gelu_aux, aux.get(),
+                                8);
+      },
+      {"gelu_aux", "beta must be 0"});
+  expect_runtime_failure_mentioning(
+      [&] {
+        gemm.gemm<float, float>(false, false, 4, 4, 4, 1.0f, buf.get(), 4, buf.get(), 4, 0.0f,
+                                buf.get(), 4, buf.get(), nullptr, GemmEpilogue::dgelu, aux.get(),
+                                8);
+      },
+      {"dgelu", "takes no bias"});
+  expect_runtime_failure_mentioning(
+      [&] {
+        gemm.gemm<float, float>(false, false, 4, 4, 4, 1.0f, buf.get(), 4, buf.get(), 4, 0.0f,
+                                buf.get(), 4, nullptr, nullptr, GemmEpilogue::dgelu, aux.get(), 3);
+      },
+      {"ld_aux=3", "shorter than a row"});
+  expect_runtime_failure_mentioning(
+      [&] {
+        gemm.gemm<float, float>(false, false, 4, 4, 4, 1.0f, buf.get(), 4, buf.get(), 4, 0.0f,
+                                buf.get(), 4, nullptr, nullptr, GemmEpilogue::gelu_aux, buf.get(),
+                                4);
+      },
+      {"gelu_aux", "must not be the result"});
 }
 
 }  // namespace

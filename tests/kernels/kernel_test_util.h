@@ -28,6 +28,26 @@ inline std::vector<double> random_vector(size_t n, uint64_t seed, uint64_t strea
   return v;
 }
 
+// [Wrap inputs] The cases sized to wrap a grid-stride loop hold millions of elements, where
+// random_vector's Box-Muller draw (a log, a square root and a cosine per element) would take
+// most of the test's time. Above kNormalUpTo elements the inputs are uniform draws of the same
+// spread instead, one counter value each; never 0, since 2u - 1 is an even multiple of 2^-53
+// and the 2^-53 added makes it odd. Smaller cases keep random_vector's draws.
+inline constexpr size_t kNormalUpTo = size_t{1} << 20;
+inline std::vector<double> uniform_inputs(size_t n, uint64_t seed, uint64_t stream,
+                                          double scale = 1.0) {
+  std::vector<double> v(n);
+  const double spread = scale * std::sqrt(3.0);  // the variance of a standard normal
+  for (size_t i = 0; i < n; ++i)
+    v[i] = spread * (2.0 * random_unit(seed, stream, i) - 1.0 + 0x1.0p-53);
+  return v;
+}
+inline std::vector<double> test_inputs(size_t n, uint64_t seed, uint64_t stream,
+                                       double scale = 1.0) {
+  return n <= kNormalUpTo ? random_vector(n, seed, stream, scale)
+                          : uniform_inputs(n, seed, stream, scale);
+}
+
 // Uniform ids in [0, V).
 inline std::vector<int32_t> random_ids(size_t n, int V, uint64_t seed, uint64_t stream) {
   std::vector<int32_t> ids(n);

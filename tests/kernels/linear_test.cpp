@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -110,6 +112,37 @@ TEST(Linear, BackwardThatWritesTheInputGradientEqualsZeroingAndAdding) {
     EXPECT_EQ(dw_write, dw_add);
     EXPECT_EQ(db_write, db_add);
   }
+}
+
+// [Padded vocabulary]: out and dout rows ld apart give the unpadded results, the padding of out
+// is never written and that of dout (NaN) never read.
+TEST(Linear, PaddedOutputRowsGiveTheUnpaddedResults) {
+  constexpr int ld = 64;
+  const auto inp = random_vector(N * C, 42, 1), w = random_vector(OC * C, 42, 2),
+             b = random_vector(OC, 42, 3), dout = random_vector(N * OC, 42, 4);
+  std::vector<double> out(N * OC), dinp(N * C, 0.0), dw(OC * C, 0.0), db(OC, 0.0);
+  linear_forward_cpu<double>(out.data(), inp.data(), w.data(), b.data(), N, C, OC);
+  linear_backward_cpu<double>(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(),
+                              N, C, OC);
+  std::vector<double> pout(N * ld, -7.0), pdout(N * ld, std::nan("")), pdinp(N * C, 0.0),
+      pdw(OC * C, 0.0), pdb(OC, 0.0);
+  for (int n = 0; n < N; ++n)
+    std::copy_n(dout.begin() + n * OC, OC, pdout.begin() + n * ld);
+  linear_forward_cpu<double>(pout.data(), inp.data(), w.data(), b.data(), N, C, OC, ld);
+  linear_backward_cpu<double>(pdinp.data(), pdw.data(), pdb.data(), pdout.data(), inp.data(),
+                              w.data(), N, C, OC, GradInput::add, ld);
+  for (int n = 0; n < N; ++n) {
+    for (int o = 0; o < ld; ++o) {
+      if (o < OC) {
+        ASSERT_EQ(pout[n * ld + o], out[n * OC + o]) << "row " << n << " column " << o;
+      } else {
+        ASSERT_EQ(pout[n * ld + o], -7.0) << "padding written, row " << n << " column " << o;
+      }
+    }
+  }
+  EXPECT_EQ(pdinp, dinp);
+  EXPECT_EQ(pdw, dw);
+  EXPECT_EQ(pdb, db);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ void check_cache_matches_full_forward(double tol) {
   for (int t = 0; t < c.seq_len; ++t)
     tokens[t] = static_cast<int32_t>(random_u64(7, 1, t) % c.vocab_size);
   full.forward(tokens.data(), targets.data(), 1);
-  const std::vector<T> want(full.lm_logits().begin(), full.lm_logits().end());
+  const std::vector<T> want = full.lm_logits();
   const std::vector<float> params(p.begin(), p.end());
   GptDecoder<T> dec(c, params);
   for (int t = 0; t < c.seq_len; ++t) {

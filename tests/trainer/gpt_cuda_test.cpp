@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/errors.h"
 #include "common/rng.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_buffer.h"
@@ -40,6 +41,17 @@ struct Reference {
   std::vector<double> grads;
 };
 
+// [Attention choice]: head size 32, so that fused attention runs; T = 100 spans two query
+// tiles, the second partial. V = 67 pads to 128 ([Padded vocabulary]).
+ModelConfig fused_shape() {
+  ModelConfig c = small();
+  c.seq_len = 100;
+  c.d_model = 64;
+  c.n_head = 2;
+  c.attention = AttentionImpl::fused;
+  return c;
+}
+
 struct Case {
   ModelConfig cfg = small();
   int B = 3;
@@ -47,7 +59,7 @@ struct Case {
   std::vector<int32_t> inputs, targets;
   double loss_scale = 0.5;
 
-  Case() {
+  explicit Case(const ModelConfig& shape = small()) : cfg(shape) {
     const ParamLayout layout(cfg);
     params.resize(layout.total());
     init_gpt_params<float>(layout, cfg.n_layer, 11, params);
@@ -63,7 +75,9 @@ struct Case {
   }
 
   Reference cpu() const {
-    Gpt<double> m(cfg, B);
+    ModelConfig reference = cfg;  // the CPU's unfused attention: the reference of every other
+    reference.attention = AttentionImpl::unfused;
+    Gpt<double> m(reference, B);
     std::copy(params.begin(), params.end(), m.params().begin());
     m.zero_grads();
     Reference r;
@@ -136,6 +150,38 @@ TEST(GptCuda, TwoRunsGiveTheSameBits) {
       differ += a.grads[i] != b.grads[i];
     EXPECT_EQ(differ, 0u) << "dtype " << dtype << ": gradient elements that differ";
   }
+}
+
+// The unfused attention's GPU model was held to the CPU's above; the fused one (the CPU
+// reference is unfused) to the same bounds, and its runs repeat bit for bit.
+TEST(GptCuda, FusedAttentionLossAndGradientsMatchCpuModel) {
+  const Case c(fused_shape());
+  const Reference want = c.cpu();
+  const Reference f32 = c.gpu<float>();
+  EXPECT_NEAR(f32.loss, want.loss, 1e-5 * want.loss);
+  expect_grads_close(ParamLayout(c.cfg), f32.grads, want.grads, 1e-4);
+  const Reference b16 = c.gpu<__nv_bfloat16>();
+  EXPECT_NEAR(b16.loss, want.loss, 1e-2 * want.loss);
+  expect_grads_close(ParamLayout(c.cfg), b16.grads, want.grads, 6e-2);
+  for (int dtype = 0; dtype < 2; ++dtype) {
+    const Reference again = dtype ? c.gpu<__nv_bfloat16>() : c.gpu<float>();
+    const Reference& first = dtype ? b16 : f32;
+    EXPECT_EQ(again.loss, first.loss) << "dtype " << dtype;
+    size_t differ = 0;
+    for (size_t i = 0; i < first.grads.size(); ++i)
+      differ += again.grads[i] != first.grads[i];
+    EXPECT_EQ(differ, 0u) << "dtype " << dtype << ": gradient elements that differ between runs";
+  }
+}
+
+TEST(GptCuda, FusedAttentionRefusesAHeadSizeItLacks) {
+  ModelConfig cfg = small();  // head size 8
+  cfg.attention = AttentionImpl::fused;
+  k::CudaStreamHandle stream;
+  EXPECT_THROW(GptCuda<float>(cfg, 1, stream.get()), UsageError);
+  cfg.attention = AttentionImpl::automatic;  // auto falls back to unfused
+  GptCuda<float> m(cfg, 1, stream.get());
+  EXPECT_FALSE(m.fused_attention());
 }
 
 // ---- the other members of the model family ---------------------------------------------------

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "common/errors.h"
@@ -117,6 +118,87 @@ TEST(Gpt, FloatModelMatchesDoubleModel) {
     max_abs = std::max(max_abs, std::abs(g));
   for (size_t i = 0; i < md.grads().size(); ++i)
     ASSERT_NEAR(mf.grads()[i], md.grads()[i], 1e-4 * max_abs) << "element " << i;
+}
+
+// Ten steps of plain gradient descent (rate 0.5) of two language models from one init, on the
+// same two batches in turn; check(step, loss_a, loss_b) after each step's backward. Returns the
+// first and the last of a's losses.
+template <typename Check>
+std::pair<double, double> descend_side_by_side(Gpt<float>& a, Gpt<float>& b, int B, uint64_t seed,
+                                               Check check) {
+  const ModelConfig& cfg = a.config();
+  a.init_params(seed);
+  b.init_params(seed);
+  std::vector<int32_t> in(B * cfg.seq_len), tgt(in.size());
+  double first = 0, last = 0;
+  for (int step = 0; step < 10; ++step) {
+    random_tokens(in, cfg.vocab_size, seed + 100 + step % 2);
+    random_tokens(tgt, cfg.vocab_size, seed + 200 + step % 2);
+    double loss[2];
+    int k = 0;
+    for (Gpt<float>* m : {&a, &b}) {
+      m->zero_grads();
+      loss[k++] = m->forward(in.data(), tgt.data(), B);
+      m->backward(1.0);
+    }
+    check(step, loss[0], loss[1]);
+    (step == 0 ? first : last) = loss[0];
+    for (Gpt<float>* m : {&a, &b}) {
+      auto p = m->params();
+      auto g = m->grads();
+      for (size_t i = 0; i < p.size(); ++i)
+        p[i] -= 0.5f * g[i];
+    }
+  }
+  return {first, last};
+}
+
+// [Padded vocabulary]: logits rows padded to a multiple of 64 (257 -> 320, the byte vocabulary
+// with end-of-text) train as the unpadded rows do; the parameters are the same tensors either
+// way.
+TEST(Gpt, PaddedVocabularyTrainsLikeUnpadded) {
+  ModelConfig padded = tiny();
+  padded.vocab_size = 257;
+  padded.seq_len = 16;
+  padded.d_model = 32;
+  padded.n_head = 4;
+  ModelConfig unpadded = padded;
+  unpadded.vocab_multiple = 1;
+  ASSERT_EQ(padded.padded_vocab(), 320);
+  ASSERT_EQ(unpadded.padded_vocab(), 257);
+  const int B = 4;
+  Gpt<float> mp(padded, B), mu(unpadded, B);
+  ASSERT_EQ(mp.params().size(), mu.params().size());
+  const auto [first, last] =
+      descend_side_by_side(mp, mu, B, 3, [&](int step, double lp, double lu) {
+        EXPECT_NEAR(lp, lu, 1e-6 * lu) << "step " << step;
+        const std::vector<float> xp = mp.lm_logits(), xu = mu.lm_logits();
+        ASSERT_EQ(xp.size(), static_cast<size_t>(B) * padded.seq_len * padded.vocab_size);
+        ASSERT_EQ(xp.size(), xu.size());
+        for (size_t i = 0; i < xp.size(); ++i)
+          ASSERT_NEAR(xp[i], xu[i], 1e-5) << "step " << step << " logit " << i;
+      });
+  EXPECT_LT(last, first - 0.1);  // it trained
+}
+
+// [Attention choice]: the language model with fused attention (the CPU's tiled twin, T = 100:
+// a full tile and a partial one, causal) trains as the unfused reference does, losses to 1e-6.
+TEST(Gpt, FusedAttentionTrainsLikeUnfused) {
+  ModelConfig fused = tiny();
+  fused.vocab_size = 257;
+  fused.seq_len = 100;
+  fused.d_model = 16;
+  fused.n_head = 2;
+  fused.attention = AttentionImpl::fused;
+  ModelConfig unfused = fused;
+  unfused.attention = AttentionImpl::unfused;
+  const int B = 2;
+  Gpt<float> mf(fused, B), mu(unfused, B);
+  ASSERT_TRUE(mf.fused_attention());
+  const auto [first, last] = descend_side_by_side(mf, mu, B, 4, [](int step, double lf, double lu) {
+    EXPECT_NEAR(lf, lu, 1e-6 * lu) << "step " << step;
+  });
+  EXPECT_LT(last, first - 0.1);  // it trained
 }
 
 TEST(Gpt, InitialLossIsNearLogVocabulary) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/errors.h"
 #include "common/rng.h"
 #include "datasets/batch.h"
 #include "trainer/gpt.h"
@@ -152,6 +153,34 @@ TEST_P(ModelFamily, FloatModelMatchesDoubleModel) {
   for (size_t i = 0; i < md.grads().size(); ++i)
     ASSERT_NEAR(mf.grads()[i], md.grads()[i], 1e-4 + 1e-3 * std::abs(md.grads()[i])) << i;
   ASSERT_EQ(mf.outputs().size(), static_cast<size_t>(B) * mem.cfg.num_outputs);
+}
+
+// [Attention choice]: fused attention (the tiled CPU twin, bidirectional, padding masked) gives
+// the unfused losses, outputs and gradients, in double.
+TEST_P(ModelFamily, FusedAttentionMatchesUnfusedInDouble) {
+  const Member& mem = GetParam();
+  const int B = 3;
+  ModelConfig fused_cfg = mem.cfg, unfused_cfg = mem.cfg;
+  fused_cfg.attention = AttentionImpl::fused;
+  unfused_cfg.attention = AttentionImpl::unfused;
+  Gpt<double> mf(fused_cfg, B), mu(unfused_cfg, B);
+  ASSERT_TRUE(mf.fused_attention());
+  ASSERT_FALSE(mu.fused_attention());
+  mf.init_params(13);
+  mu.init_params(13);
+  const Inputs in = random_inputs(mem, B, 17);
+  mf.zero_grads();
+  mu.zero_grads();
+  const double lf = mf.forward(in.batch(B)), lu = mu.forward(in.batch(B));
+  EXPECT_NEAR(lf, lu, 1e-12 * std::abs(lu));
+  for (size_t i = 0; i < mu.outputs().size(); ++i)
+    ASSERT_NEAR(mf.outputs()[i], mu.outputs()[i], 1e-12) << "output " << i;
+  mf.backward(1.0);
+  mu.backward(1.0);
+  for (size_t i = 0; i < mu.grads().size(); ++i)
+    ASSERT_NEAR(mf.grads()[i], mu.grads()[i], 1e-12 + 1e-10 * std::abs(mu.grads()[i]))
+        << "gradient element " << i;
+  EXPECT_THROW(mf.attention(0), RuntimeFailure);
 }
 
 INSTANTIATE_TEST_SUITE_P(Members, ModelFamily, ::testing::ValuesIn(members()),

@@ -133,7 +133,9 @@ TEST_F(CudaTraining, ZeroStage1MatchesStage0) {
         EXPECT_LE(std::abs(x - y), 1e-6 * std::abs(y)) << dtype << " step " << i + 1;
       }
     }
-    if (world_.world_size() == 1) EXPECT_EQ(sharded.final_param_hash, off.final_param_hash);
+    if (world_.world_size() == 1) {
+      EXPECT_EQ(sharded.final_param_hash, off.final_param_hash);
+    }
   }
 }
 

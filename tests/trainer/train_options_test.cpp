@@ -46,6 +46,7 @@ const std::map<std::string, std::string> kOtherValues = {
     {"vocab-size", "300"},
     {"patch", "7"},
     {"pool", "mean"},
+    {"attention", "fused"},
     {"seq-len", "64"},
     {"d-model", "96"},
     {"n-layer", "3"},

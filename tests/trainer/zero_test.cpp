@@ -71,7 +71,9 @@ TEST(ZeroExchange, OwnersReceiveTheAllReducedGradientOfTheirRangeBitForBitBounde
       model.backward(1.0, [&](size_t frontier) {
         exchange.ready_from(frontier);
         // Bounded (stage 2): every bucket started at an earlier frontier is reduced by now.
-        if (bounded) EXPECT_GE(reported, started_before) << "frontier " << frontier;
+        if (bounded) {
+          EXPECT_GE(reported, started_before) << "frontier " << frontier;
+        }
         started_before = buckets_ready(exchange.plan(), 0, frontier);
       });
       exchange.finish();

@@ -181,10 +181,14 @@ TEST(MemoryPlan, ActivationsAreWhatTheModelAllocates) {
   for (int batch : {1, 3}) {
     ModelConfig m = tiny_model();
     for (int layers : {1, 3}) {
-      m.n_layer = layers;
-      Gpt<float> model(m, batch);
-      EXPECT_EQ(cpu_activation_elements(m, batch) * sizeof(float), model.activation_bytes())
-          << "batch " << batch << ", " << layers << " layer(s)";
+      for (AttentionImpl att : {AttentionImpl::unfused, AttentionImpl::fused}) {
+        m.n_layer = layers;
+        m.attention = att;
+        Gpt<float> model(m, batch);
+        EXPECT_EQ(cpu_activation_elements(m, batch, model.fused_attention()) * sizeof(float),
+                  model.activation_bytes())
+            << "batch " << batch << ", " << layers << " layer(s), " << attention_impl_name(att);
+      }
     }
   }
 }
