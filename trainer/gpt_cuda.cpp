@@ -383,14 +383,6 @@ void GptCuda<T>::pooled_head_backward(double loss_scale, int batch) {
 
 namespace {
 // n values of T at device src into out (host floats), waiting for the stream.
-template <typename T>
-void device_to_host_floats(const T* src, size_t n, float* out, cudaStream_t stream) {
-  std::vector<T> host(n);
-  DPT_CHECK_CUDA(cudaMemcpyAsync(host.data(), src, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
-  DPT_CHECK_CUDA(cudaStreamSynchronize(stream));
-  for (size_t i = 0; i < n; ++i)
-    out[i] = static_cast<float>(host[i]);
-}
 // rows rows of width values each, ld apart at src, packed into out.
 template <typename T>
 void device_rows_to_host_floats(const T* src, size_t rows, size_t width, size_t ld, float* out,
@@ -401,6 +393,11 @@ void device_rows_to_host_floats(const T* src, size_t rows, size_t width, size_t 
   DPT_CHECK_CUDA(cudaStreamSynchronize(stream));
   for (size_t i = 0; i < host.size(); ++i)
     out[i] = static_cast<float>(host[i]);
+}
+// n contiguous values of T at device src into out (host floats), waiting for the stream.
+template <typename T>
+void device_to_host_floats(const T* src, size_t n, float* out, cudaStream_t stream) {
+  device_rows_to_host_floats(src, 1, n, n, out, stream);
 }
 }  // namespace
 

@@ -223,20 +223,24 @@ TEST(AdamWCuda, NonFiniteGradientWritesNothingBf16Copy) {
 
 // --- sum of squares, parameter copy ------------------------------------------------------------
 
+// sum_squares_cuda of x placed `offset` floats into its buffer ([Placed buffers]) against the
+// double reference.
+void check_sum_squares(const std::vector<double>& x, size_t offset) {
+  const size_t n = x.size();
+  const double want = sum_squares_cpu<double>(x.data(), n);
+  const Placed<float> d_x = placed<float>(x, offset);
+  auto d_out = poisoned_device<float>(1);
+  auto d_scratch = poisoned_device<float>(sum_squares_scratch_floats(n));
+  sum_squares_cuda(d_out.get(), d_x.get(), n, d_scratch.get(), nullptr);
+  expect_close(from_device(d_out), {want}, tolerance<float>(),
+               "sum of squares n=" + std::to_string(n) + " offset=" + std::to_string(offset));
+}
+
 TEST(SumSquaresCuda, MatchesCpuReferenceForAlignedAndUnalignedBuffers) {
   for (size_t n :
        {size_t{1}, size_t{3}, size_t{7}, size_t{13}, size_t{4099}, (size_t{1} << 20) + 5}) {
-    for (size_t offset : {size_t{0}, size_t{1}}) {  // 1: not 16-byte aligned, the scalar path
-      auto x = rounded_to<float>(random_vector(n + offset, 1040, n));
-      std::vector<double> tail(x.begin() + offset, x.end());
-      const double want = sum_squares_cpu<double>(tail.data(), n);
-      auto d_x = to_device<float>(x);
-      auto d_out = poisoned_device<float>(1);
-      auto d_scratch = poisoned_device<float>(sum_squares_scratch_floats(n));
-      sum_squares_cuda(d_out.get(), d_x.get() + offset, n, d_scratch.get(), nullptr);
-      expect_close(from_device(d_out), {want}, tolerance<float>(),
-                   "sum of squares n=" + std::to_string(n) + " offset=" + std::to_string(offset));
-    }
+    for (size_t offset : {size_t{0}, size_t{1}})  // 1: not 16-byte aligned, the scalar path
+      check_sum_squares(rounded_to<float>(random_vector(n, 1040, n)), offset);
   }
 }
 
@@ -248,16 +252,8 @@ TEST(SumSquaresCuda, MatchesCpuReferenceForAlignedAndUnalignedBuffers) {
 TEST(SumSquaresCuda, MatchesCpuReferenceWithTheGridAtItsCap) {
   const size_t n = (size_t{1} << 23) + 4099;
   ASSERT_EQ(sum_squares_scratch_floats(n), 1024u);
-  for (size_t offset : {size_t{0}, size_t{1}}) {
-    auto x = rounded_to<float>(uniform_inputs(n + offset, 1041, 0));
-    const double want = sum_squares_cpu<double>(x.data() + offset, n);
-    auto d_x = to_device<float>(x);
-    auto d_out = poisoned_device<float>(1);
-    auto d_scratch = poisoned_device<float>(sum_squares_scratch_floats(n));
-    sum_squares_cuda(d_out.get(), d_x.get() + offset, n, d_scratch.get(), nullptr);
-    expect_close(from_device(d_out), {want}, tolerance<float>(),
-                 "sum of squares n=" + std::to_string(n) + " offset=" + std::to_string(offset));
-  }
+  for (size_t offset : {size_t{0}, size_t{1}})
+    check_sum_squares(rounded_to<float>(uniform_inputs(n, 1041, offset)), offset);
 }
 
 TEST(SumSquaresCuda, IsBitwiseDeterministic) {

@@ -84,46 +84,20 @@ size_t nonzero_above_diagonal(const std::vector<double>& att, const AttentionSha
   return bad;
 }
 
-// An [Attention mask] in both places: the lengths on the host for the reference, on the device
-// for the kernels. Lengths 1 + (5b + 2) mod T: full, short and length-1 sequences.
-struct Masks {
-  Masks(const AttentionShape& s, bool causal, bool with_lengths) {
+// The mask's lengths 1 + (5b + 2) mod T: full, short and length-1 sequences ([Attention mask]
+// in both places: DeviceMask, cuda_test_util.h).
+struct Masks : DeviceMask {
+  Masks(const AttentionShape& s, bool causal, bool with_lengths)
+      : DeviceMask(lengths(s), causal, with_lengths) {}
+  static std::vector<int32_t> lengths(const AttentionShape& s) {
+    std::vector<int32_t> lens;
     for (int b = 0; b < s.B; ++b)
       lens.push_back(1 + (5 * b + 2) % s.T);
-    device = ids_to_device(lens);
-    cpu = {causal, with_lengths ? lens.data() : nullptr};
-    gpu = {causal, with_lengths ? device.get() : nullptr};
-    name = std::string(causal ? " causal" : " bidirectional") + (with_lengths ? " lengths" : "");
+    return lens;
   }
-  std::vector<int32_t> lens;
-  DeviceBuffer<int32_t> device;
-  AttentionMask cpu, gpu;
-  std::string name;
 };
 
-// A device copy of v placed `offset` elements into its buffer (the elements before it hold 0.5):
-// offset 1 moves every pointer the kernels get off 16-byte alignment, which sends them to their
-// scalar versions ([Attention packs]); offset 0 is a plain copy.
-template <typename T>
-struct Placed {
-  DeviceBuffer<T> buf;
-  size_t offset = 0;
-  T* get() const { return buf.get() + offset; }
-  std::vector<double> read() const {
-    const std::vector<double> all = from_device(buf);
-    return std::vector<double>(all.begin() + static_cast<std::ptrdiff_t>(offset), all.end());
-  }
-};
-template <typename T>
-Placed<T> placed(const std::vector<double>& v, size_t offset) {
-  std::vector<double> padded(offset, 0.5);
-  padded.insert(padded.end(), v.begin(), v.end());
-  return {to_device<T>(padded), offset};
-}
-template <typename T>
-Placed<T> placed_poison(size_t n, size_t offset) {
-  return placed<T>(std::vector<double>(n, std::nan("")), offset);
-}
+// Placed buffers: [Placed buffers], cuda_test_util.h.
 std::string offset_note(size_t offset) {
   return offset == 0 ? "" : " offset=" + std::to_string(offset);
 }
@@ -156,8 +130,8 @@ void check_forward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s,
   sync_uploads();
   attention_forward_cuda<T>(d_out.get(), d_att.get(), d_qkv.get(), scratch.get(), s.B, s.T, s.C,
                             s.NH, gemm, stream, m.gpu);
-  const std::vector<double> got_att = d_att.read();
-  expect_close(d_out.read(), want_out, tolerance<T>(), what + " out");
+  const std::vector<double> got_att = d_att.values();
+  expect_close(d_out.values(), want_out, tolerance<T>(), what + " out");
   expect_close(got_att, want_att, tolerance<T>(), what + " att");
   if (m.cpu.causal && !m.cpu.lengths) {
     EXPECT_EQ(nonzero_above_diagonal(got_att, s), 0u)
@@ -192,7 +166,7 @@ void check_backward(GemmCuda& gemm, cudaStream_t stream, const AttentionShape& s
   sync_uploads();
   attention_backward_cuda<T>(d_dqkv.get(), scratch.get(), d_dout.get(), d_qkv.get(), d_att.get(),
                              s.B, s.T, s.C, s.NH, gemm, stream, m.gpu);
-  expect_close(d_dqkv.read(), want, tolerance<T>(), what + " dqkv");
+  expect_close(d_dqkv.values(), want, tolerance<T>(), what + " dqkv");
 }
 
 // The bf16 bound (1e-2) holds with room: a CPU emulation of this path (bf16 rounding of the

@@ -149,12 +149,9 @@ TEST(CrossEntropy, PaddedRowsGiveTheUnpaddedResultsAndLeaveThePaddingAlone) {
   softmax_cross_entropy_backward_cpu<double>(dlogits.data(), dlosses.data(), probs.data(),
                                              targets.data(), N, V, V);
 
-  std::vector<double> plogits(N * ld, std::nan("")), pprobs(N * ld, -7.0), pdlogits(N * ld, 0.0);
-  for (int n = 0; n < N; ++n) {
-    for (int v = V; v < ld; ++v)
-      pdlogits[n * ld + v] = -7.0;
-    std::copy_n(logits.begin() + n * V, V, plogits.begin() + n * ld);
-  }
+  const std::vector<double> plogits = padded_rows(logits, N, V, ld, std::nan(""));
+  std::vector<double> pprobs(N * ld, -7.0),
+      pdlogits = padded_rows(std::vector<double>(N * V, 0.0), N, V, ld, -7.0);
   std::vector<double> plosses(N);
   softmax_cross_entropy_forward_cpu<double>(plosses.data(), pprobs.data(), plogits.data(),
                                             targets.data(), N, V, ld);

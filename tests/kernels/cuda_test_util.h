@@ -9,8 +9,10 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/device_buffer.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -82,6 +84,49 @@ std::vector<T> host_copy(const DeviceBuffer<T>& d) {
   std::vector<T> h(d.size());
   DPT_CHECK_CUDA(cudaMemcpy(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost));
   return h;
+}
+
+// An [Attention mask] in both places: the lengths on the host for the reference, on the device
+// for the kernels; with_lengths false keeps the lengths out of the mask (every sequence full).
+struct DeviceMask {
+  DeviceMask(std::vector<int32_t> lengths, bool causal, bool with_lengths)
+      : lens(std::move(lengths)), device(ids_to_device(lens)) {
+    cpu = {causal, with_lengths ? lens.data() : nullptr};
+    gpu = {causal, with_lengths ? device.get() : nullptr};
+    name = std::string(causal ? " causal" : " bidirectional") + (with_lengths ? " lengths" : "");
+  }
+  std::vector<int32_t> lens;
+  DeviceBuffer<int32_t> device;
+  AttentionMask cpu, gpu;
+  std::string name;
+};
+
+// [Placed buffers] A device copy of v placed `offset` elements into its allocation (the
+// elements before it hold 0.5): offset 1 takes every pointer a kernel gets off the 16-byte grid,
+// which sends packed kernels to their scalar versions; offset 0 is a plain copy.
+template <typename T>
+struct Placed {
+  DeviceBuffer<T> buf;
+  size_t offset = 0;
+  T* get() const { return buf.get() + offset; }
+  std::vector<double> values() const {
+    const std::vector<double> h = from_device(buf);
+    return std::vector<double>(h.begin() + static_cast<std::ptrdiff_t>(offset), h.end());
+  }
+  std::vector<T> bits() const {  // in the device's own type, for bitwise comparisons
+    const std::vector<T> h = host_copy(buf);
+    return std::vector<T>(h.begin() + static_cast<std::ptrdiff_t>(offset), h.end());
+  }
+};
+template <typename T>
+Placed<T> placed(const std::vector<double>& v, size_t offset) {
+  std::vector<double> padded(offset, 0.5);
+  padded.insert(padded.end(), v.begin(), v.end());
+  return {to_device<T>(padded), offset};
+}
+template <typename T>
+Placed<T> placed_poison(size_t n, size_t offset) {  // NaN: an unwritten element fails
+  return placed<T>(std::vector<double>(n, std::nan("")), offset);
 }
 
 // Norm-relative tolerance of a result computed in T with fp32 accumulation.

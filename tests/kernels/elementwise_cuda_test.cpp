@@ -36,24 +36,7 @@ std::string label(const char* what, size_t n, size_t offset) {
   return std::string(what) + " n=" + std::to_string(n) + " offset=" + std::to_string(offset);
 }
 
-// The last n elements of a device buffer of n + offset, holding v (the first `offset` are
-// padding that the kernel must not need).
-template <typename T>
-struct Shifted {
-  DeviceBuffer<T> buf;
-  size_t offset;
-  T* get() const { return buf.get() + offset; }
-  std::vector<double> read() const {
-    auto all = from_device(buf);
-    return std::vector<double>(all.begin() + offset, all.end());
-  }
-};
-template <typename T>
-Shifted<T> shifted_device(const std::vector<double>& v, size_t offset) {
-  std::vector<double> padded(offset, 0.5);
-  padded.insert(padded.end(), v.begin(), v.end());
-  return {to_device<T>(padded), offset};
-}
+// Shifted inputs and outputs: [Placed buffers], cuda_test_util.h.
 
 template <typename T>
 void check_gelu(size_t n, size_t offset, uint64_t seed) {
@@ -61,25 +44,25 @@ void check_gelu(size_t n, size_t offset, uint64_t seed) {
   const auto inp = rounded_to<T>(test_inputs(n, seed, 0, 3.0));
   std::vector<double> want(n);
   gelu_forward_cpu<double>(want.data(), inp.data(), n);
-  auto d_inp = shifted_device<T>(inp, offset);
-  auto d_out = shifted_device<T>(std::vector<double>(n, std::nan("")), offset);
+  auto d_inp = placed<T>(inp, offset);
+  auto d_out = placed_poison<T>(n, offset);
   gelu_forward_cuda<T>(d_out.get(), d_inp.get(), n, nullptr);
-  expect_close(d_out.read(), want, tolerance<T>(), label("gelu out", n, offset));
+  expect_close(d_out.values(), want, tolerance<T>(), label("gelu out", n, offset));
 
   const auto dout = rounded_to<T>(test_inputs(n, seed, 1));
   const auto dinp0 = rounded_to<T>(test_inputs(n, seed, 2));
   auto want_dinp = dinp0;
   gelu_backward_cpu<double>(want_dinp.data(), inp.data(), dout.data(), n);
-  auto d_dout = shifted_device<T>(dout, offset);
-  auto d_dinp = shifted_device<T>(dinp0, offset);
+  auto d_dout = placed<T>(dout, offset);
+  auto d_dinp = placed<T>(dinp0, offset);
   gelu_backward_cuda<T>(d_dinp.get(), d_inp.get(), d_dout.get(), n, nullptr);
-  expect_close(d_dinp.read(), want_dinp, tolerance<T>(), label("gelu dinp", n, offset));
+  expect_close(d_dinp.values(), want_dinp, tolerance<T>(), label("gelu dinp", n, offset));
   // [Gradient write]: written over NaN poison, the gradient alone.
   std::vector<double> want_written(n, 0.0);
   gelu_backward_cpu<double>(want_written.data(), inp.data(), dout.data(), n);
-  auto d_written = shifted_device<T>(std::vector<double>(n, std::nan("")), offset);
+  auto d_written = placed_poison<T>(n, offset);
   gelu_backward_cuda<T>(d_written.get(), d_inp.get(), d_dout.get(), n, nullptr, GradInput::write);
-  expect_close(d_written.read(), want_written, tolerance<T>(),
+  expect_close(d_written.values(), want_written, tolerance<T>(),
                label("gelu dinp written", n, offset));
 }
 
@@ -89,23 +72,23 @@ void check_residual(size_t n, size_t offset, uint64_t seed) {
   const auto b = rounded_to<T>(test_inputs(n, seed, 1));
   std::vector<double> want(n);
   residual_forward_cpu<double>(want.data(), a.data(), b.data(), n);
-  auto d_a = shifted_device<T>(a, offset);
-  auto d_b = shifted_device<T>(b, offset);
-  auto d_out = shifted_device<T>(std::vector<double>(n, std::nan("")), offset);
+  auto d_a = placed<T>(a, offset);
+  auto d_b = placed<T>(b, offset);
+  auto d_out = placed_poison<T>(n, offset);
   residual_forward_cuda<T>(d_out.get(), d_a.get(), d_b.get(), n, nullptr);
-  expect_close(d_out.read(), want, tolerance<T>(), label("residual out", n, offset));
+  expect_close(d_out.values(), want, tolerance<T>(), label("residual out", n, offset));
 
   const auto dout = rounded_to<T>(test_inputs(n, seed, 2));
   const auto da0 = rounded_to<T>(test_inputs(n, seed, 3));
   const auto db0 = rounded_to<T>(test_inputs(n, seed, 4));
   auto want_da = da0, want_db = db0;
   residual_backward_cpu<double>(want_da.data(), want_db.data(), dout.data(), n);
-  auto d_dout = shifted_device<T>(dout, offset);
-  auto d_da = shifted_device<T>(da0, offset);
-  auto d_db = shifted_device<T>(db0, offset);
+  auto d_dout = placed<T>(dout, offset);
+  auto d_da = placed<T>(da0, offset);
+  auto d_db = placed<T>(db0, offset);
   residual_backward_cuda<T>(d_da.get(), d_db.get(), d_dout.get(), n, nullptr);
-  expect_close(d_da.read(), want_da, tolerance<T>(), label("residual da", n, offset));
-  expect_close(d_db.read(), want_db, tolerance<T>(), label("residual db", n, offset));
+  expect_close(d_da.values(), want_da, tolerance<T>(), label("residual da", n, offset));
+  expect_close(d_db.values(), want_db, tolerance<T>(), label("residual db", n, offset));
 }
 
 // da may be the dout buffer itself (as on the CPU): dout is read before da is written.

@@ -52,22 +52,17 @@ void sync_uploads() {
   DPT_CHECK_CUDA(cudaDeviceSynchronize());
 }
 
-// An [Attention mask] in both places: lengths on the host for the reference, on the device for
-// the kernels. Lengths 1 + (T - 1)(b + 1) / (B + 1): every sequence padded (except T = 1), the
-// lengths inside tiles rather than on their edges.
-struct Masks {
-  Masks(const Shape& s, bool causal, bool with_lengths) {
+// The mask's lengths 1 + (T - 1)(b + 1) / (B + 1): every sequence padded (except T = 1), the
+// lengths inside tiles rather than on their edges (DeviceMask, cuda_test_util.h).
+struct Masks : DeviceMask {
+  Masks(const Shape& s, bool causal, bool with_lengths)
+      : DeviceMask(lengths(s), causal, with_lengths) {}
+  static std::vector<int32_t> lengths(const Shape& s) {
+    std::vector<int32_t> lens;
     for (int b = 0; b < s.B; ++b)
       lens.push_back(1 + (s.T - 1) * (b + 1) / (s.B + 1));
-    device = ids_to_device(lens);
-    cpu = {causal, with_lengths ? lens.data() : nullptr};
-    gpu = {causal, with_lengths ? device.get() : nullptr};
-    name = std::string(causal ? " causal" : " bidirectional") + (with_lengths ? " lengths" : "");
+    return lens;
   }
-  std::vector<int32_t> lens;
-  DeviceBuffer<int32_t> device;
-  AttentionMask cpu, gpu;
-  std::string name;
 };
 
 struct Inputs {
@@ -278,19 +273,6 @@ TEST(FlashAttentionCuda, ScratchHoldsOneDotPerRowAndHead) {
   EXPECT_EQ(flash_attention_cuda_scratch_floats(1, 1, 128, 1), 1u);
 }
 
-// Expects `call` to throw UsageError whose message mentions every string in `parts`.
-void expect_usage_error_mentioning(const std::function<void()>& call,
-                                   const std::vector<std::string>& parts) {
-  try {
-    call();
-    ADD_FAILURE() << "expected dpt::UsageError, nothing was thrown";
-  } catch (const UsageError& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
-  }
-}
-
 // Head size 48 (C = 48, one head) and channels that do not split into the heads (C = 100,
 // NH = 3): a usage error that names the supported sizes and the way out, from both passes and
 // the scratch size, before anything is launched.
@@ -303,19 +285,20 @@ TEST(FlashAttentionCuda, OtherHeadSizesThrowUsageErrorNamingUnfusedAttention) {
     DeviceBuffer<bf16> qkv(size_t(B) * T * 3 * C), out(size_t(B) * T * C), dqkv(qkv.size());
     DeviceBuffer<float> lse(size_t(B) * NH * T), scratch(lse.size());
     const std::vector<std::string> parts = {"32, 64 and 128", "--attention unfused"};
-    expect_usage_error_mentioning(
+    expect_error_mentioning<UsageError>(
         [&] {
           flash_attention_forward_cuda<bf16>(out.get(), lse.get(), qkv.get(), B, T, C, NH,
                                              stream.get());
         },
         parts);
-    expect_usage_error_mentioning(
+    expect_error_mentioning<UsageError>(
         [&] {
           flash_attention_backward_cuda<bf16>(dqkv.get(), scratch.get(), out.get(), qkv.get(),
                                               out.get(), lse.get(), B, T, C, NH, stream.get());
         },
         parts);
-    expect_usage_error_mentioning([&] { flash_attention_cuda_scratch_floats(B, T, C, NH); }, parts);
+    expect_error_mentioning<UsageError>([&] { flash_attention_cuda_scratch_floats(B, T, C, NH); },
+                                        parts);
   }
   EXPECT_NO_THROW(flash_attention_cuda_scratch_floats(B, T, 64, 2));  // hs = 32
 }

@@ -10,6 +10,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "common/errors.h"
@@ -46,6 +47,25 @@ inline std::vector<double> test_inputs(size_t n, uint64_t seed, uint64_t stream,
                                        double scale = 1.0) {
   return n <= kNormalUpTo ? random_vector(n, seed, stream, scale)
                           : uniform_inputs(n, seed, stream, scale);
+}
+
+// [Padded vocabulary] rows: `rows` rows of `width` values of x, ld apart, the padding holding
+// `fill` (NaN: a kernel that reads it into a result fails); and back.
+template <typename X>
+std::vector<X> padded_rows(const std::vector<X>& x, int rows, int width, int ld, X fill) {
+  std::vector<X> out(static_cast<size_t>(rows) * ld, fill);
+  for (int r = 0; r < rows; ++r)
+    std::copy_n(x.begin() + static_cast<std::ptrdiff_t>(r) * width, width,
+                out.begin() + static_cast<std::ptrdiff_t>(r) * ld);
+  return out;
+}
+template <typename X>
+std::vector<X> unpadded_rows(const std::vector<X>& x, int rows, int width, int ld) {
+  std::vector<X> out(static_cast<size_t>(rows) * width);
+  for (int r = 0; r < rows; ++r)
+    std::copy_n(x.begin() + static_cast<std::ptrdiff_t>(r) * ld, width,
+                out.begin() + static_cast<std::ptrdiff_t>(r) * width);
+  return out;
 }
 
 // Uniform ids in [0, V).
@@ -186,18 +206,24 @@ class ScopedCpuThreads {
   int saved_;
 };
 
-// Expects `call` to throw RuntimeFailure whose message mentions every string in `parts`.
-inline void expect_runtime_failure_mentioning(const std::function<void()>& call,
-                                              const std::vector<std::string>& parts) {
+// Expects `call` to throw E (RuntimeFailure, UsageError) whose message mentions every string in
+// `parts`.
+template <typename E>
+void expect_error_mentioning(const std::function<void()>& call,
+                             const std::vector<std::string>& parts) {
   try {
     call();
-    ADD_FAILURE() << "expected dpt::RuntimeFailure, nothing was thrown";
-  } catch (const RuntimeFailure& e) {
+    ADD_FAILURE() << "expected " << typeid(E).name() << ", nothing was thrown";
+  } catch (const E& e) {
     const std::string msg = e.what();
     for (const auto& p : parts) {
       EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
     }
   }
+}
+inline void expect_runtime_failure_mentioning(const std::function<void()>& call,
+                                              const std::vector<std::string>& parts) {
+  expect_error_mentioning<RuntimeFailure>(call, parts);
 }
 
 }  // namespace dpt::kernels::test

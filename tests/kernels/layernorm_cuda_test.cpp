@@ -192,32 +192,7 @@ std::string label(const char* what, const Shape& s, const Offsets& o) {
   return label(what, s) + " offsets " + std::to_string(o.inputs) + "/" + std::to_string(o.rows);
 }
 
-// A device array of v's values placed `offset` elements into its allocation (offset 1 takes the
-// pointer off the 16-byte grid).
-template <typename T>
-struct Placed {
-  DeviceBuffer<T> buf;
-  size_t offset = 0;
-  T* get() const { return buf.get() + offset; }
-  std::vector<T> bits() const {  // in the device's own type, for bitwise comparisons
-    const std::vector<T> h = host_copy(buf);
-    return std::vector<T>(h.begin() + static_cast<std::ptrdiff_t>(offset), h.end());
-  }
-  std::vector<double> values() const {
-    const std::vector<double> h = from_device(buf);
-    return std::vector<double>(h.begin() + static_cast<std::ptrdiff_t>(offset), h.end());
-  }
-};
-template <typename T>
-Placed<T> placed(const std::vector<double>& v, size_t offset) {
-  std::vector<double> padded(offset, 0.5);
-  padded.insert(padded.end(), v.begin(), v.end());
-  return {to_device<T>(padded), offset};
-}
-template <typename T>
-Placed<T> placed_poisoned(size_t n, size_t offset) {
-  return placed<T>(std::vector<double>(n, std::nan("")), offset);
-}
+// Placed buffers: [Placed buffers], cuda_test_util.h.
 
 // Inputs of the fused forward, already rounded to T: a like a residual stream (offset rows,
 // which a one-pass variance would lose digits on), b like a projection added to it.
@@ -249,8 +224,8 @@ void check_fused_reference(const Shape& s, const Offsets& o, uint64_t seed) {
   auto d_b = placed<T>(in.b, o.inputs);
   auto d_w = placed<T>(in.w, o.rows);
   auto d_bias = placed<T>(in.bias, o.rows);
-  auto d_res = placed_poisoned<T>(n, o.rows);
-  auto d_ln = placed_poisoned<T>(n, o.rows);
+  auto d_res = placed_poison<T>(n, o.rows);
+  auto d_ln = placed_poison<T>(n, o.rows);
   auto d_mean = poisoned_device<float>(s.N);
   auto d_rstd = poisoned_device<float>(s.N);
   residual_layernorm_forward_cuda<T>(d_res.get(), d_ln.get(), d_mean.get(), d_rstd.get(), d_a.get(),
@@ -296,16 +271,16 @@ void check_fused_bitwise(const Shape& s, const Offsets& o, uint64_t seed) {
   auto d_bias = placed<T>(in.bias, o.rows);
 
   // The two launches the fused kernel replaces, on pointers placed alike.
-  auto two_res = placed_poisoned<T>(n, o.rows);
-  auto two_ln = placed_poisoned<T>(n, o.rows);
+  auto two_res = placed_poison<T>(n, o.rows);
+  auto two_ln = placed_poison<T>(n, o.rows);
   auto two_mean = poisoned_device<float>(s.N);
   auto two_rstd = poisoned_device<float>(s.N);
   residual_forward_cuda<T>(two_res.get(), d_a.get(), d_b.get(), n, nullptr);
   layernorm_forward_cuda<T>(two_ln.get(), two_mean.get(), two_rstd.get(), two_res.get(), d_w.get(),
                             d_bias.get(), s.N, s.C, nullptr);
 
-  auto res = placed_poisoned<T>(n, o.rows);
-  auto ln = placed_poisoned<T>(n, o.rows);
+  auto res = placed_poison<T>(n, o.rows);
+  auto ln = placed_poison<T>(n, o.rows);
   auto mean = poisoned_device<float>(s.N);
   auto rstd = poisoned_device<float>(s.N);
   residual_layernorm_forward_cuda<T>(res.get(), ln.get(), mean.get(), rstd.get(), d_a.get(),

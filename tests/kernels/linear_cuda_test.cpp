@@ -234,10 +234,7 @@ void check_padded_rows(int N, int C, int V, int ld, bool with_bias, double grad_
                               with_bias ? want_dbias.data() : nullptr, dout.data(), inp.data(),
                               weight.data(), N, C, V);
 
-  std::vector<double> padded_dout(size_t(N) * ld, std::nan(""));
-  for (int n = 0; n < N; ++n)
-    std::copy_n(dout.begin() + std::ptrdiff_t(n) * V, V,
-                padded_dout.begin() + std::ptrdiff_t(n) * ld);
+  const std::vector<double> padded_dout = padded_rows(dout, N, V, ld, std::nan(""));
   DeviceBuffer<T> d_inp = to_device<T>(inp), d_weight = to_device<T>(weight),
                   d_bias = to_device<T>(bias), d_dout = to_device<T>(padded_dout);
   DeviceBuffer<T> d_out = poisoned_device<T>(size_t(N) * ld), d_dinp = poisoned_device<T>(n_inp);

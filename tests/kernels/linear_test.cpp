@@ -124,10 +124,8 @@ TEST(Linear, PaddedOutputRowsGiveTheUnpaddedResults) {
   linear_forward_cpu<double>(out.data(), inp.data(), w.data(), b.data(), N, C, OC);
   linear_backward_cpu<double>(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(),
                               N, C, OC);
-  std::vector<double> pout(N * ld, -7.0), pdout(N * ld, std::nan("")), pdinp(N * C, 0.0),
-      pdw(OC * C, 0.0), pdb(OC, 0.0);
-  for (int n = 0; n < N; ++n)
-    std::copy_n(dout.begin() + n * OC, OC, pdout.begin() + n * ld);
+  const std::vector<double> pdout = padded_rows(dout, N, OC, ld, std::nan(""));
+  std::vector<double> pout(N * ld, -7.0), pdinp(N * C, 0.0), pdw(OC * C, 0.0), pdb(OC, 0.0);
   linear_forward_cpu<double>(pout.data(), inp.data(), w.data(), b.data(), N, C, OC, ld);
   linear_backward_cpu<double>(pdinp.data(), pdw.data(), pdb.data(), pdout.data(), inp.data(),
                               w.data(), N, C, OC, GradInput::add, ld);
