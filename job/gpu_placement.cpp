@@ -26,12 +26,72 @@ const char* device_name(Device d) {
 
 namespace {
 
-// This rank's candidate GPU: local rank i takes device i where it sees at least as many GPUs as
-// its node has ranks, or the one it sees.
+// The entries of a CUDA_VISIBLE_DEVICES list ("0,2", "GPU-8c1f...,MIG-..."); empty entries are
+// kept, as the runtime reads them (an empty entry ends the list there).
+std::vector<std::string> split_device_list(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = list.find(',', start);
+    out.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+LocalGpuPick pick_local_gpu(int local_rank, int local_size, int visible,
+                            const std::optional<std::string>& cuda_visible_devices) {
+  LocalGpuPick p;
+  const std::string cvd = cuda_visible_devices
+                              ? "CUDA_VISIBLE_DEVICES=" + *cuda_visible_devices
+                              : std::string("CUDA_VISIBLE_DEVICES unset");
+  if (local_rank < 0 || local_size < 1 || local_rank >= local_size || visible < 0) {
+    p.problem = "local rank " + std::to_string(local_rank) + " of " + std::to_string(local_size) +
+                " ranks on its node with " + std::to_string(visible) +
+                " visible GPU(s) is not a placement (a bug: report it)";
+    return p;
+  }
+  if (visible == 0) return p;  // no GPU: the caller says so for the whole job
+  // The runtime stops reading the list at its first entry that is no device of this node, so
+  // a rank that sees fewer devices than the list names was given a wrong list.
+  if (cuda_visible_devices && !cuda_visible_devices->empty()) {
+    const auto entries = split_device_list(*cuda_visible_devices);
+    if (static_cast<int>(entries.size()) > visible) {
+      p.problem = cvd + " names " + std::to_string(entries.size()) +
+                  " devices, but the CUDA runtime sees only " + std::to_string(visible) +
+                  ": entry " + std::to_string(visible + 1) + " ('" + entries[visible] +
+                  "') is not a device of this node. Fix the list, or leave it to Slurm "
+                  "(--gres=gpu:N or --gpus-per-task=1 set it)";
+      return p;
+    }
+  }
+  if (visible >= local_size) {
+    p.gpu = local_rank;  // --gres=gpu:N with N tasks per node: all visible to every task
+  } else if (visible == 1) {
+    p.gpu = 0;  // --gpus-per-task=1: each task sees its own (the UUID check finds sharing)
+  } else {
+    p.problem = "sees " + std::to_string(visible) + " GPUs (" + cvd + "), fewer than the " +
+                std::to_string(local_size) + " ranks on its node, so local rank " +
+                std::to_string(local_rank) +
+                " has none of its own. Give each task its own GPU ('srun --gpus-per-task=1'), "
+                "or ask for '--gres=gpu:" +
+                std::to_string(local_size) + "', or run at most " + std::to_string(visible) +
+                " ranks on that node";
+  }
+  return p;
+}
+
+namespace {
+
+// This rank's candidate GPU ([GPU mapping], pick_local_gpu) and its UUID.
 struct LocalGpu {
   int gpu = -1;
   int visible = 0;
   std::string uuid;
+  std::string problem;      // why it has none of its own (pick_local_gpu)
   std::string query_error;  // why the CUDA runtime could not say
 };
 
@@ -42,11 +102,12 @@ LocalGpu find_local_gpu(const comm::Placement& place) {
   } catch (const std::exception& e) {
     g.query_error = e.what();
   }
-  if (g.visible >= place.local_size) {
-    g.gpu = place.local_rank;
-  } else if (g.visible == 1) {
-    g.gpu = 0;
-  }
+  const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES");
+  const LocalGpuPick pick =
+      pick_local_gpu(place.local_rank, place.local_size, g.visible,
+                     cvd ? std::optional<std::string>(cvd) : std::nullopt);
+  g.gpu = pick.gpu;
+  g.problem = pick.problem;
   if (g.gpu >= 0) {
     try {
       g.uuid = kernels::cuda_device_uuid(g.gpu);
@@ -74,6 +135,9 @@ Mapping agree_mapping(comm::Communicator& comm, const comm::Placement& place, co
   const auto all = comm::all_gather_value(
       comm, Seen{fnv1a64(place.host.data(), place.host.size()),
                  g.gpu >= 0 ? fnv1a64(g.uuid.data(), g.uuid.size()) : 0, g.visible});
+  // Start-up only: each rank's host and why it has no GPU of its own, for the message.
+  const auto problems = comm::all_gather_strings(comm, g.problem);
+  const auto hosts = comm::all_gather_strings(comm, place.host);
   const int W = comm.world_size();
   int shared_a = -1, shared_b = -1, unmapped = -1;
   Mapping m;
@@ -97,11 +161,17 @@ Mapping agree_mapping(comm::Communicator& comm, const comm::Placement& place, co
     m.text = "no GPU visible to any rank (" + cvd_text + " on rank 0)" +
              (g.query_error.empty() ? "" : ": " + g.query_error);
   } else if (unmapped >= 0) {
-    m.text = "rank " + std::to_string(unmapped) + " has no GPU of its own (it sees " +
-             std::to_string(all[unmapped].visible) + ", fewer than the ranks on its node)";
+    m.text = "rank " + std::to_string(unmapped) + " (" + hosts[unmapped] +
+             ") has no GPU of its own: " +
+             (problems[unmapped].empty()
+                  ? "it sees none (a node without GPUs, or an empty CUDA_VISIBLE_DEVICES). Run "
+                    "every rank on a node with GPUs"
+                  : problems[unmapped]);
   } else if (shared_a >= 0) {
-    m.text =
-        "ranks " + std::to_string(shared_a) + " and " + std::to_string(shared_b) + " share one GPU";
+    m.text = "ranks " + std::to_string(shared_a) + " and " + std::to_string(shared_b) + " (" +
+             hosts[shared_a] +
+             ") share one GPU. Give each task its own GPU: 'srun --gpus-per-task=1', or "
+             "'--gres=gpu:N' with N tasks per node, or fewer ranks per node";
   } else {
     m.text = "one GPU per rank, no two alike (rank 0: local rank " +
              std::to_string(place.local_rank) + " -> CUDA device " + std::to_string(g.gpu) +
@@ -125,10 +195,7 @@ DeviceChoice choose_device(Device wanted, comm::Communicator& comm, const comm::
       throw UsageError("--device cuda: " + m.text +
                        ". Run on a node with a GPU (Slurm: --gpus-per-task=1 or --gres=gpu:N), "
                        "or pass --device cpu");
-    if (!m.all_mapped)
-      throw UsageError("--device cuda: " + m.text +
-                       ". Give each task its own GPU: 'srun --gpus-per-task=1', or '--gres=gpu:N' "
-                       "with N tasks per node, or fewer ranks per node");
+    if (!m.all_mapped) throw UsageError("--device cuda: " + m.text);
   }
   // auto takes the GPUs only when every rank has one of its own.
   const bool cuda = wanted == Device::cuda || (wanted == Device::automatic && m.all_mapped);

@@ -2,38 +2,51 @@
 #include "job/nodes.h"
 
 #include <map>
+#include <set>
 #include <vector>
 
 #include "comm/typed_collectives.h"
 
 namespace dpt::job {
 
-std::string describe_nodes(comm::Communicator& comm, const comm::Placement& place) {
-  const std::vector<std::string> hosts = comm::all_gather_strings(comm, place.host);
-  if (comm.rank() != 0) return "";
-  // Hosts in order of their first rank, each with its ranks as ranges.
+std::string ranks_by_host(const std::vector<std::string>& hosts, const std::vector<int>& ranks) {
   std::vector<std::string> order;
-  std::map<std::string, std::vector<int>> ranks;
-  for (int r = 0; r < comm.world_size(); ++r) {
-    const std::string& h = hosts[static_cast<size_t>(r)];
-    if (!ranks.count(h)) order.push_back(h);
-    ranks[h].push_back(r);
+  std::map<std::string, std::vector<int>> of_host;
+  for (const int r : ranks) {
+    const std::string& h = hosts.at(static_cast<size_t>(r));
+    if (!of_host.count(h)) order.push_back(h);
+    of_host[h].push_back(r);
   }
-  std::string s = std::to_string(order.size()) + " node(s):";
+  std::string s;
   for (const auto& h : order) {
-    s += " " + h + " ranks ";
-    const auto& v = ranks[h];
+    if (!s.empty()) s += "; ";
+    s += h;
+    s += " ranks ";
+    const auto& v = of_host[h];
     for (size_t i = 0; i < v.size();) {
       size_t j = i;
       while (j + 1 < v.size() && v[j + 1] == v[j] + 1)
         ++j;
-      s += (i ? "," : "") + std::to_string(v[i]) + (j > i ? "-" + std::to_string(v[j]) : "");
+      if (i > 0) s += ',';
+      s += std::to_string(v[i]);
+      if (j > i) {
+        s += '-';
+        s += std::to_string(v[j]);
+      }
       i = j + 1;
     }
-    s += ";";
   }
-  s.pop_back();
   return s;
+}
+
+std::string describe_nodes(comm::Communicator& comm, const comm::Placement& place) {
+  const std::vector<std::string> hosts = comm::all_gather_strings(comm, place.host);
+  if (comm.rank() != 0) return "";
+  std::vector<int> all(hosts.size());
+  std::set<std::string> distinct(hosts.begin(), hosts.end());
+  for (size_t r = 0; r < all.size(); ++r)
+    all[r] = static_cast<int>(r);
+  return std::to_string(distinct.size()) + " node(s): " + ranks_by_host(hosts, all);
 }
 
 }  // namespace dpt::job

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/errors.h"
+#include "job/nodes.h"
 
 namespace dpt::job {
 
@@ -82,6 +83,29 @@ std::string describe_stop(unsigned reasons, int preempt_signal, int64_t stop_bef
   if (reasons & kStopTimeLimit)
     add("the job's time limit (--stop-before-limit " + std::to_string(stop_before_limit_s) + ")");
   return s;
+}
+
+std::string describe_signal_reach(unsigned reasons, int preempt_signal,
+                                  const std::vector<unsigned>& own_requests,
+                                  const std::vector<std::string>& hosts) {
+  std::string what;
+  for (const unsigned bit : {kStopTerm, kStopPreempt}) {
+    if ((reasons & bit) == 0) continue;
+    std::vector<int> missed;
+    for (size_t r = 0; r < own_requests.size(); ++r)
+      if ((own_requests[r] & bit) == 0) missed.push_back(static_cast<int>(r));
+    const std::string name = bit == kStopTerm ? "SIGTERM" : signal_name(preempt_signal);
+    const size_t n = own_requests.size();
+    std::string s = name + " reached ";
+    if (missed.empty()) {
+      s += "all " + std::to_string(n) + " ranks";
+    } else {
+      s += std::to_string(n - missed.size()) + " of " + std::to_string(n) + " ranks; not " +
+           ranks_by_host(hosts, missed) + ", which stopped by the agreement";
+    }
+    what += (what.empty() ? "" : "; ") + s;
+  }
+  return what;
 }
 
 StopRequests::StopRequests(int preempt_signal) : preempt_signal_(preempt_signal) {

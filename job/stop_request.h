@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "job/time_limit.h"
 
@@ -39,6 +40,13 @@ enum StopReason : unsigned {
 // "SIGTERM", "SIGUSR2 (preemption)", "the time limit (--stop-before-limit 120)", joined by
 // " and ".
 std::string describe_stop(unsigned reasons, int preempt_signal, int64_t stop_before_limit_s);
+// Which ranks a stop signal reached by itself, from every rank's own requests (StopRequests::
+// poll after the stop) and host: "SIGUSR2 reached all 4 ranks" or "SIGUSR2 reached 2 of 4
+// ranks; not node2 ranks 2-3, which stopped by the agreement". Only the signals among
+// `reasons` count (the time limit is watched by rank 0 alone); "" when there are none.
+std::string describe_signal_reach(unsigned reasons, int preempt_signal,
+                                  const std::vector<unsigned>& own_requests,
+                                  const std::vector<std::string>& hosts);
 // A preemption or the time limit, and not SIGTERM: the job may be requeued.
 inline bool stop_allows_requeue(unsigned reasons) {
   return (reasons & kStopTerm) == 0 && (reasons & (kStopPreempt | kStopTimeLimit)) != 0;

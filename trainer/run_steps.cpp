@@ -9,6 +9,7 @@
 
 #include "comm/agreement.h"
 #include "comm/nccl_info.h"
+#include "comm/typed_collectives.h"
 #include "datasets/shard_reader.h"
 #include "datasets/shard_set.h"
 #include "job/cpu_placement.h"
@@ -385,7 +386,7 @@ void print_banner(const TrainConfig& cfg, int world_size, const comm::Placement&
     const datasets::SampleShardFacts& c = data.train_samples->common;
     std::string shape;
     for (uint64_t d : c.sample_shape)
-      shape += (shape.empty() ? "" : "x") + std::to_string(d);
+      shape += (shape.empty() ? std::string() : std::string("x")) + std::to_string(d);
     const std::string outputs = c.task == datasets::SampleTask::classify
                                     ? std::to_string(c.num_classes) + " classes"
                                     : std::to_string(c.num_targets) + " target(s)";
@@ -448,23 +449,31 @@ namespace {
 // [Stop requests]: the end of a run that a signal or the time limit stopped after an agreed
 // step: says so, records it, and requeues the Slurm job when asked and allowed (rank 0, once
 // every rank is done with the checkpoint).
-int stopped_early(comm::Communicator& world, const TrainConfig& cfg, const RunPlacement& placed,
-                  const TrainResult& result, RunOutputs& out) {
+int stopped_early(comm::Communicator& world, const comm::Placement& where, const TrainConfig& cfg,
+                  const RunPlacement& placed, job::StopRequests& stop, const TrainResult& result,
+                  RunOutputs& out) {
   const int64_t step = result.steps.back().step;
   const std::string why =
       job::describe_stop(result.stopped_by, cfg.preempt_signal, cfg.stop_before_limit_s);
   const bool saved = out.saver && out.saver->last_saved_step() == step;
   const bool requeue = cfg.requeue_on_preempt && job::stop_allows_requeue(result.stopped_by) &&
                        placed.slurm.in_job() && saved;
-  world.barrier();  // every rank has finished its part of the checkpoint
+  // Every rank has finished its part of the checkpoint once this gather returns. By then a
+  // signal sent to every task (Slurm's --signal, scancel) has long arrived: which ranks it
+  // reached by itself, and on which hosts, tells whether it is delivered to every node.
+  const auto own = comm::all_gather_value(world, static_cast<uint64_t>(stop.poll()));
+  const auto hosts = comm::all_gather_strings(world, where.host);
   // Rank 0 alone speaks and requeues; the others wait for it (the second barrier below): a
   // rank that ended first would make srun --kill-on-bad-exit end the step under the requeue.
   if (world.rank() != 0) {
     world.barrier();
     return kExitStoppedEarly;
   }
+  const std::string reach = job::describe_signal_reach(
+      result.stopped_by, cfg.preempt_signal, std::vector<unsigned>(own.begin(), own.end()), hosts);
   std::string line = "stopped after step " + std::to_string(step) + " of " +
                      std::to_string(cfg.steps) + ": " + why + "; ";
+  if (!reach.empty()) line += reach + "; ";
   line += saved ? "checkpoint step " + std::to_string(step) + " saved in " + cfg.ckpt_dir
                 : "no checkpoint saved (no --ckpt-dir): a rerun starts over";
   // Said and recorded before the requeue: the requeue ends this job, and what comes after it
@@ -482,6 +491,7 @@ int stopped_early(comm::Communicator& world, const TrainConfig& cfg, const RunPl
                                  .add("event", "stop")
                                  .add("step", step)
                                  .add("reason", why)
+                                 .add("reach", reach)
                                  .add("saved", saved)
                                  .add("requeue", requeue));
   }
@@ -503,9 +513,10 @@ int stopped_early(comm::Communicator& world, const TrainConfig& cfg, const RunPl
 
 }  // namespace
 
-int finish_run(comm::Communicator& world, const TrainConfig& cfg, const RunPlacement& placed,
-               const TrainResult& result, RunOutputs& out) {
-  if (result.stopped_by != 0) return stopped_early(world, cfg, placed, result, out);
+int finish_run(comm::Communicator& world, const comm::Placement& where, const TrainConfig& cfg,
+               const RunPlacement& placed, job::StopRequests& stop, const TrainResult& result,
+               RunOutputs& out) {
+  if (result.stopped_by != 0) return stopped_early(world, where, cfg, placed, stop, result, out);
   if (world.rank() != 0) return 0;
   const StepRecord& last = result.steps.back();
   if (last.step < cfg.steps) {

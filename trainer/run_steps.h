@@ -119,8 +119,9 @@ void print_banner(const TrainConfig& cfg, int world_size, const comm::Placement&
 // Finish (collective): the last line of a run that trained to its end or to --stop-at-step, or,
 // after a stop request, the stop with its checkpoint and the requeue ([Stop requests]). Returns
 // the exit code.
-int finish_run(comm::Communicator& world, const TrainConfig& cfg, const RunPlacement& placed,
-               const TrainResult& result, RunOutputs& out);
+int finish_run(comm::Communicator& world, const comm::Placement& where, const TrainConfig& cfg,
+               const RunPlacement& placed, job::StopRequests& stop, const TrainResult& result,
+               RunOutputs& out);
 
 // Exit code of a run stopped by a stop request with its state saved: EX_TEMPFAIL, "try
 // again": the work is not done, and running the same command continues it.

@@ -109,7 +109,7 @@ int run(comm::MpiSession& session, comm::Communicator& world, int argc, char** a
       progress.on_step(r);
     };
     const TrainResult result = train(cfg, world, *model, data.view(), on_step, control);
-    return finish_run(world, cfg, placed, result, out);
+    return finish_run(world, session.placement(), cfg, placed, stop, result, out);
   } catch (const comm::AgreedFailure& e) {
     // Every rank holds the same failure; rank 0 reports it once.
     if (world.rank() == 0) std::fprintf(stderr, "train: error: %s\n", e.what());

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A training job through scripts/slurm/train.sbatch on a real Slurm cluster (the one-node
+# A training job through scripts/slurm/train.sbatch on a real Slurm cluster (one node of the
 # cluster of scripts/slurm/local-cluster.sh in CI), 2 tasks launched by srun --mpi=pmix:
 #  1. preemption: SIGUSR2 (scancel --signal=USR2) mid-run; the job checkpoints, requeues itself
 #     (--requeue-on-preempt), runs again with --resume auto and finishes; its per-step losses
@@ -12,29 +12,8 @@
 #     goes to the batch shell (scancel --batch), whose trap hands it to mpirun and mpirun to
 #     the ranks: a checkpoint, exit code 75, and the resubmission finishes identical.
 # Exit 77 (skipped) when no Slurm controller answers.
-set -euo pipefail
-bin="${DPT_BIN:?set by ctest}"
-src="${DPT_SOURCE:?set by ctest}"
-mpiexec="${MPIEXEC:-mpiexec}"
-py="${PYTHON:-/usr/bin/python3}"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-
-if ! command -v sbatch > /dev/null || ! scontrol ping > /dev/null 2>&1; then
-  echo "SKIP: no Slurm controller answers (start one with scripts/slurm/local-cluster.sh up)"
-  exit 77
-fi
-if ! srun --mpi=list 2>&1 | grep -q pmix; then
-  echo "SKIP: this Slurm has no PMIx plugin (srun --mpi=list)"
-  exit 77
-fi
-# Jobs run as this user on this machine; a directory they can reach.
-work="$(mktemp -d "${TMPDIR:-/tmp}/dpt-slurm-XXXXXX")"
-jobs_started=()
-cleanup() {
-  for j in "${jobs_started[@]}"; do scancel "$j" 2> /dev/null || true; done
-  [[ -n ${KEEP:-} ]] || rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source-path=SCRIPTDIR source=slurm_test_lib.sh
+source "$(dirname "$0")/slurm_test_lib.sh"
 
 "$py" "$src/tests/words_corpus.py" "$work" --files 2 --docs 80 --seed 11
 "$bin/prepare-data" --out "$work/data" --val-fraction 0 --shard-tokens 8000 --threads 2 \
@@ -43,39 +22,6 @@ steps=2000
 args=(--data "$work/data/train" --seq-len 32 --n-layer 2 --n-head 4 --steps "$steps"
       --global-batch 8 --micro-batch 4 --threads 1 --log-every 500 --ckpt-every 500)
 
-losses() { grep -o '"step": [0-9]*, "loss": [^,]*' "$1"; }
-# A job's state or field; "?" when scontrol does not answer this once.
-state() { { scontrol show job "$1" 2> /dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; } || echo "?"; }
-field() { { scontrol show job "$1" 2> /dev/null | grep -o "$2=[^ ]*" | head -n 1 | cut -d= -f2; } || echo "?"; }
-wait_state() {  # wait_state JOB SECONDS STATE...: until the job is in one of the states
-  local job="$1" secs="$2" s
-  shift 2
-  for _ in $(seq $((secs * 5))); do
-    s=$(state "$job")
-    for want in "$@"; do [[ $s == "$want" ]] && return 0; done
-    sleep 0.2
-  done
-  echo "FAIL: job $job is $s after ${secs} s, expected one of: $*"
-  scontrol show job "$job"; cat "$work"/*.out 2> /dev/null; exit 1
-}
-wait_steps() {  # wait_steps FILE N
-  for _ in $(seq 600); do
-    [[ -f $1 ]] && (( $(grep -c '"loss"' "$1") >= $2 )) && return
-    sleep 0.1
-  done
-  echo "FAIL: $1 did not reach step $2"; cat "$work"/*.out 2> /dev/null; exit 1
-}
-# A requeued job is held by Slurm (about 120 s) until its last run is surely gone; a test
-# releases it early, but only once no process of that run is left (released sooner, the old
-# run's end can overtake the new start and mark the job FAILED).
-release() {  # release JOB CKPT_DIR
-  for _ in $(seq 300); do
-    pgrep -f -- "--ckpt-dir $2( |\$)" > /dev/null || break
-    sleep 0.2
-  done
-  sleep 1
-  scontrol update JobId="$1" StartTime=now 2> /dev/null || true
-}
 submit() {  # submit NAME [TRAIN ARGS...]: prints the job id (env MINUTES: time limit,
   local name="$1"; shift  # SIGNAL: replaces the template's --signal; LAUNCH: srun | mpirun;
                           # WIDTH: --d-model, 32)
@@ -83,10 +29,6 @@ submit() {  # submit NAME [TRAIN ARGS...]: prints the job id (env MINUTES: time 
     --cpus-per-task=1 --time="${MINUTES:-15}" --output="$work/$name.out" --chdir="$work" \
     "$src/scripts/slurm/train.sbatch" "${args[@]}" --d-model "${WIDTH:-32}" \
     --metrics "$work/$name.jsonl" "$@"
-}
-expect_in() {
-  local f="$1"; shift
-  for t in "$@"; do grep -qF -- "$t" "$f" || { echo "FAIL: '$t' not in $f:"; cat "$f"; exit 1; }; done
 }
 
 # The reference: the same steps, uninterrupted, under mpiexec.
@@ -106,9 +48,9 @@ wait_state "$job" 120 PENDING
 release "$job" "$work/ck-preempt"
 wait_state "$job" 300 COMPLETED
 out="$work/preempt.out"
-k=$(sed -n 's/.*stopped after step \([0-9]*\) of.*/\1/p' "$out" | head -n 1)
+k=$(stop_step "$out")
 [[ -n $k ]] || { echo "FAIL: no stop line"; cat "$out"; exit 1; }
-expect_in "$out" "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); checkpoint step $k saved" \
+expect_in "$out" "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); SIGUSR2 reached all 2 ranks; checkpoint step $k saved" \
   "requeueing job $job (--requeue-on-preempt)" "train: job $job requeued" "slurm: job $job, restart 1" \
   "(step $k, saved by 2 rank(s))" "train: done"
 diff <(losses "$work/straight.jsonl") <(losses "$work/preempt.jsonl") > "$work/diff-preempt" ||
@@ -127,8 +69,8 @@ sleep 2
   { echo "FAIL: the job did not stay ended"; scontrol show job "$job"; exit 1; }
 # The ranks finished their stop within KillWait: the checkpoint is published.
 for _ in $(seq 100); do grep -q "stopped after step" "$work/term.out" && break; sleep 0.2; done
-k=$(sed -n 's/.*stopped after step \([0-9]*\) of.*/\1/p' "$work/term.out" | head -n 1)
-expect_in "$work/term.out" "stopped after step $k of $steps: SIGTERM; checkpoint step $k saved"
+k=$(stop_step "$work/term.out")
+expect_in "$work/term.out" "stopped after step $k of $steps: SIGTERM; SIGTERM reached all 2 ranks; checkpoint step $k saved"
 job2=$(submit term --ckpt-dir "$work/ck-term")
 jobs_started+=("$job2")
 wait_state "$job2" 300 COMPLETED
@@ -179,9 +121,9 @@ wait_steps "$work/mpirun.jsonl" 20
 scancel --batch --signal=USR2 "$job"
 wait_state "$job" 120 FAILED COMPLETED
 [[ $(field "$job" ExitCode) == 75:0 ]] || { echo "FAIL: exit code"; scontrol show job "$job"; cat "$work/mpirun.out"; exit 1; }
-k=$(sed -n 's/.*stopped after step \([0-9]*\) of.*/\1/p' "$work/mpirun.out" | head -n 1)
+k=$(stop_step "$work/mpirun.out")
 expect_in "$work/mpirun.out" "launched by mpirun inside the job" \
-  "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); checkpoint step $k saved"
+  "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); SIGUSR2 reached all 2 ranks; checkpoint step $k saved"
 job2=$(LAUNCH=mpirun SIGNAL=B:URG@1 submit mpirun --ckpt-dir "$work/ck-mpirun")
 jobs_started+=("$job2")
 wait_state "$job2" 300 COMPLETED

@@ -1,0 +1,68 @@
+# Sourced by the Slurm cluster tests: the skip when no controller answers, a work directory the
+# jobs can reach (removed at exit, with the jobs cancelled), and helpers that read a job's state
+# and wait for it.
+# shellcheck shell=bash disable=SC2034
+set -euo pipefail
+bin="${DPT_BIN:?set by ctest}"
+src="${DPT_SOURCE:?set by ctest}"
+mpiexec="${MPIEXEC:-mpiexec}"
+py="${PYTHON:-/usr/bin/python3}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+
+if ! command -v sbatch > /dev/null || ! scontrol ping > /dev/null 2>&1; then
+  echo "SKIP: no Slurm controller answers (start one with scripts/slurm/local-cluster.sh up)"
+  exit 77
+fi
+if ! srun --mpi=list 2>&1 | grep -q pmix; then
+  echo "SKIP: this Slurm has no PMIx plugin (srun --mpi=list)"
+  exit 77
+fi
+# Jobs run as this user on this machine's nodes, which share its /tmp.
+work="$(mktemp -d "${TMPDIR:-/tmp}/dpt-slurm-XXXXXX")"
+jobs_started=()
+cleanup() {
+  for j in "${jobs_started[@]}"; do scancel "$j" 2> /dev/null || true; done
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The per-step losses of a metrics file, as text.
+losses() { grep -o '"step": [0-9]*, "loss": [^,]*' "$1"; }
+# A job's state or field; "?" when scontrol does not answer this once.
+state() { { scontrol show job "$1" 2> /dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; } || echo "?"; }
+field() { { scontrol show job "$1" 2> /dev/null | grep -o "$2=[^ ]*" | head -n 1 | cut -d= -f2; } || echo "?"; }
+wait_state() {  # wait_state JOB SECONDS STATE...: until the job is in one of the states
+  local job="$1" secs="$2" s
+  shift 2
+  for _ in $(seq $((secs * 5))); do
+    s=$(state "$job")
+    for want in "$@"; do [[ $s == "$want" ]] && return 0; done
+    sleep 0.2
+  done
+  echo "FAIL: job $job is $s after ${secs} s, expected one of: $*"
+  scontrol show job "$job"; cat "$work"/*.out 2> /dev/null; exit 1
+}
+wait_steps() {  # wait_steps FILE N
+  for _ in $(seq 600); do
+    [[ -f $1 ]] && (( $(grep -c '"loss"' "$1") >= $2 )) && return
+    sleep 0.1
+  done
+  echo "FAIL: $1 did not reach step $2"; cat "$work"/*.out 2> /dev/null; exit 1
+}
+# A requeued job is held by Slurm (about 120 s) until its last run is surely gone; a test
+# releases it early, but only once no process of that run is left (released sooner, the old
+# run's end can overtake the new start and mark the job FAILED).
+release() {  # release JOB CKPT_DIR
+  for _ in $(seq 300); do
+    pgrep -f -- "--ckpt-dir $2( |\$)" > /dev/null || break
+    sleep 0.2
+  done
+  sleep 1
+  scontrol update JobId="$1" StartTime=now 2> /dev/null || true
+}
+expect_in() {
+  local f="$1"; shift
+  for t in "$@"; do grep -qF -- "$t" "$f" || { echo "FAIL: '$t' not in $f:"; cat "$f"; exit 1; }; done
+}
+# The step of the first "stopped after step K" line of a job's output.
+stop_step() { sed -n 's/.*stopped after step \([0-9]*\) of.*/\1/p' "$1" | head -n 1; }
