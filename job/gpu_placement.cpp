@@ -33,7 +33,8 @@ std::vector<std::string> split_device_list(const std::string& list) {
   size_t start = 0;
   while (true) {
     const size_t comma = list.find(',', start);
-    out.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    out.push_back(
+        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -45,9 +46,8 @@ std::vector<std::string> split_device_list(const std::string& list) {
 LocalGpuPick pick_local_gpu(int local_rank, int local_size, int visible,
                             const std::optional<std::string>& cuda_visible_devices) {
   LocalGpuPick p;
-  const std::string cvd = cuda_visible_devices
-                              ? "CUDA_VISIBLE_DEVICES=" + *cuda_visible_devices
-                              : std::string("CUDA_VISIBLE_DEVICES unset");
+  const std::string cvd = cuda_visible_devices ? "CUDA_VISIBLE_DEVICES=" + *cuda_visible_devices
+                                               : std::string("CUDA_VISIBLE_DEVICES unset");
   if (local_rank < 0 || local_size < 1 || local_rank >= local_size || visible < 0) {
     p.problem = "local rank " + std::to_string(local_rank) + " of " + std::to_string(local_size) +
                 " ranks on its node with " + std::to_string(visible) +
@@ -103,9 +103,8 @@ LocalGpu find_local_gpu(const comm::Placement& place) {
     g.query_error = e.what();
   }
   const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES");
-  const LocalGpuPick pick =
-      pick_local_gpu(place.local_rank, place.local_size, g.visible,
-                     cvd ? std::optional<std::string>(cvd) : std::nullopt);
+  const LocalGpuPick pick = pick_local_gpu(place.local_rank, place.local_size, g.visible,
+                                           cvd ? std::optional<std::string>(cvd) : std::nullopt);
   g.gpu = pick.gpu;
   g.problem = pick.problem;
   if (g.gpu >= 0) {

@@ -155,10 +155,11 @@ stop_pidfile() {
 
 # Dies (2) when some route of the machine, other than our bridge's, is in the subnet.
 check_subnet() {
-  [[ $subnet =~ ^(10|172\.(1[6-9]|2[0-9]|3[01])|192\.168)(\.[0-9]{1,3}){1,2}$ ]] &&
-    [[ $(tr -cd . <<<"$subnet") == .. ]] ||
+  local re='^(10\.[0-9]{1,3}\.[0-9]{1,3}|172\.(1[6-9]|2[0-9]|3[01])\.[0-9]{1,3}|192\.168\.[0-9]{1,3})$'
+  if ! [[ $subnet =~ $re ]]; then
     die 2 "DPT_SLURM_SUBNET=$subnet is not the first three numbers of a private /24 (10.x.y," \
       "172.16-31.y or 192.168.y)"
+  fi
   local used
   used=$(ip -4 route show | grep -F "$subnet." | grep -vw "dev $bridge" || true)
   [[ -z $used ]] || die 2 "subnet $subnet.0/24 is in use on this machine ($used);" \
@@ -210,7 +211,7 @@ kill_node_processes() {
 # Removes every namespace and link this script makes, and the bridge; only names it uses.
 remove_network() {
   local ns k
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$ns_prefix[0-9]+\$" || true); do
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${ns_prefix}[0-9]+\$" || true); do
     k=${ns#"$ns_prefix"}
     kill_node_processes "$k"
     ip link del "$ns" 2>/dev/null || true
@@ -218,7 +219,7 @@ remove_network() {
   done
   # Host ends whose namespace is already gone.
   for ns in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' |
-    grep -E "^$ns_prefix[0-9]+\$" || true); do
+    grep -E "^${ns_prefix}[0-9]+\$" || true); do
     ip link del "$ns" 2>/dev/null || true
   done
   if ip link show "$bridge" >/dev/null 2>&1; then ip link del "$bridge"; fi
@@ -547,10 +548,12 @@ usage() {
   exit 2
 }
 
-[[ $tag =~ ^[a-z][a-z0-9]{0,5}$ ]] ||
+if ! [[ $tag =~ ^[a-z][a-z0-9]{0,5}$ ]]; then
   die 2 "DPT_SLURM_NAME=$tag: give 1 to 6 lowercase letters or digits, starting with a letter"
-[[ $ctld_port =~ ^[0-9]+$ ]] && ((ctld_port > 0 && ctld_port < 65536)) ||
+fi
+if ! [[ $ctld_port =~ ^[0-9]{1,5}$ ]] || ((ctld_port < 1 || ctld_port > 65535)); then
   die 2 "DPT_SLURM_PORT=$ctld_port is not a TCP port"
+fi
 cmd=${1:-}
 (($# > 0)) && shift
 case "$cmd" in
@@ -563,7 +566,7 @@ case "$cmd" in
         *) usage ;;
       esac
     done
-    [[ $nodes =~ ^[1-9][0-9]?$ ]] && ((nodes <= 64)) || die 2 "--nodes $nodes: give 1 to 64"
+    if ! [[ $nodes =~ ^[1-9][0-9]?$ ]] || ((nodes > 64)); then die 2 "--nodes $nodes: give 1 to 64"; fi
     cmd_up
     ;;
   down) nodes=$(recorded_nodes); cmd_down ;;

@@ -16,8 +16,8 @@ namespace {
 // What one node of a job looks like to each of its ranks.
 struct Node {
   std::string name;
-  int ranks;    // tasks on the node (--ntasks-per-node)
-  int visible;  // CUDA devices each task sees
+  int ranks;                       // tasks on the node (--ntasks-per-node)
+  int visible;                     // CUDA devices each task sees
   std::optional<std::string> cvd;  // CUDA_VISIBLE_DEVICES of each task
 };
 
@@ -35,9 +35,8 @@ std::vector<std::vector<LocalGpuPick>> place(const std::vector<Node>& nodes) {
 TEST(GpuPlacement, NodesWithDifferentGpuCountsGiveEachLocalRankItsOwnDevice) {
   // --gres=gpu:N: every task of a node sees all N of its GPUs. Node a has 8 GPUs and 8 tasks,
   // b 4 and 4, c 8 GPUs but 3 tasks (a smaller last node of an allocation).
-  const std::vector<Node> nodes = {{"a", 8, 8, "0,1,2,3,4,5,6,7"},
-                                   {"b", 4, 4, "0,1,2,3"},
-                                   {"c", 3, 8, std::nullopt}};
+  const std::vector<Node> nodes = {
+      {"a", 8, 8, "0,1,2,3,4,5,6,7"}, {"b", 4, 4, "0,1,2,3"}, {"c", 3, 8, std::nullopt}};
   const auto picks = place(nodes);
   for (size_t n = 0; n < nodes.size(); ++n) {
     std::set<int> taken;
@@ -84,8 +83,8 @@ TEST(GpuPlacement, AListNamingDevicesTheRuntimeDoesNotSeeIsAnError) {
   // leaves 2 visible. Even when 2 would be enough for the node's ranks, the list is wrong.
   const LocalGpuPick p = pick_local_gpu(0, 2, 2, std::string("0,1,7"));
   EXPECT_EQ(p.gpu, -1);
-  for (const char* part : {"CUDA_VISIBLE_DEVICES=0,1,7 names 3 devices",
-                           "sees only 2", "entry 3 ('7') is not a device of this node"})
+  for (const char* part : {"CUDA_VISIBLE_DEVICES=0,1,7 names 3 devices", "sees only 2",
+                           "entry 3 ('7') is not a device of this node"})
     EXPECT_NE(p.problem.find(part), std::string::npos) << p.problem << "\nlacks: " << part;
   // An empty entry ends the list the same way.
   EXPECT_NE(pick_local_gpu(0, 1, 1, std::string("0,,1")).problem.find("entry 2 ('')"),
@@ -102,8 +101,8 @@ TEST(GpuPlacement, NoVisibleGpuIsNoPickAndNoProblemOfItsOwn) {
 }
 
 TEST(GpuPlacement, AnImpossiblePlacementIsReportedNotPicked) {
-  for (auto [lr, ls, vis] : std::vector<std::tuple<int, int, int>>{
-           {2, 2, 4}, {-1, 2, 4}, {0, 0, 4}, {0, 1, -1}}) {
+  for (auto [lr, ls, vis] :
+       std::vector<std::tuple<int, int, int>>{{2, 2, 4}, {-1, 2, 4}, {0, 0, 4}, {0, 1, -1}}) {
     const LocalGpuPick p = pick_local_gpu(lr, ls, vis, std::nullopt);
     EXPECT_EQ(p.gpu, -1) << lr << " " << ls << " " << vis;
     EXPECT_NE(p.problem.find("is not a placement"), std::string::npos) << p.problem;

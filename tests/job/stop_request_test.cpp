@@ -58,7 +58,8 @@ TEST(StopRequests, SignalReachNamesTheRanksAndHostsThatMissedIt) {
   // The time limit is rank 0's alone: no reach to speak of.
   EXPECT_EQ(describe_signal_reach(kStopTimeLimit, SIGUSR2, {4, 0, 0, 0, 0}, hosts), "");
   EXPECT_EQ(ranks_by_host(hosts, {0, 1, 2, 4}), "node1 ranks 0-1; node2 ranks 2; node3 ranks 4");
-  EXPECT_EQ(ranks_by_host({"b", "a", "b", "b", "a"}, {0, 1, 2, 3, 4}), "b ranks 0,2-3; a ranks 1,4");
+  EXPECT_EQ(ranks_by_host({"b", "a", "b", "b", "a"}, {0, 1, 2, 3, 4}),
+            "b ranks 0,2-3; a ranks 1,4");
 }
 
 TEST(StopRequests, AStopVoteCarriesEveryKindAndTheMaxIsTheUnion) {

@@ -18,7 +18,10 @@
 #     finishes identical;
 #  4. a checkpoint written by 4 ranks on 2 nodes (--stop-at-step) resumes on 1 node with 2
 #     ranks: the losses up to the checkpoint identical, the rest within 1e-5 (another rank count
-#     sums in another order).
+#     sums in another order);
+#  5. LAUNCH=mpirun: Open MPI's mpirun inside the 2-node allocation (its daemon on node2
+#     started through srun); SIGUSR2 to the batch shell, forwarded by mpirun, reaches all 4
+#     ranks; exit code 75, and the resubmission finishes identical.
 # Exit 77 (skipped) without a controller or without two namespaced nodes of local-cluster.sh.
 # shellcheck source-path=SCRIPTDIR source=slurm_test_lib.sh
 source "$(dirname "$0")/slurm_test_lib.sh"
@@ -39,10 +42,11 @@ args=(--data "$work/data/train" --seq-len 32 --n-layer 2 --n-head 4 --d-model 32
       --global-batch 8 --threads 1 --log-every 100 --ckpt-every 50)
 export OMPI_MCA_btl_tcp_if_include=eth0
 
-submit() {  # submit NAME NODES TASKS_PER_NODE [TRAIN ARGS...]: prints the job id
-  local name="$1" nodes="$2" tasks="$3"
+submit() {  # submit NAME NODES TASKS_PER_NODE [TRAIN ARGS...]: prints the job id (env LAUNCH:
+  local name="$1" nodes="$2" tasks="$3"  # srun | mpirun; SIGNAL: replaces the template's)
   shift 3
-  TRAIN="$bin/train" sbatch --parsable --job-name="dpt-$name" --nodes="$nodes" \
+  LAUNCH="${LAUNCH:-srun}" TRAIN="$bin/train" sbatch --parsable ${SIGNAL:+--signal="$SIGNAL"} \
+    --job-name="dpt-$name" --nodes="$nodes" \
     --ntasks-per-node="$tasks" --cpus-per-task=1 --time=15 --output="$work/$name.out" \
     --chdir="$work" "$src/scripts/slurm/train.sbatch" "${args[@]}" \
     --micro-batch $((8 / (nodes * tasks))) --metrics "$work/$name.jsonl" "$@"
@@ -208,3 +212,17 @@ for s in range(1, n + 1):
         assert abs(a[s] - b[s]) <= 1e-5 * abs(a[s]), f"step {s}: {b[s]} vs {a[s]}"
 PYEOF
 echo "ok: checkpoint of 4 ranks on 2 nodes at step $stop_at resumed on 1 node with 2 ranks; losses within 1e-5"
+
+# --- 5. mpirun inside the allocation, across both nodes.
+job=$(LAUNCH=mpirun SIGNAL=B:URG@1 submit mpirun 2 2 --ckpt-dir "$work/ck-mpirun")
+jobs_started+=("$job")
+batch_shell_stop "$job" mpirun
+expect_in "$work/mpirun.out" \
+  "train: placement: 2 node(s): node1 ranks 0-1; node2 ranks 2-3 | local rank: MPI shared-memory split (SLURM_PROCID is not per rank: launched by mpirun inside the job, not by srun)" \
+  "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); SIGUSR2 reached all 4 ranks; checkpoint step $k saved"
+job2=$(LAUNCH=mpirun SIGNAL=B:URG@1 submit mpirun 2 2 --ckpt-dir "$work/ck-mpirun")
+jobs_started+=("$job2")
+wait_state "$job2" 300 COMPLETED
+expect_in "$work/mpirun.out" "(step $k, saved by 4 rank(s))" "train: done"
+same_losses mpirun
+echo "ok: LAUNCH=mpirun across node1 and node2: SIGUSR2 through the batch shell reached all 4 ranks at step $k, exit 75, resubmission identical"

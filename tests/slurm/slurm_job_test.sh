@@ -117,11 +117,7 @@ echo "ok: time limit: $runs runs of a 1-minute job, each stopped 55 s early, ide
 # --- 4. mpirun instead of srun; the signal reaches the batch shell, which forwards it.
 job=$(LAUNCH=mpirun SIGNAL=B:URG@1 submit mpirun --ckpt-dir "$work/ck-mpirun")
 jobs_started+=("$job")
-wait_steps "$work/mpirun.jsonl" 20
-scancel --batch --signal=USR2 "$job"
-wait_state "$job" 120 FAILED COMPLETED
-[[ $(field "$job" ExitCode) == 75:0 ]] || { echo "FAIL: exit code"; scontrol show job "$job"; cat "$work/mpirun.out"; exit 1; }
-k=$(stop_step "$work/mpirun.out")
+batch_shell_stop "$job" mpirun
 expect_in "$work/mpirun.out" "launched by mpirun inside the job" \
   "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); SIGUSR2 reached all 2 ranks; checkpoint step $k saved"
 job2=$(LAUNCH=mpirun SIGNAL=B:URG@1 submit mpirun --ckpt-dir "$work/ck-mpirun")

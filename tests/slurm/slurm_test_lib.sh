@@ -66,3 +66,15 @@ expect_in() {
 }
 # The step of the first "stopped after step K" line of a job's output.
 stop_step() { sed -n 's/.*stopped after step \([0-9]*\) of.*/\1/p' "$1" | head -n 1; }
+# batch_shell_stop JOB NAME: SIGUSR2 to the batch shell of a LAUNCH=mpirun job once it has
+# logged 20 steps (the template's trap hands it to mpirun, mpirun to every rank); the job must
+# end with exit code 75. Sets k to the stop step.
+batch_shell_stop() {
+  local job="$1" name="$2"
+  wait_steps "$work/$name.jsonl" 20
+  scancel --batch --signal=USR2 "$job"
+  wait_state "$job" 120 FAILED COMPLETED
+  [[ $(field "$job" ExitCode) == 75:0 ]] ||
+    { echo "FAIL: exit code"; scontrol show job "$job"; cat "$work/$name.out"; exit 1; }
+  k=$(stop_step "$work/$name.out")
+}
