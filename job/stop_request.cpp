@@ -100,8 +100,8 @@ std::string describe_signal_reach(unsigned reasons, int preempt_signal,
     if (missed.empty()) {
       s += "all " + std::to_string(n) + " ranks";
     } else {
-      s += std::to_string(n - missed.size()) + " of " + std::to_string(n) + " ranks; not " +
-           ranks_by_host(hosts, missed) + ", which stopped by the agreement";
+      s += std::to_string(n - missed.size()) + " of " + std::to_string(n) + " ranks; the others (" +
+           ranks_by_host(hosts, missed) + ") stopped by the agreement";
     }
     what += (what.empty() ? "" : "; ") + s;
   }

@@ -42,7 +42,7 @@ enum StopReason : unsigned {
 std::string describe_stop(unsigned reasons, int preempt_signal, int64_t stop_before_limit_s);
 // Which ranks a stop signal reached by itself, from every rank's own requests (StopRequests::
 // poll after the stop) and host: "SIGUSR2 reached all 4 ranks" or "SIGUSR2 reached 2 of 4
-// ranks; not node2 ranks 2-3, which stopped by the agreement". Only the signals among
+// ranks; the others (node2 ranks 2-3) stopped by the agreement". Only the signals among
 // `reasons` count (the time limit is watched by rank 0 alone); "" when there are none.
 std::string describe_signal_reach(unsigned reasons, int preempt_signal,
                                   const std::vector<unsigned>& own_requests,

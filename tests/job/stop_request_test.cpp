@@ -46,15 +46,15 @@ TEST(StopRequests, SignalNamesAndWhatMayBeRequeued) {
 
 TEST(StopRequests, SignalReachNamesTheRanksAndHostsThatMissedIt) {
   const std::vector<std::string> hosts = {"node1", "node1", "node2", "node2", "node3"};
-  // Everyone saw SIGUSR2 (12); rank 4 also saw SIGTERM, which does not count as a reason here.
+  // Everyone saw SIGUSR2; rank 4 also saw SIGTERM, which is not among the reasons here.
   EXPECT_EQ(describe_signal_reach(kStopPreempt, SIGUSR2, {2, 2, 2, 2, 3}, hosts),
             "SIGUSR2 reached all 5 ranks");
   EXPECT_EQ(describe_signal_reach(kStopPreempt, SIGUSR2, {2, 2, 0, 0, 2}, hosts),
-            "SIGUSR2 reached 3 of 5 ranks; not node2 ranks 2-3, which stopped by the agreement");
+            "SIGUSR2 reached 3 of 5 ranks; the others (node2 ranks 2-3) stopped by the agreement");
   EXPECT_EQ(describe_signal_reach(kStopTerm | kStopPreempt, SIGUSR1, {3, 1, 2, 3, 0}, hosts),
-            "SIGTERM reached 3 of 5 ranks; not node2 ranks 2; node3 ranks 4, which stopped by "
-            "the agreement; SIGUSR1 reached 3 of 5 ranks; not node1 ranks 1; node3 ranks 4, which "
-            "stopped by the agreement");
+            "SIGTERM reached 3 of 5 ranks; the others (node2 ranks 2; node3 ranks 4) stopped by "
+            "the agreement; SIGUSR1 reached 3 of 5 ranks; the others (node1 ranks 1; node3 ranks "
+            "4) stopped by the agreement");
   // The time limit is rank 0's alone: no reach to speak of.
   EXPECT_EQ(describe_signal_reach(kStopTimeLimit, SIGUSR2, {4, 0, 0, 0, 0}, hosts), "");
   EXPECT_EQ(ranks_by_host(hosts, {0, 1, 2, 4}), "node1 ranks 0-1; node2 ranks 2; node3 ranks 4");
