@@ -237,6 +237,8 @@ install_missing() {
   command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null ||
     missing+=(slurm-wlm)
   command -v munged >/dev/null || missing+=(munge)
+  # Namespaced nodes: ip (netns, veth, bridge); nsenter, unshare and mountpoint are util-linux.
+  if ((nodes > 1)); then command -v ip >/dev/null || missing+=(iproute2); fi
   # Slurm's mpi/pmix plugin dlopens libpmix at slurmd start-up, and Debian's slurm packages do
   # not depend on it: without it every `srun --mpi=pmix` step fails to launch.
   dpkg-query -W -f='${Status}' libpmix2 2>/dev/null | grep -q "install ok installed" ||
