@@ -26,8 +26,8 @@ const char* device_name(Device d) {
 
 namespace {
 
-// The entries of a CUDA_VISIBLE_DEVICES list ("0,2", "GPU-8c1f...,MIG-..."); empty entries are
-// kept, as the runtime reads them (an empty entry ends the list there).
+// The entries of a CUDA_VISIBLE_DEVICES list ("0,2", "GPU-8c1f...,MIG-..."). An empty entry
+// inside the list is kept (the runtime stops reading there); one trailing comma is dropped.
 std::vector<std::string> split_device_list(const std::string& list) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -38,6 +38,7 @@ std::vector<std::string> split_device_list(const std::string& list) {
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
+  if (out.size() > 1 && out.back().empty()) out.pop_back();
   return out;
 }
 
@@ -112,6 +113,7 @@ LocalGpu find_local_gpu(const comm::Placement& place) {
       g.uuid = kernels::cuda_device_uuid(g.gpu);
     } catch (const std::exception& e) {
       g.query_error = e.what();
+      g.problem = "cannot read the UUID of CUDA device " + std::to_string(g.gpu) + ": " + e.what();
       g.gpu = -1;
     }
   }

@@ -1,11 +1,13 @@
 // The steps of a run of bin/train ([Agreed failure] around everything that can fail on one rank).
 #include "trainer/run_steps.h"
 
+#include <chrono>
 #include <cinttypes>
 #include <climits>
 #include <cstdio>
 #include <numeric>
 #include <span>
+#include <thread>
 
 #include "comm/agreement.h"
 #include "comm/nccl_info.h"
@@ -446,6 +448,9 @@ void print_banner(const TrainConfig& cfg, int world_size, const comm::Placement&
 
 namespace {
 
+// How long a rank waits at a stop for a signal it has not seen itself (stopped_early).
+constexpr double kSignalReachGraceS = 1.0;
+
 // [Stop requests]: the end of a run that a signal or the time limit stopped after an agreed
 // step: says so, records it, and requeues the Slurm job when asked and allowed (rank 0, once
 // every rank is done with the checkpoint).
@@ -458,9 +463,17 @@ int stopped_early(comm::Communicator& world, const comm::Placement& where, const
   const bool saved = out.saver && out.saver->last_saved_step() == step;
   const bool requeue = cfg.requeue_on_preempt && job::stop_allows_requeue(result.stopped_by) &&
                        placed.slurm.in_job() && saved;
-  // Every rank has finished its part of the checkpoint once this gather returns. By then a
-  // signal sent to every task (Slurm's --signal, scancel) has long arrived: which ranks it
-  // reached by itself, and on which hosts, tells whether it is delivered to every node.
+  // Which ranks the stop signal reached by itself, and on which hosts, tells whether it is
+  // delivered to every node. Slurm signals each node on its own, so the stop may be agreed
+  // before the signal has reached every rank: a rank that has not seen it yet waits for it up
+  // to kSignalReachGraceS (one that is never sent it, such as ranks that mpirun forks outside
+  // any step, waits that long once). The gather also waits for every rank's part of the
+  // checkpoint, as the barrier before it did.
+  const unsigned signals = result.stopped_by & (job::kStopTerm | job::kStopPreempt);
+  const auto grace_end =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(kSignalReachGraceS);
+  while ((stop.poll() & signals) != signals && std::chrono::steady_clock::now() < grace_end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   const auto own = comm::all_gather_value(world, static_cast<uint64_t>(stop.poll()));
   const auto hosts = comm::all_gather_strings(world, where.host);
   // Rank 0 alone speaks and requeues; the others wait for it (the second barrier below): a

@@ -10,9 +10,9 @@
 # Usage (as root; CI runs `up --nodes 2` before ctest):
 #   up [--nodes N]  installs slurm-wlm and munge when missing (apt-get), makes sure munged runs,
 #           makes the nodes' namespaces and links (N >= 2), writes slurm.conf, starts slurmctld
-#           and every slurmd and waits (60 s at most) for every node to be idle. Idempotent:
-#           when the daemons already run with the same config it only checks (and brings back
-#           a node that was lost).
+#           and every slurmd and waits (60 s at most per node) for every node to be idle.
+#           Idempotent: when the daemons already run with the same config it only checks (and
+#           brings back a node that was lost).
 #   down    cancels all jobs, stops every slurmd and slurmctld, kills what still runs on the
 #           namespaced nodes, removes their namespaces, links and bridge, stops munged only if
 #           `up` started it, removes the state directory and the slurm.conf this script wrote.
@@ -20,8 +20,9 @@
 #   lose NODE     a node failure: cuts the node's link (no packet leaves or arrives, as when a
 #           node loses power: peers see silence, not a closed connection), then kills every
 #           process on it at once with SIGKILL (its slurmd, slurmstepd and job tasks).
-#   restore NODE  the node returns: its link comes back and its slurmd starts again; waits
-#           until Slurm takes jobs on it (ReturnToService=2).
+#   restore NODE  the node returns: its link comes back and its slurmd starts again; waits until
+#           the slurmd accepts connections and Slurm shows the node idle (ReturnToService=2; a
+#           node Slurm had not yet set DOWN shows idle throughout).
 #   exec NODE CMD...  runs CMD on the node (in its namespaces), e.g. `exec node2 hostname`.
 # Environment: DPT_SLURM_DIR (/tmp/dpt-slurm): state, spool, logs, pid files and the nodes' UTS
 #   namespace files. SLURM_CONF (/etc/slurm/slurm.conf): where the config goes; Slurm's tools
@@ -160,8 +161,12 @@ check_subnet() {
     die 2 "DPT_SLURM_SUBNET=$subnet is not the first three numbers of a private /24 (10.x.y," \
       "172.16-31.y or 192.168.y)"
   fi
-  local used
-  used=$(ip -4 route show | grep -F "$subnet." | grep -vw "dev $bridge" || true)
+  local o used
+  for o in ${subnet//./ }; do ((10#$o <= 255)) || die 2 "DPT_SLURM_SUBNET=$subnet: $o is above 255"; done
+  # Routes inside the /24 (root) and routes that cover it (match), but the default route and
+  # our own bridge's.
+  used=$({ ip -4 route show root "$subnet.0/24"; ip -4 route show match "$subnet.0/24"; } 2>/dev/null |
+    grep -v '^default' | grep -vw "dev $bridge" | sort -u | tr '\n' ';' || true)
   [[ -z $used ]] || die 2 "subnet $subnet.0/24 is in use on this machine ($used);" \
     "set DPT_SLURM_SUBNET to a free private /24, e.g. DPT_SLURM_SUBNET=10.214.0"
 }
@@ -171,8 +176,9 @@ make_node_network() {
   local k=$1 ns="$ns_prefix$1" uts="$dir/ns/node$1"
   if ! ip link show "$bridge" >/dev/null 2>&1; then
     ip link add "$bridge" type bridge || die 1 "cannot create bridge $bridge (ip link add)"
-    ip addr add "$subnet.1/24" dev "$bridge"
   fi
+  # Set each time: an `up` that failed after making a link but before its address is repaired.
+  ip addr replace "$subnet.1/24" dev "$bridge"
   ip link set "$bridge" up
   if [[ ! -e /run/netns/$ns ]]; then
     ip netns add "$ns" || die 1 "cannot create network namespace $ns (ip netns add)"
@@ -181,8 +187,8 @@ make_node_network() {
     ip -n "$ns" link del eth0 2>/dev/null || true
     ip link add "$ns" type veth peer name eth0 netns "$ns" ||
       die 1 "cannot create the veth pair $ns/eth0 of node$k"
-    ip -n "$ns" addr add "$(node_addr "$k")/24" dev eth0
   fi
+  ip -n "$ns" addr replace "$(node_addr "$k")/24" dev eth0
   ip link set "$ns" master "$bridge" up
   ip -n "$ns" link set lo up
   ip -n "$ns" link set eth0 up
@@ -205,17 +211,18 @@ kill_node_processes() {
     kill -KILL $pids 2>/dev/null || true
     sleep 0.1
   done
-  die 1 "processes of node$1 survive SIGKILL: $(ip netns pids "$ns" | tr '\n' ' ')"
+  say "error: processes of node$1 survive SIGKILL: $(ip netns pids "$ns" | tr '\n' ' ')"
+  return 1
 }
 
 # Removes every namespace and link this script makes, and the bridge; only names it uses.
 remove_network() {
-  local ns k
+  local ns k rc=0
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${ns_prefix}[0-9]+\$" || true); do
     k=${ns#"$ns_prefix"}
-    kill_node_processes "$k"
+    kill_node_processes "$k" || rc=1
     ip link del "$ns" 2>/dev/null || true
-    ip netns del "$ns" || die 1 "cannot remove network namespace $ns"
+    ip netns del "$ns" || { say "error: cannot remove network namespace $ns"; rc=1; }
   done
   # Host ends whose namespace is already gone.
   for ns in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' |
@@ -226,10 +233,11 @@ remove_network() {
   if [[ -d $dir/ns ]]; then
     for f in "$dir"/ns/*; do
       [[ -e $f ]] || continue
-      if mountpoint -q "$f"; then umount "$f" || die 1 "cannot unmount the UTS namespace $f"; fi
-      rm -f "$f"
+      if mountpoint -q "$f"; then umount "$f" || { say "error: cannot unmount $f"; rc=1; }; fi
+      rm -f "$f" || rc=1
     done
   fi
+  return "$rc"
 }
 
 install_missing() {
@@ -357,7 +365,7 @@ write_conf() {
 # Bounded: a client talking to something that accepts but never answers would wait for minutes.
 ctld_answers() { [[ $(timeout 5 scontrol -o ping 2>/dev/null) == *"is UP"* ]]; }
 
-node_state() { timeout 5 sinfo -h -n "$1" -o %T 2>/dev/null | head -n 1; }
+node_state() { { timeout 5 sinfo -h -n "$1" -o %T 2>/dev/null || true; } | head -n 1 || true; }
 
 # start_slurmd K: starts node K's slurmd (as that node) unless it runs.
 start_slurmd() {
@@ -378,6 +386,14 @@ start_slurmd() {
       'mount --bind "$1" "$2" && exec slurmd -f "$3" -N "$4"' sh \
       "$dir/tmp/$name" "$dir/node-tmp" "$conf" "$name" </dev/null >>"$dir/slurmd-$name.out" 2>&1
   fi || die 1 "slurmd of $name failed to start; read $dir/slurmd-$name.out and $dir/slurmd-$name.log"
+  # Until slurmctld notices a lost node it still shows it idle: a node is ready only once its
+  # new slurmd accepts connections (SlurmdPort 6818, on the node's own address).
+  local i
+  for ((i = 0; i < 300; i++)); do
+    timeout 1 bash -c "exec 3<>/dev/tcp/$(node_addr "$k")/6818" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die 1 "slurmd of $name does not accept connections after 30 s; read $dir/slurmd-$name.log"
 }
 
 # Stops every slurmd this script started (any node count, and the one-node layout's old name).
@@ -452,14 +468,14 @@ cmd_up() {
   [[ $(id -u) -eq 0 ]] || die 2 "run as root (SlurmUser=root, munged is started as munge)"
   ((nodes > 0)) || nodes=1
   install_missing
-  start_munge
   ((nodes == 1)) || check_subnet
+  start_munge
   new=$(render_conf)
   if write_conf "$new"; then
     # A changed config (say, another CPU or node count) needs fresh daemons and nodes.
     stop_all_slurmd
     stop_pidfile "$dir/slurmctld.pid" slurmctld
-    remove_network
+    remove_network || die 1 "could not remove the old nodes' network (see above)"
   fi
   mkdir -p "$dir"
   echo "$nodes" >"$dir/nodes"
@@ -504,13 +520,15 @@ cmd_down() {
   fi
   stop_all_slurmd
   stop_pidfile "$dir/slurmctld.pid" slurmctld
-  remove_network
+  local rc=0
+  remove_network || rc=1
   if [[ -e $dir/munged.ours ]]; then
     say "stopping munged (started by up)"
     runuser -u munge -- /usr/sbin/munged --stop >/dev/null 2>&1 || true
   fi
   if [[ -e $conf ]] && grep -qxF "$marker" "$conf"; then rm -f "$conf"; fi
   rm -rf "$dir"
+  ((rc == 0)) || die 1 "down: some of the nodes' processes or namespaces remain (see above)"
   say "down"
 }
 

@@ -89,6 +89,8 @@ TEST(GpuPlacement, AListNamingDevicesTheRuntimeDoesNotSeeIsAnError) {
   // An empty entry ends the list the same way.
   EXPECT_NE(pick_local_gpu(0, 1, 1, std::string("0,,1")).problem.find("entry 2 ('')"),
             std::string::npos);
+  // One trailing comma ends the list without naming a device.
+  EXPECT_EQ(pick_local_gpu(1, 2, 2, std::string("0,1,")).gpu, 1);
   // A list of exactly what the runtime sees is fine.
   EXPECT_EQ(pick_local_gpu(1, 2, 2, std::string("4,5")).gpu, 1);
 }

@@ -58,7 +58,7 @@ same_losses() {  # same_losses NAME: identical per-step losses to the uninterrup
 # The pids of this job's ranks on one node (in the node's network namespace).
 node_ranks() {  # node_ranks NODE CKPT_DIR
   local p cmd
-  for p in $(ip netns pids "dpt-$1" 2> /dev/null); do
+  for p in $(ip netns pids "${DPT_SLURM_NAME:-dpt}-$1" 2> /dev/null); do
     cmd=$(tr '\0' ' ' < "/proc/$p/cmdline" 2> /dev/null) || continue
     [[ $cmd == *"bin/train "*"--ckpt-dir $2 "* ]] && echo "$p"
   done
