@@ -112,15 +112,8 @@ echo "ok: node1 and node2 are hosts of their own ($(echo "$seen" | tr '\n' ' '))
 # --- 1. 2 nodes x 2 tasks: placement, preemption on every node, requeue, identical.
 job=$(submit preempt 2 2 --ckpt-dir "$work/ck-preempt" --requeue-on-preempt true)
 jobs_started+=("$job")
-wait_steps "$work/preempt.jsonl" 20
-scancel --signal=USR2 "$job"
-wait_state "$job" 120 PENDING
-[[ $(field "$job" Restarts) == 1 ]] || { echo "FAIL: restart count"; scontrol show job "$job"; exit 1; }
-release "$job" "$work/ck-preempt"
-wait_state "$job" 300 COMPLETED
+preempt_requeue "$job" preempt "$work/ck-preempt"
 out="$work/preempt.out"
-k=$(stop_step "$out")
-[[ -n $k ]] || { echo "FAIL: no stop line"; cat "$out"; exit 1; }
 expect_in "$out" "train: slurm: job $job, restart 0, nodes node[1-2]" \
   "train: placement: 2 node(s): node1 ranks 0-1; node2 ranks 2-3 | local rank: MPI shared-memory split, matches SLURM_LOCALID" \
   "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); SIGUSR2 reached all 4 ranks; checkpoint step $k saved" \

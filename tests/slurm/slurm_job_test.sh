@@ -40,16 +40,8 @@ timeout 300 "$mpiexec" -n 2 --oversubscribe --bind-to none "$bin/train" "${args[
 # --- 1. Preemption signal, requeue, resume.
 job=$(submit preempt --ckpt-dir "$work/ck-preempt" --requeue-on-preempt true)
 jobs_started+=("$job")
-wait_steps "$work/preempt.jsonl" 20
-scancel --signal=USR2 "$job"
-# Requeued: back to pending (held about 120 s by Slurm), then released at once.
-wait_state "$job" 120 PENDING
-[[ $(field "$job" Restarts) == 1 ]] || { echo "FAIL: restart count"; scontrol show job "$job"; exit 1; }
-release "$job" "$work/ck-preempt"
-wait_state "$job" 300 COMPLETED
+preempt_requeue "$job" preempt "$work/ck-preempt"
 out="$work/preempt.out"
-k=$(stop_step "$out")
-[[ -n $k ]] || { echo "FAIL: no stop line"; cat "$out"; exit 1; }
 expect_in "$out" "stopped after step $k of $steps: SIGUSR2 (--preempt-signal); SIGUSR2 reached all 2 ranks; checkpoint step $k saved" \
   "requeueing job $job (--requeue-on-preempt)" "train: job $job requeued" "slurm: job $job, restart 1" \
   "(step $k, saved by 2 rank(s))" "train: done"

@@ -78,3 +78,18 @@ batch_shell_stop() {
     { echo "FAIL: exit code"; scontrol show job "$job"; cat "$work/$name.out"; exit 1; }
   k=$(stop_step "$work/$name.out")
 }
+# preempt_requeue JOB NAME CKPT_DIR: SIGUSR2 to every task once the job has logged 20 steps;
+# the job must requeue itself (restart 1), is released early and must complete. Sets k to the
+# stop step.
+preempt_requeue() {
+  local job="$1" name="$2"
+  wait_steps "$work/$name.jsonl" 20
+  scancel --signal=USR2 "$job"
+  # Requeued: back to pending (held about 120 s by Slurm), then released at once.
+  wait_state "$job" 120 PENDING
+  [[ $(field "$job" Restarts) == 1 ]] || { echo "FAIL: restart count"; scontrol show job "$job"; exit 1; }
+  release "$job" "$3"
+  wait_state "$job" 300 COMPLETED
+  k=$(stop_step "$work/$name.out")
+  [[ -n $k ]] || { echo "FAIL: no stop line"; cat "$work/$name.out"; exit 1; }
+}
